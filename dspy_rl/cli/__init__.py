@@ -1,0 +1,55 @@
+"""``dspy-rl <command> [<subcommand>] [--flag value ...] [key=value ...]``.
+
+Each command lives in ``dspy_rl.cli.<command>`` (or a module named in ``COMMANDS``) and exposes
+``main(argv: list[str]) -> int``. Commands compose Hydra configs with :func:`dspy_rl.cli.config.compose`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+#: command name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("dspy_rl.train", "train the tool policies with multi-policy PPO on Ray"),
+    "eval": ("dspy_rl.cli.eval", "evaluate a policy (random, oracle, or a checkpoint) on a task suite"),
+    "grpo": ("dspy_rl.cli.grpo", "GRPO: `train` on grouped JSONL / online, `mine` groups from the trace store"),
+    "serve": ("dspy_rl.cli.serve", "serve the judge ensemble on Ray Serve (`serve judges`)"),
+    "stream": ("dspy_rl.cli.stream", "Kafka ingest (`stream ingest`) and continuous training (`stream train`)"),
+    "sweep": ("dspy_rl.cli.sweep", "cost-aware hyperparameter sweep with Ray Tune"),
+    "submit": ("dspy_rl.cli.submit", "submit a command as a Ray job: `dspy-rl submit -- train <overrides>`"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: dspy-rl <command> [<subcommand>] [--flag value ...] [key=value ...]", "", "commands:"]
+    lines += [f"  {name:<8} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines.append("")
+    lines.append("Every setting is a Hydra key (key=value); `dspy-rl <command> --help` shows the config.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"dspy-rl: unknown command {name!r}; choose one of {', '.join(COMMANDS)}\n\n{_usage()}",
+              file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    try:
+        return int(module.main(rest) or 0)
+    except ConfigError as exc:
+        print(f"dspy-rl {name}: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+
+
+from dspy_rl.cli.config import ConfigError  # noqa: E402  (re-exported for commands)
+
+if __name__ == "__main__":
+    sys.exit(main())
