@@ -1,0 +1,1 @@
+"""Learners: loss cores and update steps (PPO, GRPO) shared by env and text training."""
