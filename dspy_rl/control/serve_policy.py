@@ -59,7 +59,8 @@ def sample_from_metrics(
     reqs = _per_replica(metrics, "requests")
     latency_s = None
     if lat:
-        weights = reqs if len(reqs) == len(lat) and sum(reqs) > 0 else [1.0] * len(lat)
+        # Weight by completed requests; a replica that completed nothing has no latency to report.
+        weights = reqs if len(reqs) == len(lat) else [1.0] * len(lat)
         pairs = [(la, w) for la, w in zip(lat, weights, strict=False) if w > 0]
         if pairs:
             latency_s = sum(la * w for la, w in pairs) / sum(w for _, w in pairs) / 1000.0

@@ -120,3 +120,8 @@ def test_bad_policy_kwargs_fail_in_the_caller():
         autoscaling_config(1, 2, {"decrease_step": 2.0})
     with pytest.raises(ValueError, match="min_replicas"):
         autoscaling_config(3, 2)
+
+
+def test_idle_replicas_report_no_latency():
+    m = {"latency_ms": {"a": 0.0}, "requests": {"a": 0.0}, "in_flight": {"a": 0.0}}
+    assert sample_from_metrics(m, 0.0, 1, 0.0).latency_s is None
