@@ -1,0 +1,270 @@
+"""``dspy-rl grpo train``: a whole run (run directory, data source, policy, loop, metrics, checkpoints, resume).
+
+Run directory layout::
+
+    config.yaml          resolved config of the first start (config.resume-<step>.yaml for each resume)
+    dataset_report.json  offline mode: line/group counts, bad lines with reasons
+    model/               the initial policy (architecture + tokenizer/vocab); resume rebuilds from it
+    checkpoint.pt        latest checkpoint (atomic), with optimizer, scheduler, sampler and RNG state
+    metrics.jsonl, tb/   metrics (JSON lines and TensorBoard events)
+    final/               the trained policy, loadable with model=<run_dir>/final
+    learning_curve.png   mean reward per step
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from dspy_rl.cli.config import ConfigError, asdict
+from dspy_rl.grpo.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from dspy_rl.grpo.config import GRPOTrainConfig
+from dspy_rl.grpo.dataset import GroupSampler, flatten_groups, load_groups
+from dspy_rl.grpo.metrics import MetricsLogger
+from dspy_rl.grpo.online import evaluate, sample_groups
+from dspy_rl.grpo.policy import build_policy, load_policy
+from dspy_rl.grpo.rewards import RewardFn, resolve_reward_fn
+from dspy_rl.grpo.tasks import load_task
+from dspy_rl.grpo.trainer import GRPOTextTrainer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSummary:
+    """What a finished run reports (also written to ``<run_dir>/summary.json``)."""
+
+    run_dir: str
+    steps: int
+    first_reward_mean: float | None
+    last_reward_mean: float | None
+    eval_reward: dict[int, float] = field(default_factory=dict)
+    dataset: dict[str, Any] | None = None
+    samples_per_s: float = 0.0
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={name!r} but CUDA is not available; use device=cpu or device=auto")
+    return torch.device(name)
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state(gen: torch.Generator) -> dict[str, Any]:
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "sampling": gen.get_state(),
+    }
+
+
+def _set_rng_state(state: dict[str, Any], gen: torch.Generator) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    gen.set_state(state["sampling"])
+
+
+def _prepare_run_dir(cfg: GRPOTrainConfig) -> tuple[Path, bool]:
+    if cfg.resume:
+        run_dir = Path(cfg.resume)
+        if not (run_dir / CHECKPOINT_NAME).is_file() or not (run_dir / "model").is_dir():
+            raise ConfigError(
+                f"resume={cfg.resume!r} is not a GRPO run directory with a checkpoint "
+                f"({CHECKPOINT_NAME} and model/); pass the run_dir of an earlier `grpo train`"
+            )
+        return run_dir, True
+    run_dir = Path(cfg.run_dir) if cfg.run_dir else Path("runs") / "grpo" / time.strftime("%Y%m%d-%H%M%S")
+    if (run_dir / CHECKPOINT_NAME).exists():
+        raise ConfigError(
+            f"run_dir={str(run_dir)!r} already holds a run; continue it with resume={run_dir} or pick a new run_dir"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir, False
+
+
+def _plot_curve(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = [(r["step"], r["reward_mean"]) for r in rows if "reward_mean" in r]
+    if not pts:
+        return
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([p[0] for p in pts], [p[1] for p in pts])
+    ax.set_xlabel("step")
+    ax.set_ylabel("mean reward of the batch")
+    ax.set_title("GRPO learning curve")
+    fig.tight_layout()
+    fig.savefig(run_dir / "learning_curve.png", dpi=100)
+    plt.close(fig)
+
+
+def train(cfg: GRPOTrainConfig, reward_fn: RewardFn | None = None) -> RunSummary:
+    """Run (or resume) GRPO training as configured; ``reward_fn`` overrides ``cfg.reward`` in online mode."""
+    device = resolve_device(cfg.device)
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
+    run_dir, resuming = _prepare_run_dir(cfg)
+    _seed_all(cfg.seed)
+
+    # ----- data source -----
+    groups = report = task = None
+    if cfg.mode == "offline":
+        groups, report = load_groups(cfg.dataset, on_bad_line=cfg.on_bad_line)  # type: ignore[arg-type]
+        (run_dir / "dataset_report.json").write_text(
+            json.dumps({**report.as_dict(), "bad": [b.__dict__ for b in report.bad]}, indent=1)
+        )
+        texts = [t for g in groups for t in (g.prompt, *(c.text for c in g.candidates))]
+        sampler = GroupSampler(len(groups), cfg.batch_groups, cfg.seed)
+    else:
+        task = load_task(cfg.task)
+        if reward_fn is None:
+            try:
+                reward_fn = resolve_reward_fn(cfg.reward, task, cfg.reward_kwargs)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from exc
+        texts = task.texts()
+        sampler = GroupSampler(len(task.items), cfg.batch_groups, cfg.seed)
+
+    # ----- policy -----
+    if resuming:
+        policy = load_policy(run_dir / "model", temperature=cfg.temperature)
+    else:
+        policy = build_policy(
+            cfg.model,
+            texts,
+            run_dir,
+            temperature=cfg.temperature,
+            max_positions=max(16, cfg.max_new_tokens),
+            tiny_layers=cfg.tiny_layers,
+            tiny_embd=cfg.tiny_embd,
+            tiny_heads=cfg.tiny_heads,
+            seed=cfg.seed,
+        )
+        policy.save_pretrained(run_dir / "model")
+    policy.to(device)
+    trainer = GRPOTextTrainer(policy, cfg)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(cfg.seed)
+
+    resume_step = None
+    if resuming:
+        state = load_checkpoint(run_dir / CHECKPOINT_NAME)
+        trainer.load_state_dict(state["trainer"])
+        sampler.consumed = int(state["sampler_consumed"])
+        _set_rng_state(state["rng"], gen)
+        resume_step = trainer.step
+        (run_dir / f"config.resume-{resume_step}.yaml").write_text(
+            yaml.safe_dump(asdict(cfg), sort_keys=False)
+        )
+        logger.info("resumed %s at step %d", run_dir, resume_step)
+    else:
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
+
+    def checkpoint() -> None:
+        save_checkpoint(
+            run_dir / CHECKPOINT_NAME,
+            {
+                "trainer": trainer.state_dict(),
+                "sampler_consumed": sampler.consumed,
+                "rng": _rng_state(gen),
+                "config": asdict(cfg),
+            },
+        )
+
+    metrics_log = MetricsLogger(run_dir, tensorboard=cfg.tensorboard, resume_step=resume_step)
+    summary = RunSummary(
+        str(run_dir), trainer.step, None, None, dataset=None if report is None else report.as_dict()
+    )
+    eval_prompts = task.prompts if task is not None else []
+
+    def run_eval() -> None:
+        assert task is not None and reward_fn is not None
+        score = evaluate(policy, eval_prompts, reward_fn, cfg.max_new_tokens, gen)
+        summary.eval_reward[trainer.step] = score
+        metrics_log.log(trainer.step, {"eval_reward": score})
+        logger.info("step %d: eval mean reward %.3f over %d prompts", trainer.step, score, len(eval_prompts))
+
+    from tqdm import tqdm
+
+    bar = tqdm(
+        total=cfg.steps, initial=trainer.step, disable=not cfg.progress, unit="step", dynamic_ncols=True
+    )
+    samples = 0
+    t_start = time.perf_counter()
+    try:
+        if cfg.mode == "online" and cfg.eval_every and trainer.step == 0:
+            run_eval()
+        while trainer.step < cfg.steps:
+            t0 = time.perf_counter()
+            idx = sampler.next_batch()
+            if groups is not None:
+                prompts, cand_texts, rewards, gids = flatten_groups([groups[i] for i in idx])
+                responses = [policy.tokenize_response(t) for t in cand_texts]
+                sample_s = 0.0
+            else:
+                assert task is not None and reward_fn is not None
+                sampled = sample_groups(
+                    policy,
+                    [task.items[i].prompt for i in idx],
+                    reward_fn,
+                    cfg.group_size,
+                    cfg.max_new_tokens,
+                    gen,
+                )
+                prompts, responses, rewards, gids = (
+                    sampled.prompts,
+                    sampled.responses,
+                    sampled.rewards,
+                    sampled.group_ids,
+                )
+                sample_s = time.perf_counter() - t0
+            step = trainer.step
+            metrics = trainer.update(prompts, responses, rewards, gids)
+            samples += len(prompts)
+            metrics["step_s"] = time.perf_counter() - t0
+            metrics["sample_s"] = sample_s
+            if summary.first_reward_mean is None:
+                summary.first_reward_mean = metrics["reward_mean"]
+            summary.last_reward_mean = metrics["reward_mean"]
+            if step % cfg.log_every == 0 or trainer.step == cfg.steps:
+                metrics_log.log(step, metrics)
+            bar.update(1)
+            bar.set_postfix(reward=f"{metrics['reward_mean']:.3f}", kl=f"{metrics.get('kl', 0.0):.4f}")
+            if cfg.mode == "online" and cfg.eval_every and trainer.step % cfg.eval_every == 0:
+                run_eval()
+            if trainer.step % cfg.ckpt_every == 0 and trainer.step < cfg.steps:
+                checkpoint()
+        checkpoint()
+    finally:
+        bar.close()
+        metrics_log.close()
+    elapsed = time.perf_counter() - t_start
+    summary.steps = trainer.step
+    summary.samples_per_s = samples / elapsed if elapsed > 0 else 0.0
+    policy.save_pretrained(run_dir / "final")
+    from dspy_rl.grpo.metrics import read_metrics
+
+    _plot_curve(run_dir, read_metrics(run_dir))
+    (run_dir / "summary.json").write_text(json.dumps(summary.__dict__, indent=1))
+    return summary
