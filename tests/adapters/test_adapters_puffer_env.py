@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pufferlib = pytest.importorskip(
+pytest.importorskip(
     "pufferlib", reason="pufferlib is not installed: run scripts/install_pufferlib.sh in the virtualenv"
 )
+import pufferlib  # noqa: E402
 import pufferlib.vector  # noqa: E402
 
 from dspy_rl.envs.puffer_env import ToolPufferEnv  # noqa: E402
