@@ -1,0 +1,360 @@
+"""Kafka → trace store ingestion with at-least-once delivery and an idempotent store (effectively once).
+
+The loop, per batch:
+
+1. poll ``agent.actions``, ``agent.rewards``, ``agent.tool_usage`` (a kafka-python consumer group, auto-commit
+   off) until ``batch_size`` records or ``batch_max_wait_ms``;
+2. parse every record; a malformed one is published to ``agent.dlq`` with the reason (and counted);
+3. write the valid spans in ONE SQLite transaction (``INSERT OR IGNORE`` on the event id);
+4. flush the dead-letter producer (``acks=all``), so dead letters are durable too;
+5. only then commit the consumer offsets (last offset + 1 per partition).
+
+A crash anywhere before 5 redelivers the batch; the store skips what it already has, so nothing is lost and
+nothing is stored twice. If 3 or 4 fail, the consumer seeks back to the batch start and retries it. A commit
+that fails (broker down, rebalance) is logged and superseded by the next one. SIGTERM (via
+:meth:`KafkaIngester.request_stop`) lets the current batch finish and commit, then closes cleanly.
+
+Metrics (logged every ``metrics_interval_s``, and optionally appended to a JSONL file): events/s, consumer lag,
+stored, duplicates skipped, DLQ count, commit failures.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dspy_rl.stream.bus import EventBus, KafkaBus
+from dspy_rl.traces.spans import INGEST_TOPICS, TOPIC_DLQ, MalformedEvent, decode_event_row
+from dspy_rl.traces.store import TraceStore
+
+logger = logging.getLogger(__name__)
+
+DLQ_PREVIEW_CHARS = 512
+
+
+@dataclass
+class IngestConfig:
+    """Consumer and batching settings of :class:`KafkaIngester`."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    """Kafka bootstrap servers, ``host:port[,host:port]``."""
+    group_id: str = "dspy-rl-ingest"
+    """Consumer group; ingesters in one group split the partitions."""
+    topic_prefix: str = ""
+    """Prefix of every topic name (isolates tests and deployments on one broker)."""
+    topics: tuple[str, ...] = INGEST_TOPICS
+    """Topics to consume (before the prefix)."""
+    dlq_topic: str = TOPIC_DLQ
+    """Dead-letter topic for malformed messages (before the prefix)."""
+    batch_size: int = 20000
+    """Records per store transaction (upper bound)."""
+    batch_max_wait_ms: int = 200
+    """Write a partial batch after this long."""
+    poll_timeout_ms: int = 100
+    """Longest single poll."""
+    max_partition_fetch_bytes: int = 8 << 20
+    """Per-partition fetch size; large fetches amortize round trips."""
+    fetch_max_bytes: int = 64 << 20
+    """Per-request fetch size."""
+    check_crcs: bool = True
+    """Verify record CRCs (costs CPU; keep on unless the benchmark says otherwise)."""
+    auto_offset_reset: str = "earliest"
+    """Where a new group starts: ``earliest`` or ``latest``."""
+    commit_timeout_ms: int = 30000
+    """How long one offset commit may block (e.g. while the broker restarts) before it is retried later."""
+    idle_timeout_s: float | None = None
+    """Exit after this long without records (None: run until stopped)."""
+    max_events: int | None = None
+    """Exit after this many records (None: no limit)."""
+    max_seconds: float | None = None
+    """Exit after this long (None: no limit)."""
+    metrics_interval_s: float = 5.0
+    """How often to log metrics."""
+    metrics_path: str | None = None
+    """Append metrics snapshots as JSON lines to this file."""
+
+    def __post_init__(self) -> None:
+        checks = (
+            (bool(self.bootstrap_servers), "bootstrap_servers", "host:port[,host:port]"),
+            (self.batch_size >= 1, "batch_size", "an int >= 1"),
+            (self.batch_max_wait_ms >= 0, "batch_max_wait_ms", "an int >= 0"),
+            (self.poll_timeout_ms >= 1, "poll_timeout_ms", "an int >= 1"),
+            (self.auto_offset_reset in ("earliest", "latest"), "auto_offset_reset", "earliest or latest"),
+            (len(self.topics) > 0, "topics", "at least one topic"),
+            (self.idle_timeout_s is None or self.idle_timeout_s > 0, "idle_timeout_s", "None or > 0"),
+            (self.max_events is None or self.max_events >= 1, "max_events", "None or an int >= 1"),
+            (self.metrics_interval_s > 0, "metrics_interval_s", "a float > 0"),
+        )
+        for ok, key, allowed in checks:
+            if not ok:
+                raise ValueError(f"ingest.{key}={getattr(self, key)!r} is not allowed; expected {allowed}")
+
+
+@dataclass
+class IngestMetrics:
+    """Counters of one ingester run."""
+
+    events: int = 0
+    """Records consumed (valid + malformed)."""
+    stored: int = 0
+    """Spans newly written to the store."""
+    duplicates: int = 0
+    """Valid records the store already had (redeliveries)."""
+    dlq: int = 0
+    """Malformed records sent to the dead-letter topic."""
+    batches: int = 0
+    """Committed batches."""
+    retried_batches: int = 0
+    """Batches rewound and retried after a store or DLQ failure."""
+    commit_failures: int = 0
+    """Offset commits that failed (superseded by a later commit; records may be redelivered)."""
+    lag: int | None = None
+    """Records behind the high watermark, summed over assigned partitions (None before assignment)."""
+    elapsed_s: float = 0.0
+    """Seconds since the run started."""
+    events_per_s: float = 0.0
+    """events / elapsed_s."""
+    dlq_reasons: dict[str, int] = field(default_factory=dict)
+    """DLQ count by reason class (text before the first ':')."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def dead_letter(record: Any, reason: str) -> dict[str, Any]:
+    """The DLQ payload for a Kafka record: origin, reason, and the raw bytes (base64) plus a text preview."""
+    raw = record.value or b""
+    return {
+        "reason": reason,
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "timestamp_ms": record.timestamp,
+        "key_b64": base64.b64encode(record.key).decode() if record.key else None,
+        "payload_b64": base64.b64encode(raw).decode(),
+        "payload_preview": raw[:DLQ_PREVIEW_CHARS].decode("utf-8", errors="replace"),
+        "failed_at": time.time(),
+    }
+
+
+class KafkaIngester:
+    """Consumes span events from Kafka into a :class:`TraceStore` (see module docstring).
+
+    ``consumer`` and ``dlq_bus`` may be injected (already configured); by default they are built from ``config``.
+    """
+
+    def __init__(
+        self,
+        store: TraceStore,
+        config: IngestConfig,
+        *,
+        consumer: Any | None = None,
+        dlq_bus: EventBus | None = None,
+        on_batch: Callable[[IngestMetrics], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.metrics = IngestMetrics()
+        self.on_batch = on_batch
+        self._stop = False
+        self._closed = False
+        self._consumer = consumer if consumer is not None else self._make_consumer()
+        self._owns_bus = dlq_bus is None
+        self._dlq = (
+            dlq_bus
+            if dlq_bus is not None
+            else KafkaBus(config.bootstrap_servers, topic_prefix=config.topic_prefix, client_id="dspy-rl-dlq")
+        )
+        self._started = time.monotonic()
+        self._last_metrics = self._started
+
+    def _make_consumer(self) -> Any:
+        from kafka import KafkaConsumer
+
+        c = self.config
+        consumer = KafkaConsumer(
+            bootstrap_servers=c.bootstrap_servers,
+            group_id=c.group_id,
+            client_id=f"{c.group_id}-ingester",
+            enable_auto_commit=False,
+            auto_offset_reset=c.auto_offset_reset,
+            max_poll_records=c.batch_size,
+            max_partition_fetch_bytes=c.max_partition_fetch_bytes,
+            fetch_max_bytes=c.fetch_max_bytes,
+            check_crcs=c.check_crcs,
+            # A batch (parse + SQLite + commit) must finish well within this or the group evicts us.
+            max_poll_interval_ms=300000,
+        )
+        consumer.subscribe([c.topic_prefix + t for t in c.topics])
+        return consumer
+
+    def request_stop(self) -> None:
+        """Finish the current batch, commit it, and return from :meth:`run` (safe from a signal handler)."""
+        self._stop = True
+
+    @property
+    def stopping(self) -> bool:
+        """True once a stop was requested."""
+        return self._stop
+
+    # -- one batch ------------------------------------------------------------------------------------
+    def _poll_batch(self) -> dict[Any, list[Any]]:
+        """Poll until ``batch_size`` records, ``batch_max_wait_ms``, or a stop request."""
+        c = self.config
+        batch: dict[Any, list[Any]] = {}
+        count = 0
+        deadline = time.monotonic() + c.batch_max_wait_ms / 1000
+        while count < c.batch_size and not self._stop:
+            polled = self._consumer.poll(timeout_ms=c.poll_timeout_ms, max_records=c.batch_size - count)
+            for tp, records in polled.items():
+                batch.setdefault(tp, []).extend(records)
+                count += len(records)
+            if time.monotonic() >= deadline or (not polled and count):
+                break
+        return batch
+
+    def process(self, batch: dict[Any, list[Any]]) -> bool:
+        """Parse, store, dead-letter and commit one batch; returns False if it was rewound for a retry."""
+        from kafka.errors import KafkaError
+        from kafka.structs import OffsetAndMetadata
+
+        rows: list[tuple] = []
+        dead = 0
+        for records in batch.values():
+            for record in records:
+                try:
+                    rows.append(decode_event_row(record.value, record.topic))
+                except MalformedEvent as exc:
+                    reason = str(exc)
+                    self._dlq.publish(
+                        self.config.dlq_topic,
+                        dead_letter(record, reason),
+                        key=record.key,
+                        headers=[("dlq.reason", reason.encode()[:1024])],
+                    )
+                    label = reason.split(":", 1)[0][:80]
+                    self.metrics.dlq_reasons[label] = self.metrics.dlq_reasons.get(label, 0) + 1
+                    dead += 1
+        try:
+            inserted = self.store.insert_rows(rows, source="kafka")
+            self._dlq.flush(timeout_s=self.config.commit_timeout_ms / 1000)
+        except Exception:
+            logger.exception(
+                "batch of %d records could not be stored / dead-lettered; rewinding to retry it",
+                sum(map(len, batch.values())),
+            )
+            for tp, records in batch.items():
+                self._consumer.seek(tp, records[0].offset)
+            self.metrics.retried_batches += 1
+            time.sleep(1.0)
+            return False
+        n = len(rows) + dead
+        self.metrics.events += n
+        self.metrics.stored += inserted
+        self.metrics.duplicates += len(rows) - inserted
+        self.metrics.dlq += dead
+        offsets = {tp: OffsetAndMetadata(records[-1].offset + 1, "", -1) for tp, records in batch.items()}
+        try:
+            self._consumer.commit(offsets, timeout_ms=self.config.commit_timeout_ms)
+        except KafkaError as exc:
+            # The data is stored; the records come back after a restart or rebalance and are skipped then.
+            self.metrics.commit_failures += 1
+            logger.warning("offset commit failed (%s); the batch may be redelivered and deduplicated", exc)
+        self.metrics.batches += 1
+        return True
+
+    # -- metrics --------------------------------------------------------------------------------------
+    def _update_lag(self) -> None:
+        lag = 0
+        assigned = self._consumer.assignment()
+        if not assigned:
+            self.metrics.lag = None
+            return
+        for tp in assigned:
+            high = self._consumer.highwater(tp)
+            if high is None:
+                continue
+            try:
+                lag += max(0, high - self._consumer.position(tp, timeout_ms=1000))
+            except Exception:  # position unknown while the partition is being reset
+                continue
+        self.metrics.lag = lag
+
+    def snapshot(self) -> IngestMetrics:
+        """Refresh the derived metrics (elapsed, events/s, lag) and return them."""
+        m = self.metrics
+        m.elapsed_s = time.monotonic() - self._started
+        m.events_per_s = m.events / m.elapsed_s if m.elapsed_s > 0 else 0.0
+        self._update_lag()
+        return m
+
+    def _report(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_metrics < self.config.metrics_interval_s:
+            return
+        self._last_metrics = now
+        m = self.snapshot()
+        logger.info(
+            "ingest: %d events (%.0f/s), stored %d, duplicates %d, dlq %d, lag %s, commit failures %d",
+            m.events,
+            m.events_per_s,
+            m.stored,
+            m.duplicates,
+            m.dlq,
+            m.lag,
+            m.commit_failures,
+        )
+        if self.config.metrics_path:
+            path = Path(self.config.metrics_path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a") as f:
+                f.write(json.dumps({"time": time.time(), **m.to_dict()}) + "\n")
+
+    # -- main loop ------------------------------------------------------------------------------------
+    def run(self) -> IngestMetrics:
+        """Ingest until stopped, idle for ``idle_timeout_s``, ``max_events`` or ``max_seconds``."""
+        c = self.config
+        self._started = time.monotonic()
+        last_data = self._started
+        try:
+            while not self._stop:
+                batch = self._poll_batch()
+                now = time.monotonic()
+                if batch:
+                    if self.process(batch):
+                        last_data = now
+                        if self.on_batch is not None:
+                            self.on_batch(self.metrics)
+                elif c.idle_timeout_s is not None and now - last_data >= c.idle_timeout_s:
+                    logger.info("ingest: idle for %.1fs, stopping", now - last_data)
+                    break
+                if c.max_events is not None and self.metrics.events >= c.max_events:
+                    break
+                if c.max_seconds is not None and now - self._started >= c.max_seconds:
+                    break
+                self._report()
+        finally:
+            self._report(force=True)
+            self.close()
+        return self.metrics
+
+    def close(self) -> None:
+        """Close the consumer (no auto-commit) and the DLQ producer; a second call does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._consumer.close(autocommit=False)
+        except Exception:
+            logger.exception("closing the Kafka consumer failed")
+        if self._owns_bus:
+            try:
+                self._dlq.close()
+            except Exception:
+                logger.exception("closing the dead-letter producer failed")
