@@ -16,8 +16,6 @@ Judge replicas report load through ``record_autoscaling_stats`` (:class:`~dspy_r
 which the adaptive policy (:mod:`dspy_rl.control.serve_policy`) reads.
 """
 
-from __future__ import annotations
-
 import asyncio
 import concurrent.futures
 import hashlib

@@ -46,7 +46,8 @@ class JudgeItem:
                 raise InvalidItem(
                     f"field {key!r} has {len(value)} characters; the limit is {max_chars} (serve.max_text_chars)"
                 )
-        context = data.get("context") or {}
+        context = data.get("context")
+        context = {} if context is None else context
         if not isinstance(context, Mapping):
             raise InvalidItem(f"field 'context' must be an object, got {type(context).__name__}")
         unknown = set(data) - {"query", "response", "reference", "context"}

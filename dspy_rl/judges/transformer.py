@@ -202,7 +202,7 @@ def train_preference_model(
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         if step % 100 == 0:
             logger.info("preference judge step %d loss %.4f", step, losses[-1])
     tail = losses[-max(1, len(losses) // 10) :]
