@@ -318,31 +318,44 @@ class KafkaIngester:
 
     # -- main loop ------------------------------------------------------------------------------------
     def run(self) -> IngestMetrics:
-        """Ingest until stopped, idle for ``idle_timeout_s``, ``max_events`` or ``max_seconds``."""
+        """Ingest until stopped, idle for ``idle_timeout_s``, ``max_events`` or ``max_seconds``; then close."""
         c = self.config
         self._started = time.monotonic()
-        last_data = self._started
         try:
-            while not self._stop:
-                batch = self._poll_batch()
-                now = time.monotonic()
-                if batch:
-                    if self.process(batch):
-                        last_data = now
-                        if self.on_batch is not None:
-                            self.on_batch(self.metrics)
-                elif c.idle_timeout_s is not None and now - last_data >= c.idle_timeout_s:
-                    logger.info("ingest: idle for %.1fs, stopping", now - last_data)
-                    break
-                if c.max_events is not None and self.metrics.events >= c.max_events:
-                    break
-                if c.max_seconds is not None and now - self._started >= c.max_seconds:
-                    break
-                self._report()
+            self.ingest_for(c.max_events, c.max_seconds, c.idle_timeout_s)
         finally:
             self._report(force=True)
             self.close()
         return self.metrics
+
+    def ingest_for(
+        self,
+        max_events: int | None = None,
+        max_seconds: float | None = None,
+        idle_timeout_s: float | None = None,
+    ) -> int:
+        """Ingest until stopped or a limit is hit, keeping the consumer open (the continuous loop calls this
+        once per iteration); returns the number of records consumed in this call."""
+        start = time.monotonic()
+        last_data = start
+        before = self.metrics.events
+        while not self._stop:
+            batch = self._poll_batch()
+            now = time.monotonic()
+            if batch:
+                if self.process(batch):
+                    last_data = now
+                    if self.on_batch is not None:
+                        self.on_batch(self.metrics)
+            elif idle_timeout_s is not None and now - last_data >= idle_timeout_s:
+                logger.info("ingest: idle for %.1fs, stopping", now - last_data)
+                break
+            if max_events is not None and self.metrics.events - before >= max_events:
+                break
+            if max_seconds is not None and now - start >= max_seconds:
+                break
+            self._report()
+        return self.metrics.events - before
 
     def close(self) -> None:
         """Close the consumer (no auto-commit) and the DLQ producer; a second call does nothing."""

@@ -1,0 +1,267 @@
+"""``dspy-rl stream <ingest|train|produce|export> [--flag value ...] [key=value ...]`` (conf/stream.yaml).
+
+dspy-rl stream ingest stream=kafka ingest.idle_timeout_s=30     # Kafka -> trace store; SIGTERM drains
+dspy-rl stream ingest                                           # the embedded JSONL sample -> trace store
+dspy-rl stream train --continuous --max-iterations 5            # ingest -> mine -> GRPO -> agent.metrics
+dspy-rl stream train --continuous stream=kafka                  # the same loop on the broker
+dspy-rl stream produce stream=kafka stream.events_file=ev.jsonl  # publish a JSONL file of events to Kafka
+dspy-rl stream export --out traces_export                        # traces/YYYYMMDD/<agent>/<trace>.json
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from dspy_rl.cli.config import compose, require, to_object
+from dspy_rl.stream.config import StreamConfig
+
+logger = logging.getLogger(__name__)
+
+ALIASES = {
+    "db": "store",
+    "bootstrap_servers": "stream.bootstrap_servers",
+    "bootstrap": "stream.bootstrap_servers",
+    "events_file": "stream.events_file",
+    "topic_prefix": "stream.topic_prefix",
+    "group_id": "stream.group_id",
+    "hours": "mine.hours",
+    "level": "mine.level",
+    "idle_timeout": "ingest.idle_timeout_s",
+    "max_events": "ingest.max_events",
+}
+SUBCOMMANDS = ("ingest", "train", "produce", "export")
+
+
+def _on_stop(callback: Callable[[], None]) -> None:
+    """Call ``callback`` on SIGTERM / SIGINT (a second SIGINT interrupts as usual)."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        logger.info("received %s: finishing the current batch, then exiting", signal.Signals(signum).name)
+        callback()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def _ingest_config(cfg: StreamConfig, **overrides: Any) -> Any:
+    from dspy_rl.stream.ingest import IngestConfig
+
+    return IngestConfig(
+        bootstrap_servers=str(cfg.stream.bootstrap_servers),
+        group_id=cfg.stream.group_id,
+        topic_prefix=cfg.stream.topic_prefix,
+        batch_size=cfg.ingest.batch_size,
+        batch_max_wait_ms=cfg.ingest.batch_max_wait_ms,
+        check_crcs=cfg.ingest.check_crcs,
+        idle_timeout_s=cfg.ingest.idle_timeout_s,
+        max_events=cfg.ingest.max_events,
+        max_seconds=cfg.ingest.max_seconds,
+        metrics_interval_s=cfg.ingest.metrics_interval_s,
+        **overrides,
+    )
+
+
+def _ingest(cfg: StreamConfig) -> int:
+    from dspy_rl.traces.store import TraceStore
+
+    store = TraceStore(cfg.store, synchronous=cfg.synchronous)
+    try:
+        if cfg.stream.kind == "kafka":
+            from dspy_rl.stream.ingest import KafkaIngester
+
+            metrics_path = str(Path(cfg.store).with_name("ingest_metrics.jsonl"))
+            ingester = KafkaIngester(store, _ingest_config(cfg, metrics_path=metrics_path))
+            _on_stop(ingester.request_stop)
+            metrics = ingester.run()
+        else:
+            from dspy_rl.stream.bus import FileBus
+            from dspy_rl.stream.file_source import JsonlSource
+
+            bus = FileBus(Path(cfg.store).parent / "bus")
+            source = JsonlSource(store, cfg.stream.events_file, dlq=bus, batch_size=cfg.ingest.batch_size)
+            source.ingest(cfg.ingest.max_events)
+            source.close()
+            bus.close()
+            metrics = source.metrics
+    finally:
+        store.close()
+    print(json.dumps({"store": cfg.store, **metrics.to_dict()}, indent=1))
+    return 0
+
+
+def _train(cfg: StreamConfig) -> int:
+    from dspy_rl.stream.bus import FileBus, KafkaBus
+    from dspy_rl.stream.continuous import TextGRPOIteration, run_continuous
+    from dspy_rl.traces.mining import MineConfig
+    from dspy_rl.traces.store import TraceStore
+
+    run_dir = Path(cfg.run_dir or Path("runs") / "stream" / time.strftime("%Y%m%d-%H%M%S"))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(_as_dict(cfg), indent=1))
+    store = TraceStore(cfg.store, synchronous=cfg.synchronous)
+    stop = {"requested": False}
+    closers: list[Callable[[], None]] = []
+    try:
+        if cfg.stream.kind == "kafka":
+            from dspy_rl.stream.ingest import KafkaIngester
+
+            bus: Any = KafkaBus(str(cfg.stream.bootstrap_servers), topic_prefix=cfg.stream.topic_prefix)
+            ingester = KafkaIngester(store, _ingest_config(cfg), dlq_bus=bus)
+            closers.append(ingester.close)
+
+            def ingest_step() -> int:
+                return ingester.ingest_for(
+                    max_events=cfg.iteration_events, max_seconds=cfg.iteration_seconds, idle_timeout_s=1.0
+                )
+
+            def request_stop() -> None:
+                stop["requested"] = True
+                ingester.request_stop()
+        else:
+            from dspy_rl.stream.file_source import JsonlSource
+
+            bus = FileBus(run_dir / "bus", topic_prefix=cfg.stream.topic_prefix)
+            source = JsonlSource(store, cfg.stream.events_file, dlq=bus, batch_size=cfg.ingest.batch_size)
+            closers.append(source.close)
+
+            def ingest_step() -> int:
+                return source.ingest(cfg.iteration_events)
+
+            def request_stop() -> None:
+                stop["requested"] = True
+
+        closers.append(bus.close)
+        _on_stop(request_stop)
+        t = cfg.train
+        trainer = TextGRPOIteration(
+            run_dir,
+            batch_groups=t.batch_groups,
+            lr=t.lr,
+            kl_target=t.kl_target,
+            kl_warmup=t.kl_warmup,
+            updates_per_batch=t.updates_per_batch,
+            seed=t.seed,
+        )
+        mine_cfg = MineConfig(
+            db=cfg.store,
+            out=str(run_dir / "groups.jsonl"),
+            hours=cfg.mine.hours,
+            levels=[cfg.mine.level],
+            min_candidates=cfg.mine.min_candidates,
+            max_candidates=cfg.mine.max_candidates,
+        )
+        records = run_continuous(
+            store,
+            ingest_step,
+            trainer,
+            run_dir=run_dir,
+            max_iterations=cfg.max_iterations if cfg.continuous else 1,
+            mine_config=mine_cfg,
+            bus=bus if cfg.publish_metrics else None,
+            should_stop=lambda: stop["requested"],
+        )
+    finally:
+        for close in reversed(closers):
+            close()
+        store.close()
+    print(
+        json.dumps(
+            {"run_dir": str(run_dir), "iterations": len(records), "last": records[-1] if records else None},
+            indent=1,
+        )
+    )
+    return 0
+
+
+def _produce(cfg: StreamConfig) -> int:
+    from dspy_rl.stream.bus import BusSink, KafkaBus
+    from dspy_rl.stream.file_source import SAMPLE_EVENTS
+    from dspy_rl.traces.spans import MalformedEvent, parse_event
+
+    require(cfg.stream.kind == "kafka", "stream", cfg.stream.kind, "kafka (stream=kafka) to publish events")
+    path = Path(cfg.stream.events_file or SAMPLE_EVENTS)
+    if not path.is_file():
+        print(f"dspy-rl stream produce: events file {str(path)!r} does not exist", file=sys.stderr)
+        return 2
+    sink = BusSink(KafkaBus(str(cfg.stream.bootstrap_servers), topic_prefix=cfg.stream.topic_prefix))
+    sent = skipped = 0
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            try:
+                span = parse_event(raw.strip())
+            except MalformedEvent as exc:
+                logger.warning("%s:%d: not published (%s)", path, lineno, exc)
+                skipped += 1
+                continue
+            sink.write([span])
+            sent += 1
+    sink.flush()
+    sink.bus.close()
+    print(json.dumps({"published": sent, "skipped_malformed": skipped, "file": str(path)}))
+    return 0
+
+
+def _export(cfg: StreamConfig, out: str) -> int:
+    from dspy_rl.traces.export import export_traces
+    from dspy_rl.traces.store import TraceStore
+
+    if not Path(cfg.store).is_file():
+        print(
+            f"dspy-rl stream export: trace store {cfg.store!r} does not exist (store=<path>)", file=sys.stderr
+        )
+        return 2
+    with TraceStore(cfg.store) as store:
+        index = export_traces(store, out)
+    print(json.dumps({"out": out, "traces": index["num_traces"]}))
+    return 0
+
+
+def _as_dict(cfg: StreamConfig) -> dict[str, Any]:
+    import dataclasses
+
+    return dataclasses.asdict(cfg)
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of ``dspy-rl stream``."""
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(__doc__)
+        return 0
+    sub, rest = argv[0], list(argv[1:])
+    if sub not in SUBCOMMANDS:
+        print(
+            f"dspy-rl stream: unknown subcommand {sub!r}; choose one of {', '.join(SUBCOMMANDS)}\n\n{__doc__}",
+            file=sys.stderr,
+        )
+        return 2
+    out = "traces_export"
+    if sub == "export":
+        # --out is the export directory, not a config key.
+        for i, tok in enumerate(rest):
+            if tok == "--out" and i + 1 < len(rest):
+                out = rest[i + 1]
+                rest = rest[:i] + rest[i + 2 :]
+                break
+            if tok.startswith("out="):
+                out = tok[4:]
+                rest = rest[:i] + rest[i + 1 :]
+                break
+    cfg: StreamConfig = to_object(compose("stream", rest, ALIASES), StreamConfig)
+    if sub == "ingest":
+        return _ingest(cfg)
+    if sub == "train":
+        return _train(cfg)
+    if sub == "produce":
+        return _produce(cfg)
+    return _export(cfg, out)
