@@ -28,8 +28,24 @@ from dspy_rl.envs.suite import (
 
 BACKENDS = ("rust", "python")
 
+#: Names of the output buffers every backend updates in place (ENV_CONTRACT.md).
+BUFFER_NAMES = (
+    "obs",
+    "tool_mask",
+    "arg_mask",
+    "phase",
+    "rewards",
+    "terminated",
+    "truncated",
+    "results",
+    "episode_return",
+    "episode_length",
+    "episode_success",
+)
+
 __all__ = [
     "BACKENDS",
+    "BUFFER_NAMES",
     "RESULT_EMPTY",
     "RESULT_FAILURE",
     "RESULT_INVALID",

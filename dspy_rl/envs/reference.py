@@ -35,6 +35,7 @@ SNAPSHOT_MAGIC = b"TEV1"
 # magic, num_tools, num_tasks, episode_len, rng, facts, task, target, t, last_tool (0 = none), last_result, return
 SNAPSHOT_FORMAT = struct.Struct("<4sIIIQQIIIIBd")
 INVALID_ACTION_MODES = ("error", "penalty")
+F32_MAX = float(np.finfo(np.float32).max)
 
 
 def mix64(z: int) -> int:
@@ -329,6 +330,7 @@ class PyVecToolEnv:
             or last_result >= NUM_RESULTS
             or facts >> len(self._suite.facts)
             or facts & self._suite.tasks[task].goal == self._suite.tasks[task].goal
+            or not abs(ret) <= F32_MAX  # also rejects NaN
         ):
             raise ValueError("snapshot holds an inconsistent state (corrupted bytes?)")
         self._rng[i] = rng

@@ -22,6 +22,8 @@ MAX_ARGS = 64
 MAX_TOOLS = 64
 MAX_TASKS = 65536
 MAX_EPISODE_LEN = 100_000
+#: The oracle planner gives up (the suite is rejected) after visiting this many fact sets.
+MAX_PLAN_STATES = 200_000
 REWARD_KEYS = ("success", "failure", "empty", "invalid", "step_cost", "shaping", "completion")
 
 
@@ -213,6 +215,7 @@ def plan(start: int, goal: int, relevant: int, tools: tuple[Tool, ...]) -> tuple
 
     Breadth-first over fact sets; tools are tried in catalog order and the first path found to a state wins, so
     the plan is unique and both backends compute the same one. ``None`` when the goal is unreachable.
+    Raises ``OverflowError`` after visiting ``MAX_PLAN_STATES`` fact sets.
     """
     if start & goal == goal:
         return ()
@@ -228,6 +231,8 @@ def plan(start: int, goal: int, relevant: int, tools: tuple[Tool, ...]) -> tuple
             if nxt in parent:
                 continue
             parent[nxt] = (state, index)
+            if len(parent) > MAX_PLAN_STATES:
+                raise OverflowError(f"planning visited more than {MAX_PLAN_STATES} fact sets")
             if nxt & goal == goal:
                 steps = []
                 while nxt != start:
@@ -340,7 +345,10 @@ def load_suite(suite: str | Path) -> Suite:
             raise SuiteError(f"{path}: field `{where}.goal`: task {tname!r} already holds its goal at start")
         k = _int(_get(t, "num_candidates", path, f"{where}."), path, f"{where}.num_candidates", 1, num_args)
         relevant = relevant_facts(goal, tools_t)
-        steps = plan(start, goal, relevant, tools_t)
+        try:
+            steps = plan(start, goal, relevant, tools_t)
+        except OverflowError as exc:
+            raise SuiteError(f"{path}: field `{where}`: task {tname!r} is too large to plan ({exc})") from exc
         if steps is None:
             raise SuiteError(
                 f"{path}: field `{where}.goal`: task {tname!r} cannot reach its goal from its start facts"

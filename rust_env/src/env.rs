@@ -426,7 +426,8 @@ impl Dynamics {
             && (s.last_result as usize) < NUM_RESULTS
             && (nf >= 64 || s.facts >> nf == 0)
             && s.facts & self.suite.tasks[s.task as usize].goal
-                != self.suite.tasks[s.task as usize].goal;
+                != self.suite.tasks[s.task as usize].goal
+            && s.ret.abs() <= f64::from(f32::MAX); // also rejects NaN
         if !consistent {
             return Err("snapshot holds an inconsistent state (corrupted bytes?)".into());
         }

@@ -118,11 +118,26 @@ fn read_actions(values: &Bound<'_, PyAny>, n: usize, name: &str, buf: &mut [i64]
     )))
 }
 
+/// A shape as Python prints it: `(5,)`, `(4, 1)`.
+fn py_shape(shape: &[usize]) -> String {
+    match shape {
+        [one] => format!("({one},)"),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
 fn check_shape(arr: &Bound<'_, PyUntypedArray>, n: usize, name: &str) -> PyResult<()> {
     if arr.shape() != [n] {
         return Err(PyValueError::new_err(format!(
-            "{name} must have shape ({n},), got {:?}",
-            arr.shape()
+            "{name} must have shape ({n},), got {}",
+            py_shape(arr.shape())
         )));
     }
     Ok(())
@@ -218,50 +233,50 @@ struct VecToolEnv {
     num_threads: usize,
 }
 
-/// Borrow every output buffer mutably for the duration of `f` (the GIL may be released inside `f`).
+/// View every output buffer as a mutable slice for the duration of `body` (the GIL may be released inside).
+///
+/// SAFETY (of the `unsafe` block): the arrays are allocated by this object in `new`, C-contiguous, and never
+/// reallocated (numpy refuses to resize an array that is referenced elsewhere, and this object holds a
+/// reference). `&mut self` guarantees no other Rust view of them is alive; no other Rust code borrows them.
+/// Python code can only race on their *values* while `step` releases the GIL, as with any numpy buffer handed
+/// to a GIL-releasing extension. This skips rust-numpy's dynamic borrow tracking, which costs more than a
+/// whole small-batch step.
 macro_rules! with_outputs {
     ($self:ident, $py:ident, |$out:ident| $body:expr) => {{
-        let map = |e: numpy::BorrowError| {
-            PyValueError::new_err(format!("output buffer is borrowed: {e}"))
-        };
         let sl = |e: numpy::AsSliceError| {
             PyValueError::new_err(format!("output buffer is not contiguous: {e}"))
         };
-        let mut obs = $self.obs.bind($py).try_readwrite().map_err(map)?;
-        let mut tool_mask = $self.tool_mask.bind($py).try_readwrite().map_err(map)?;
-        let mut arg_mask = $self.arg_mask.bind($py).try_readwrite().map_err(map)?;
-        let mut phase = $self.phase.bind($py).try_readwrite().map_err(map)?;
-        let mut rewards = $self.rewards.bind($py).try_readwrite().map_err(map)?;
-        let mut terminated = $self.terminated.bind($py).try_readwrite().map_err(map)?;
-        let mut truncated = $self.truncated.bind($py).try_readwrite().map_err(map)?;
-        let mut results = $self.results.bind($py).try_readwrite().map_err(map)?;
-        let mut episode_return = $self
-            .episode_return
-            .bind($py)
-            .try_readwrite()
-            .map_err(map)?;
-        let mut episode_length = $self
-            .episode_length
-            .bind($py)
-            .try_readwrite()
-            .map_err(map)?;
-        let mut episode_success = $self
-            .episode_success
-            .bind($py)
-            .try_readwrite()
-            .map_err(map)?;
-        let $out = Outputs {
-            obs: obs.as_slice_mut().map_err(sl)?,
-            tool_mask: tool_mask.as_slice_mut().map_err(sl)?,
-            arg_mask: arg_mask.as_slice_mut().map_err(sl)?,
-            phase: phase.as_slice_mut().map_err(sl)?,
-            rewards: rewards.as_slice_mut().map_err(sl)?,
-            terminated: terminated.as_slice_mut().map_err(sl)?,
-            truncated: truncated.as_slice_mut().map_err(sl)?,
-            results: results.as_slice_mut().map_err(sl)?,
-            episode_return: episode_return.as_slice_mut().map_err(sl)?,
-            episode_length: episode_length.as_slice_mut().map_err(sl)?,
-            episode_success: episode_success.as_slice_mut().map_err(sl)?,
+        let (obs, tool_mask, arg_mask) = (
+            $self.obs.bind($py),
+            $self.tool_mask.bind($py),
+            $self.arg_mask.bind($py),
+        );
+        let (phase, rewards, terminated, truncated) = (
+            $self.phase.bind($py),
+            $self.rewards.bind($py),
+            $self.terminated.bind($py),
+            $self.truncated.bind($py),
+        );
+        let (results, episode_return, episode_length, episode_success) = (
+            $self.results.bind($py),
+            $self.episode_return.bind($py),
+            $self.episode_length.bind($py),
+            $self.episode_success.bind($py),
+        );
+        let $out = unsafe {
+            Outputs {
+                obs: obs.as_slice_mut().map_err(sl)?,
+                tool_mask: tool_mask.as_slice_mut().map_err(sl)?,
+                arg_mask: arg_mask.as_slice_mut().map_err(sl)?,
+                phase: phase.as_slice_mut().map_err(sl)?,
+                rewards: rewards.as_slice_mut().map_err(sl)?,
+                terminated: terminated.as_slice_mut().map_err(sl)?,
+                truncated: truncated.as_slice_mut().map_err(sl)?,
+                results: results.as_slice_mut().map_err(sl)?,
+                episode_return: episode_return.as_slice_mut().map_err(sl)?,
+                episode_length: episode_length.as_slice_mut().map_err(sl)?,
+                episode_success: episode_success.as_slice_mut().map_err(sl)?,
+            }
         };
         $body
     }};

@@ -14,6 +14,15 @@ pub const MAX_ARGS: u32 = 64;
 pub const MAX_TOOLS: usize = 64;
 pub const MAX_TASKS: usize = 65_536;
 pub const MAX_EPISODE_LEN: u32 = 100_000;
+/// The oracle planner gives up (the suite is rejected) after visiting this many fact sets.
+pub const MAX_PLAN_STATES: usize = 200_000;
+
+/// Why no plan was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanError {
+    Unreachable,
+    TooLarge,
+}
 
 /// A suite or catalog file is missing, unreadable or malformed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,9 +220,9 @@ pub fn relevant_facts(goal: u64, tools: &[Tool]) -> u64 {
 
 /// Shortest tool sequence from `start` to a state holding `goal` when every call succeeds (BFS over fact sets,
 /// tools in catalog order, first path to a state wins: the same plan as the Python reference).
-pub fn plan(start: u64, goal: u64, relevant: u64, tools: &[Tool]) -> Option<Vec<u16>> {
+pub fn plan(start: u64, goal: u64, relevant: u64, tools: &[Tool]) -> Result<Vec<u16>, PlanError> {
     if start & goal == goal {
-        return Some(Vec::new());
+        return Ok(Vec::new());
     }
     let mut parent: HashMap<u64, (u64, u16)> = HashMap::new();
     parent.insert(start, (start, u16::MAX));
@@ -229,6 +238,9 @@ pub fn plan(start: u64, goal: u64, relevant: u64, tools: &[Tool]) -> Option<Vec<
                 continue;
             }
             parent.insert(next, (state, index as u16));
+            if parent.len() > MAX_PLAN_STATES {
+                return Err(PlanError::TooLarge);
+            }
             if next & goal == goal {
                 let mut steps = Vec::new();
                 let mut cur = next;
@@ -238,12 +250,12 @@ pub fn plan(start: u64, goal: u64, relevant: u64, tools: &[Tool]) -> Option<Vec<
                     cur = prev;
                 }
                 steps.reverse();
-                return Some(steps);
+                return Ok(steps);
             }
             queue.push_back(next);
         }
     }
-    None
+    Err(PlanError::Unreachable)
 }
 
 /// Load, validate and compile the suite file at `path` and the catalog it names.
@@ -462,14 +474,27 @@ pub fn compile(
             );
         }
         let relevant = relevant_facts(goal, &tools);
-        let Some(steps) = plan(start, goal, relevant, &tools) else {
-            return err(
-                file,
-                format!(
-                    "field `{w}.goal`: task {:?} cannot reach its goal from its start facts",
-                    t.name
-                ),
-            );
+        let steps = match plan(start, goal, relevant, &tools) {
+            Ok(steps) => steps,
+            Err(PlanError::Unreachable) => {
+                return err(
+                    file,
+                    format!(
+                        "field `{w}.goal`: task {:?} cannot reach its goal from its start facts",
+                        t.name
+                    ),
+                )
+            }
+            Err(PlanError::TooLarge) => {
+                return err(
+                    file,
+                    format!(
+                        "field `{w}`: task {:?} is too large to plan (planning visited more than \
+                         {MAX_PLAN_STATES} fact sets)",
+                        t.name
+                    ),
+                )
+            }
         };
         tasks.push(Task {
             name: t.name.clone(),
@@ -597,6 +622,37 @@ pub(crate) mod tests {
             CATALOG,
         );
         assert!(e.contains("already holds its goal"), "{e}");
+    }
+
+    #[test]
+    fn planning_blowup_is_rejected_not_hung() {
+        let facts: Vec<String> = (0..20).map(|i| format!("\"f{i}\"")).collect();
+        let tools: Vec<String> = (0..20)
+            .map(|i| {
+                format!(
+                    r#"{{"name": "t{i}", "takes_arg": false, "requires": [], "adds": ["f{i}"], "success_prob": 1.0}}"#
+                )
+            })
+            .collect();
+        let cat = format!(
+            r#"{{"facts": [{}], "target_fact": "f0", "tools": [{}]}}"#,
+            facts.join(","),
+            tools.join(",")
+        );
+        let suite = suite_text(10).replace(
+            r#"{"name": "test", "start": ["listed"], "goal": ["tested"], "num_candidates": 3}"#,
+            &format!(
+                r#"{{"name": "all", "start": [], "goal": [{}], "num_candidates": 3}}"#,
+                facts.join(",")
+            ),
+        );
+        let suite = suite.replace(r#""goal": ["file_read"]"#, r#""goal": ["f1"]"#);
+        let suite = suite.replace(r#""make": 0.9"#, r#""t3": 0.9"#);
+        let e = compile_err(&suite, &cat);
+        assert!(
+            e.contains("tasks[1]") && e.contains("too large to plan"),
+            "{e}"
+        );
     }
 
     #[test]
