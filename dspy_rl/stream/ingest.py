@@ -5,7 +5,7 @@ The loop, per batch:
 1. poll ``agent.actions``, ``agent.rewards``, ``agent.tool_usage`` (a kafka-python consumer group, auto-commit
    off) until ``batch_size`` records or ``batch_max_wait_ms``;
 2. parse every record; a malformed one is published to ``agent.dlq`` with the reason (and counted);
-3. write the valid spans in ONE SQLite transaction (``INSERT OR IGNORE`` on the event id);
+3. write the valid spans in ONE SQLite transaction (a duplicate event id is skipped, not stored twice);
 4. flush the dead-letter producer (``acks=all``), so dead letters are durable too;
 5. only then commit the consumer offsets (last offset + 1 per partition).
 

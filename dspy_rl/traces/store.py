@@ -1,7 +1,7 @@
 """SQLite trace store: one file, WAL journal, versioned schema, idempotent on event id.
 
-Spans are the rows (``spans``, primary key ``span_id`` = event id; ``INSERT OR IGNORE`` makes redelivered
-events no-ops). Traces (``traces``) are derived from their spans on every write: start = earliest span,
+Spans are the rows (``spans``, primary key ``span_id`` = event id; ``ON CONFLICT (span_id) DO NOTHING`` makes
+redelivered events no-ops). Traces (``traces``) are derived from their spans on every write: start = earliest span,
 end = latest span end, ``total_reward`` = sum of the trace's reward spans (recomputed, so redelivery never
 double-counts), status and metadata from the SDK's ``trace.end`` span. Schema changes are numbered migrations
 recorded in ``schema_migrations``; opening a file applies the pending ones and refuses a file written by a newer
@@ -226,7 +226,9 @@ class TraceStore:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 cur = self._conn.executemany(
-                    f"INSERT OR IGNORE INTO spans VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '{_sql_text(source)}')",
+                    f"INSERT INTO spans VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '{_sql_text(source)}') "
+                    # Only a duplicate span id is skipped; any other constraint violation fails the batch.
+                    "ON CONFLICT (span_id) DO NOTHING",
                     rows,
                 )
                 inserted = cur.rowcount
