@@ -1,0 +1,205 @@
+"""A small exact Gaussian process in torch: ARD Matern-5/2 or RBF kernel, hyperparameters by marginal likelihood.
+
+Inputs live in the unit cube (see :mod:`dspy_rl.sweeps.spaces`); targets are standardized internally. The
+hyperparameters (per-dimension lengthscales, signal variance, noise variance) are fitted by maximizing the log
+marginal likelihood plus weak log-normal priors (MAP), with L-BFGS warm-started from the previous fit, so refitting
+after one new observation costs a few milliseconds at sweep sizes (n <= a few hundred, d <= ~20).
+
+:meth:`ExactGP.condition` reuses the fitted hyperparameters on a different data set; the searchers use it to add
+"fantasy" observations for pending trials (kriging believer) without refitting.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+KERNELS = ("matern52", "rbf")
+_DTYPE = torch.float64
+
+
+@dataclass
+class GPHyper:
+    """Unconstrained (log-space) GP hyperparameters; kept so a restored searcher resumes from the same fit."""
+
+    log_lengthscale: list[float]
+    log_signal: float
+    log_noise: float
+
+
+def _kernel(
+    kind: str, a: torch.Tensor, b: torch.Tensor, lengthscale: torch.Tensor, signal: torch.Tensor
+) -> torch.Tensor:
+    diff = (a[:, None, :] - b[None, :, :]) / lengthscale
+    d2 = (diff * diff).sum(-1)
+    if kind == "rbf":
+        return signal * torch.exp(-0.5 * d2)
+    r = torch.sqrt(d2 + 1e-12)
+    s5 = math.sqrt(5.0)
+    return signal * (1.0 + s5 * r + (5.0 / 3.0) * d2) * torch.exp(-s5 * r)
+
+
+class ExactGP:
+    """Exact GP regression with a constant mean (the standardized targets' mean, i.e. zero)."""
+
+    def __init__(
+        self,
+        kernel: str = "matern52",
+        min_noise: float = 1e-6,
+        fit_iters: int = 25,
+        lengthscale_prior: tuple[float, float] = (math.log(0.3), 1.0),
+        noise_prior: tuple[float, float] = (math.log(1e-2), 2.0),
+    ):
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel={kernel!r}; choose one of {KERNELS}")
+        if fit_iters < 1:
+            raise ValueError(f"fit_iters={fit_iters} must be >= 1")
+        self.kernel = kernel
+        self.min_noise = float(min_noise)
+        self.fit_iters = int(fit_iters)
+        self.lengthscale_prior = lengthscale_prior
+        self.noise_prior = noise_prior
+        self.hyper: GPHyper | None = None
+        self._x: torch.Tensor | None = None
+        self._alpha: torch.Tensor | None = None
+        self._chol: torch.Tensor | None = None
+        self._y_mean = 0.0
+        self._y_std = 1.0
+
+    # ----------------------------------------------------------------------------------------------- fitting
+    def _unpack(self, theta: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        lengthscale = torch.exp(theta[:dim])
+        signal = torch.exp(theta[dim])
+        noise = torch.exp(theta[dim + 1]) + self.min_noise
+        return lengthscale, signal, noise
+
+    def _neg_log_posterior(self, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        n, dim = x.shape
+        lengthscale, signal, noise = self._unpack(theta, dim)
+        k = _kernel(self.kernel, x, x, lengthscale, signal) + noise * torch.eye(n, dtype=_DTYPE)
+        chol, info = torch.linalg.cholesky_ex(k)
+        if int(info) != 0:
+            return torch.tensor(float("inf"), dtype=_DTYPE)
+        alpha = torch.cholesky_solve(y[:, None], chol)[:, 0]
+        nll = (
+            0.5 * (y * alpha).sum() + torch.log(torch.diagonal(chol)).sum() + 0.5 * n * math.log(2 * math.pi)
+        )
+        mu_l, sd_l = self.lengthscale_prior
+        mu_n, sd_n = self.noise_prior
+        prior = 0.5 * (((theta[:dim] - mu_l) / sd_l) ** 2).sum()
+        prior = prior + 0.5 * ((theta[dim + 1] - mu_n) / sd_n) ** 2 + 0.5 * (theta[dim] / 2.0) ** 2
+        return nll + prior
+
+    def fit(self, x: torch.Tensor, y: torch.Tensor, refit: bool = True) -> ExactGP:
+        """Fit hyperparameters (unless ``refit`` is False and a fit exists) and condition on ``(x, y)``."""
+        x = torch.as_tensor(x, dtype=_DTYPE)
+        y = torch.as_tensor(y, dtype=_DTYPE).reshape(-1)
+        if x.ndim != 2 or x.shape[0] != y.shape[0] or x.shape[0] == 0:
+            raise ValueError(
+                f"fit needs x (n, d) and y (n,) with n >= 1; got x {tuple(x.shape)}, y {tuple(y.shape)}"
+            )
+        if not torch.isfinite(y).all() or not torch.isfinite(x).all():
+            raise ValueError("fit got non-finite inputs or targets; drop failed observations before fitting")
+        dim = x.shape[1]
+        y_mean = float(y.mean())
+        y_std = float(y.std()) if y.shape[0] > 1 else 1.0
+        y_std = y_std if y_std > 1e-12 else 1.0
+        ys = (y - y_mean) / y_std
+        if self.hyper is None or len(self.hyper.log_lengthscale) != dim:
+            start = [self.lengthscale_prior[0]] * dim + [0.0, self.noise_prior[0]]
+        else:
+            start = [*self.hyper.log_lengthscale, self.hyper.log_signal, self.hyper.log_noise]
+        theta = torch.tensor(start, dtype=_DTYPE, requires_grad=True)
+        if refit or self.hyper is None:
+            # Intra-op threads only add contention at these matrix sizes (n <= a few hundred).
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                theta = self._optimize(theta, x, ys)
+            finally:
+                torch.set_num_threads(threads)
+        self.hyper = GPHyper(
+            log_lengthscale=[float(v) for v in theta[:dim]],
+            log_signal=float(theta[dim]),
+            log_noise=float(theta[dim + 1]),
+        )
+        self._y_mean, self._y_std = y_mean, y_std
+        self._condition_standardized(x, ys)
+        return self
+
+    def _optimize(self, theta: torch.Tensor, x: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+        best = theta.detach().clone()
+        with torch.no_grad():
+            best_val = float(self._neg_log_posterior(best, x, ys))
+        opt = torch.optim.LBFGS([theta], lr=0.5, max_iter=self.fit_iters, line_search_fn="strong_wolfe")
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            loss = self._neg_log_posterior(theta, x, ys)
+            if torch.isfinite(loss):
+                loss.backward()
+            return loss
+
+        try:
+            opt.step(closure)
+        except RuntimeError as exc:  # a line search that hits a non-PD kernel; keep the last good values
+            logger.debug("GP hyperparameter fit stopped early: %s", exc)
+        with torch.no_grad():
+            theta.clamp_(-12.0, 8.0)
+            val = float(self._neg_log_posterior(theta, x, ys))
+        if math.isfinite(val) and val <= best_val:
+            return theta.detach()
+        return best
+
+    # --------------------------------------------------------------------------------------------- prediction
+    def _condition_standardized(self, x: torch.Tensor, ys: torch.Tensor) -> None:
+        assert self.hyper is not None
+        dim = x.shape[1]
+        theta = torch.tensor(
+            [*self.hyper.log_lengthscale, self.hyper.log_signal, self.hyper.log_noise], dtype=_DTYPE
+        )
+        lengthscale, signal, noise = self._unpack(theta, dim)
+        k = _kernel(self.kernel, x, x, lengthscale, signal) + noise * torch.eye(x.shape[0], dtype=_DTYPE)
+        jitter = 1e-8
+        while True:
+            chol, info = torch.linalg.cholesky_ex(k + jitter * torch.eye(x.shape[0], dtype=_DTYPE))
+            if int(info) == 0:
+                break
+            jitter *= 10.0
+            if jitter > 1.0:
+                raise RuntimeError("GP kernel matrix is not positive definite even with jitter 1.0")
+        self._x, self._chol = x, chol
+        self._alpha = torch.cholesky_solve(ys[:, None], chol)[:, 0]
+        self._theta = theta
+
+    def condition(self, x: torch.Tensor, y: torch.Tensor) -> ExactGP:
+        """Condition on new data with the current hyperparameters and target scaling (no refit)."""
+        if self.hyper is None:
+            raise RuntimeError("condition() needs a fitted GP; call fit() first")
+        x = torch.as_tensor(x, dtype=_DTYPE)
+        ys = (torch.as_tensor(y, dtype=_DTYPE).reshape(-1) - self._y_mean) / self._y_std
+        self._condition_standardized(x, ys)
+        return self
+
+    @torch.no_grad()
+    def predict(self, xq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior mean and standard deviation (of the latent function) at ``xq`` (m, d), in target units."""
+        if self._x is None or self._chol is None or self._alpha is None:
+            raise RuntimeError("predict() needs a fitted GP; call fit() first")
+        xq = torch.as_tensor(xq, dtype=_DTYPE)
+        dim = self._x.shape[1]
+        lengthscale, signal, _ = self._unpack(self._theta, dim)
+        kq = _kernel(self.kernel, xq, self._x, lengthscale, signal)
+        mean = kq @ self._alpha
+        v = torch.linalg.solve_triangular(self._chol, kq.T, upper=False)
+        var = (signal - (v * v).sum(0)).clamp_min(1e-12)
+        return mean * self._y_std + self._y_mean, var.sqrt() * self._y_std
+
+    @property
+    def train_x(self) -> torch.Tensor | None:
+        return self._x
