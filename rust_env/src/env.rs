@@ -264,6 +264,7 @@ impl Dynamics {
     pub fn step_one(&self, s: &mut EnvState, tool: i64, arg: i64, out: &mut Outputs<'_>, j: usize) {
         let rw = &self.suite.rewards;
         let task = &self.suite.tasks[s.task as usize];
+        let (old_facts, old_tool, old_result) = (s.facts, s.last_tool, s.last_result);
         let mut facts = s.facts;
         let mut reward = -rw.step_cost;
         let result;
@@ -310,8 +311,48 @@ impl Dynamics {
         out.episode_success[j] = terminated;
         if terminated || truncated {
             self.begin_episode(s);
+            self.write_view(s, out, j);
+        } else {
+            self.update_view(s, old_facts, old_tool, old_result, out, j);
         }
-        self.write_view(s, out, j);
+    }
+
+    /// Within an episode, bring env `j`'s view from the previous state to `s` by touching only what changed
+    /// (facts only ever grow in an episode; goal bits and the argument mask are fixed). Same result as
+    /// `write_view`, which the parity tests check on every step.
+    #[inline]
+    fn update_view(
+        &self,
+        s: &EnvState,
+        old_facts: u64,
+        old_tool: u32,
+        old_result: u8,
+        out: &mut Outputs<'_>,
+        j: usize,
+    ) {
+        let l = &self.layout;
+        let row = &mut out.obs[j * l.obs_dim..(j + 1) * l.obs_dim];
+        let gained = s.facts & !old_facts;
+        if gained != 0 {
+            let mut bits = gained;
+            while bits != 0 {
+                row[bits.trailing_zeros() as usize] = 1.0;
+                bits &= bits - 1;
+            }
+            if gained & self.suite.target_fact != 0 {
+                row[l.off_target + s.target as usize] = 1.0;
+            }
+            let mask = &mut out.tool_mask[j * l.num_tools..(j + 1) * l.num_tools];
+            for (m, tool) in mask.iter_mut().zip(&self.suite.tools) {
+                *m = s.facts & tool.requires == tool.requires;
+            }
+        }
+        row[l.off_tool + old_tool as usize] = 0.0;
+        row[l.off_tool + s.last_tool as usize] = 1.0;
+        row[l.off_result + old_result as usize] = 0.0;
+        row[l.off_result + s.last_result as usize] = 1.0;
+        row[l.off_step] = (s.t as f64 / self.episode_len as f64) as f32;
+        out.phase[j] = 1;
     }
 
     /// Step a contiguous range of envs serially.
