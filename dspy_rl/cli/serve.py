@@ -90,6 +90,7 @@ def train_judge(argv: list[str]) -> int:
             d_model=cfg.d_model,
             num_layers=cfg.num_layers,
             max_len=cfg.max_len,
+            max_query_len=max(1, min(96, cfg.max_len // 3)),
             dim_feedforward=2 * cfg.d_model,
         )
     except (OSError, ValueError) as exc:
