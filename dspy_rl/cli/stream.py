@@ -66,6 +66,7 @@ def _ingest_config(cfg: StreamConfig, **overrides: Any) -> Any:
         max_events=cfg.ingest.max_events,
         max_seconds=cfg.ingest.max_seconds,
         metrics_interval_s=cfg.ingest.metrics_interval_s,
+        session_timeout_ms=cfg.ingest.session_timeout_ms,
         **overrides,
     )
 

@@ -57,6 +57,8 @@ class IngestSettings:
     """`stream ingest`: exit after this many records (null: no limit)."""
     max_seconds: float | None = None
     """`stream ingest`: exit after this long (null: no limit)."""
+    session_timeout_ms: int = 10000
+    """Consumer-group session timeout: how soon a crashed ingester's partitions move to a live one."""
     metrics_interval_s: float = 5.0
     """Log (and append to <run_dir>/ingest_metrics.jsonl) metrics this often."""
 

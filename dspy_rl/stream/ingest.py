@@ -66,10 +66,12 @@ class IngestConfig:
     """Verify record CRCs (costs CPU; keep on unless the benchmark says otherwise)."""
     auto_offset_reset: str = "earliest"
     """Where a new group starts: ``earliest`` or ``latest``."""
+    session_timeout_ms: int = 10000
+    """Group session timeout: how soon a crashed ingester's partitions go to a live one (broker minimum 6000)."""
     commit_timeout_ms: int = 30000
     """How long one offset commit may block (e.g. while the broker restarts) before it is retried later."""
     idle_timeout_s: float | None = None
-    """Exit after this long without records (None: run until stopped)."""
+    """Exit after this long without records while partitions are assigned (None: run until stopped)."""
     max_events: int | None = None
     """Exit after this many records (None: no limit)."""
     max_seconds: float | None = None
@@ -90,6 +92,7 @@ class IngestConfig:
             (self.idle_timeout_s is None or self.idle_timeout_s > 0, "idle_timeout_s", "None or > 0"),
             (self.max_events is None or self.max_events >= 1, "max_events", "None or an int >= 1"),
             (self.metrics_interval_s > 0, "metrics_interval_s", "a float > 0"),
+            (self.session_timeout_ms >= 6000, "session_timeout_ms", "an int >= 6000 (the broker's minimum)"),
         )
         for ok, key, allowed in checks:
             if not ok:
@@ -190,6 +193,8 @@ class KafkaIngester:
             check_crcs=c.check_crcs,
             # A batch (parse + SQLite + commit) must finish well within this or the group evicts us.
             max_poll_interval_ms=300000,
+            session_timeout_ms=c.session_timeout_ms,
+            heartbeat_interval_ms=max(1000, c.session_timeout_ms // 3),
         )
         consumer.subscribe([c.topic_prefix + t for t in c.topics])
         return consumer
@@ -347,6 +352,9 @@ class KafkaIngester:
                     last_data = now
                     if self.on_batch is not None:
                         self.on_batch(self.metrics)
+            elif not self._consumer.assignment():
+                # Not idle but waiting: joining the group (e.g. until a killed member's session expires).
+                last_data = now
             elif idle_timeout_s is not None and now - last_data >= idle_timeout_s:
                 logger.info("ingest: idle for %.1fs, stopping", now - last_data)
                 break
