@@ -9,12 +9,16 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
+from dspy_rl.envs import rust_available
 from dspy_rl.envs.gym_env import ENV_ID, ToolGymEnv, resolve_backend
 
+BACKENDS = ["python", "rust"] if rust_available() else ["python"]
 
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("suite", ["easy", "default", "hard"])
-def test_check_env_passes_without_warnings(suite: str) -> None:
-    env = ToolGymEnv(suite=suite, seed=3)
+def test_check_env_passes_without_warnings(suite: str, backend: str) -> None:
+    env = ToolGymEnv(suite=suite, seed=3, backend=backend)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the passive checker's findings are warnings: make them fail the test
         check_env(env, skip_render_check=True)
@@ -105,6 +109,7 @@ def test_bad_constructor_arguments() -> None:
     with pytest.raises(ValueError, match="render_mode"):
         ToolGymEnv(render_mode="human")
     assert resolve_backend("python") == "python"
+    assert resolve_backend("auto") == ("rust" if rust_available() else "python")
 
 
 def test_sync_vector_env_over_the_adapter() -> None:

@@ -6,12 +6,16 @@ import numpy as np
 import pytest
 from pettingzoo.test import parallel_api_test, parallel_seed_test
 
+from dspy_rl.envs import rust_available
 from dspy_rl.envs.pettingzoo_env import AGENTS, ToolParallelEnv
 
+BACKENDS = ["python", "rust"] if rust_available() else ["python"]
 
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("suite", ["easy", "default", "hard"])
-def test_parallel_api_test_passes(suite: str) -> None:
-    parallel_api_test(ToolParallelEnv(suite=suite, seed=1), num_cycles=300)
+def test_parallel_api_test_passes(suite: str, backend: str) -> None:
+    parallel_api_test(ToolParallelEnv(suite=suite, seed=1, backend=backend), num_cycles=300)
 
 
 def test_parallel_seed_test_passes() -> None:
