@@ -14,9 +14,15 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("dspy_rl.train", "train the tool policies with multi-policy PPO on Ray"),
     "eval": ("dspy_rl.cli.eval", "evaluate a policy (random, oracle, or a checkpoint) on a task suite"),
-    "grpo": ("dspy_rl.cli.grpo", "GRPO: `train` on grouped JSONL / online, `mine` groups from the trace store"),
+    "grpo": (
+        "dspy_rl.cli.grpo",
+        "GRPO: `train` on grouped JSONL / online, `mine` groups from the trace store",
+    ),
     "serve": ("dspy_rl.cli.serve", "serve the judge ensemble on Ray Serve (`serve judges`)"),
-    "stream": ("dspy_rl.cli.stream", "Kafka ingest (`stream ingest`) and continuous training (`stream train`)"),
+    "stream": (
+        "dspy_rl.cli.stream",
+        "Kafka ingest (`stream ingest`) and continuous training (`stream train`)",
+    ),
     "sweep": ("dspy_rl.cli.sweep", "cost-aware hyperparameter sweep with Ray Tune"),
     "submit": ("dspy_rl.cli.submit", "submit a command as a Ray job: `dspy-rl submit -- train <overrides>`"),
 }
@@ -38,8 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        print(f"dspy-rl: unknown command {name!r}; choose one of {', '.join(COMMANDS)}\n\n{_usage()}",
-              file=sys.stderr)
+        print(
+            f"dspy-rl: unknown command {name!r}; choose one of {', '.join(COMMANDS)}\n\n{_usage()}",
+            file=sys.stderr,
+        )
         return 2
     module = importlib.import_module(COMMANDS[name][0])
     try:

@@ -1,0 +1,71 @@
+# dspy-rl — `make help` lists the targets. `make train` and `make test` set everything up on a fresh clone.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP_DEPS := $(VENV)/.deps-installed
+STAMP_EXT := $(VENV)/.rust-ext-built
+RUST_SOURCES := $(shell find rust_env/src -name '*.rs' 2>/dev/null) rust_env/Cargo.toml
+export RAY_USAGE_STATS_ENABLED ?= 0
+export WANDB_MODE ?= offline
+export HF_HUB_OFFLINE ?= 1
+
+.DEFAULT_GOAL := help
+.PHONY: help setup build train test test-all test-kafka rust-test lint format bench kafka-start kafka-stop clean
+
+help: ## list the targets
+	@echo "dspy-rl — make targets:"
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP_DEPS): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip wheel
+	$(BIN)/pip install -q "maturin>=1.5,<2"
+	@# Dependencies first (pip caches wheels; torch is large), then the package itself in develop mode.
+	$(BIN)/python scripts/print_deps.py dev | xargs -d '\n' $(BIN)/pip install -q
+	@touch $@
+
+$(STAMP_EXT): $(STAMP_DEPS) $(RUST_SOURCES)
+	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(BIN)):$$PATH CARGO_BUILD_JOBS=2 \
+		$(BIN)/maturin develop --release -q 2>&1 | grep -vE '^\s*(Compiling|Finished)' || true
+	$(BIN)/python -c "import dspy_rl._rust_env"
+	@touch $@
+
+setup: $(STAMP_EXT) ## create the virtualenv, install dependencies, build the Rust extension (idempotent)
+
+build: setup ## (re)build the Rust extension in release mode
+	@rm -f $(STAMP_EXT) && $(MAKE) --no-print-directory $(STAMP_EXT)
+
+train: setup ## train the default suite with multi-policy PPO on local Ray (logs, checkpoint, curve PNG in runs/)
+	$(BIN)/dspy-rl train $(ARGS)
+
+test: setup ## run the default test suite (not slow); Kafka tests need `make kafka-start` (CI does it)
+	$(BIN)/pytest -q $(ARGS)
+
+test-all: setup ## run every test, slow ones included
+	$(BIN)/pytest -q -m "" $(ARGS)
+
+rust-test: ## cargo test + fmt + clippy -D warnings for rust_env/
+	cd rust_env && cargo fmt --check && cargo clippy --all-targets -q -- -D warnings && cargo test -q
+
+lint: setup rust-test ## ruff (Python) and cargo fmt/clippy (Rust)
+	$(BIN)/ruff check dspy_rl tests bench scripts
+	$(BIN)/ruff format --check dspy_rl tests bench scripts
+
+format: setup ## format Python and Rust sources
+	$(BIN)/ruff format dspy_rl tests bench scripts && $(BIN)/ruff check --fix dspy_rl tests bench scripts
+	cd rust_env && cargo fmt
+
+bench: setup ## run the benchmarks (peers in the same run); results in bench/results/, summary in bench/RESULTS.md
+	$(BIN)/python bench/env_throughput.py
+	$(BIN)/python bench/ppo_vs_rllib.py
+
+kafka-start: ## start the local Kafka broker (KRaft, 127.0.0.1:9092; jars fetched with Maven once)
+	scripts/kafka.sh start
+
+kafka-stop: ## stop the local Kafka broker
+	scripts/kafka.sh stop
+
+clean: ## remove build outputs and run directories (keeps the virtualenv)
+	rm -rf rust_env/target runs outputs bench/results .pytest_cache $(STAMP_EXT)
+	find . -name '*.so' -path './dspy_rl/*' -delete

@@ -1,0 +1,213 @@
+"""Multi-policy PPO, top to bottom: GAE, the clipped objective per policy, and the update loop.
+
+Three policies share each transition: the tool policy that acted (A at an episode's first step, B after) and
+the argument policy C. The team reward trains both streams; C's policy loss counts only the steps whose tool
+takes an argument (``arg_active``), since elsewhere its action has no effect and would only add noise.
+Each policy has its own actor, critic and Adam optimizer; because no parameter is shared, summing the three
+losses and stepping each optimizer is exactly three independent PPO updates, done in one backward pass (and
+one DDP all-reduce when distributed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dspy_rl.models.policy import POLICIES, MultiPolicy
+
+#: Arrays every batch carries (flat, one row per env step), as produced by the EnvRunners.
+BATCH_KEYS = (
+    "obs",
+    "tool_mask",
+    "arg_mask",
+    "phase",
+    "tools",
+    "args",
+    "arg_active",
+    "logp_tool",
+    "logp_arg",
+    "adv_tool",
+    "ret_tool",
+    "adv_arg",
+    "ret_arg",
+)
+
+
+def compute_gae(
+    rewards: np.ndarray,
+    values: np.ndarray,
+    dones: np.ndarray,
+    last_values: np.ndarray,
+    gamma: float,
+    lam: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Generalized advantage estimation over a (T, N) rollout; returns (advantages, returns).
+
+    ``dones[t]`` marks that the episode ended at step t (the env auto-reset), so V(s_{t+1}) is not bootstrapped.
+    Truncation is treated as termination: the step fraction is part of the observation, so it is Markov.
+    """
+    steps = rewards.shape[0]
+    adv = np.zeros_like(rewards, dtype=np.float32)
+    last_gae = np.zeros(rewards.shape[1], dtype=np.float32)
+    next_values = last_values.astype(np.float32)
+    for t in range(steps - 1, -1, -1):
+        not_done = 1.0 - dones[t].astype(np.float32)
+        delta = rewards[t] + gamma * next_values * not_done - values[t]
+        last_gae = delta + gamma * lam * not_done * last_gae
+        adv[t] = last_gae
+        next_values = values[t]
+    return adv, adv + values
+
+
+def _normalize(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    n = mask.sum()
+    if n < 2:
+        return x
+    mean = (x * mask).sum() / n
+    std = (((x - mean) ** 2) * mask).sum().div(n - 1).sqrt()
+    return torch.where(mask.bool(), (x - mean) / (std + 1e-8), x)
+
+
+def _masked_mean(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return (x * w).sum() / w.sum().clamp(min=1.0)
+
+
+def ppo_terms(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    adv: torch.Tensor,
+    value: torch.Tensor,
+    ret: torch.Tensor,
+    entropy: torch.Tensor,
+    weight: torch.Tensor,
+    clip: float,
+) -> dict[str, torch.Tensor]:
+    """Clipped surrogate, value loss and entropy of one policy, averaged over the samples it acted on."""
+    log_ratio = logp - old_logp
+    ratio = log_ratio.exp()
+    pg = torch.maximum(-adv * ratio, -adv * ratio.clamp(1 - clip, 1 + clip))
+    return {
+        "pg_loss": _masked_mean(pg, weight),
+        "v_loss": _masked_mean(0.5 * (value - ret) ** 2, weight),
+        "entropy": _masked_mean(entropy, weight),
+        "approx_kl": _masked_mean((ratio - 1) - log_ratio, weight).detach(),
+        "clipfrac": _masked_mean(((ratio - 1).abs() > clip).float(), weight).detach(),
+    }
+
+
+@dataclass
+class PPOHyper:
+    lr: float = 1e-3
+    clip: float = 0.2
+    vf_coef: float = 0.5
+    ent_coef: float = 0.01
+    epochs: int = 4
+    minibatch_size: int = 2048
+    max_grad_norm: float = 1.0
+
+    @classmethod
+    def from_config(cls, algo: Any) -> PPOHyper:
+        return cls(**{k: getattr(algo, k) for k in cls.__dataclass_fields__})
+
+
+class PPOLearner:
+    """Owns the policies and their optimizers; ``update`` runs PPO epochs over one batch.
+
+    ``model`` may be wrapped (``wrap``) in DistributedDataParallel by a learner actor; gradients are then
+    all-reduced across learners during backward.
+    """
+
+    def __init__(
+        self,
+        model: MultiPolicy,
+        hp: PPOHyper,
+        device: torch.device,
+        seed: int = 0,
+        mixed_precision: bool = False,
+    ) -> None:
+        self.model = model.to(device)
+        self.forward_model: nn.Module = self.model
+        self.hp, self.device = hp, device
+        self.amp = mixed_precision and device.type == "cuda"
+        self.optimizers = {
+            p: torch.optim.Adam(self.model.nets[p].parameters(), lr=hp.lr, eps=1e-5) for p in POLICIES
+        }
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def wrap(self, wrapper: nn.Module) -> None:
+        self.forward_model = wrapper
+
+    def _tensors(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        return {
+            k: torch.from_numpy(np.ascontiguousarray(batch[k])).to(self.device, non_blocking=True)
+            for k in BATCH_KEYS
+        }
+
+    def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
+        data = self._tensors(batch)
+        n = data["obs"].shape[0]
+        first = (data["phase"] == 0).float()
+        weights = {"A": first, "B": 1.0 - first, "C": data["arg_active"].float()}
+        # Advantages are normalized per policy over the samples that policy acted on.
+        data["adv_tool"] = _normalize(_normalize(data["adv_tool"], first), 1.0 - first)
+        data["adv_arg"] = _normalize(data["adv_arg"], weights["C"])
+        sums: dict[str, float] = {}
+        count = 0
+        mb = min(self.hp.minibatch_size, n)
+        for _ in range(self.hp.epochs):
+            perm = torch.randperm(n, generator=self.generator).to(self.device)
+            for start in range(0, n - mb + 1, mb):
+                idx = perm[start : start + mb]
+                stats = self._step(
+                    {k: v[idx] for k, v in data.items()}, {p: w[idx] for p, w in weights.items()}
+                )
+                for k, v in stats.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                count += 1
+        return {k: v / max(count, 1) for k, v in sums.items()}
+
+    def _step(self, mb: dict[str, torch.Tensor], w: dict[str, torch.Tensor]) -> dict[str, float]:
+        hp = self.hp
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            out = self.forward_model(
+                mb["obs"], mb["tool_mask"], mb["arg_mask"], mb["phase"], mb["tools"], mb["args"]
+            )
+        streams = {
+            "A": (out.logp_tool, mb["logp_tool"], mb["adv_tool"], out.v_tool, mb["ret_tool"], out.ent_tool),
+            "B": (out.logp_tool, mb["logp_tool"], mb["adv_tool"], out.v_tool, mb["ret_tool"], out.ent_tool),
+            "C": (out.logp_arg, mb["logp_arg"], mb["adv_arg"], out.v_arg, mb["ret_arg"], out.ent_arg),
+        }
+        loss = torch.zeros((), device=self.device)
+        metrics: dict[str, float] = {}
+        for p in POLICIES:
+            logp, old, adv, v, ret, ent = streams[p]
+            terms = ppo_terms(logp, old, adv, v.float(), ret, ent, w[p], hp.clip)
+            loss = loss + terms["pg_loss"] + hp.vf_coef * terms["v_loss"] - hp.ent_coef * terms["entropy"]
+            metrics.update({f"{p}/{k}": float(t.detach()) for k, t in terms.items()})
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        loss.backward()
+        for p in POLICIES:
+            metrics[f"{p}/grad_norm"] = float(
+                nn.utils.clip_grad_norm_(self.model.nets[p].parameters(), hp.max_grad_norm)
+            )
+            self.optimizers[p].step()
+        metrics["loss"] = float(loss.detach())
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": {k: v.cpu() for k, v in self.model.state_dict().items()},
+            "optimizers": {p: o.state_dict() for p, o in self.optimizers.items()},
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        for p, o in self.optimizers.items():
+            o.load_state_dict(state["optimizers"][p])
+        self.generator.set_state(state["generator"])

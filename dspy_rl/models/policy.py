@@ -1,0 +1,158 @@
+"""Actor-critic networks for the three ToolEnv policies.
+
+A picks the first tool of an episode, B picks every later tool (the last tool and its result are in the
+observation), C picks the argument at every step. Each policy has its own actor and critic MLP; the tool
+"stream" is valued by A's critic at phase 0 and B's critic after, the argument stream by C's critic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+POLICIES = ("A", "B", "C")
+_NEG = -1e9
+
+
+def _mlp(in_dim: int, hidden: int, out_dim: int, out_gain: float) -> nn.Sequential:
+    layers = [
+        nn.Linear(in_dim, hidden),
+        nn.Tanh(),
+        nn.Linear(hidden, hidden),
+        nn.Tanh(),
+        nn.Linear(hidden, out_dim),
+    ]
+    for layer in layers:
+        if isinstance(layer, nn.Linear):
+            nn.init.orthogonal_(layer.weight, gain=np.sqrt(2))
+            nn.init.zeros_(layer.bias)
+    nn.init.orthogonal_(layers[-1].weight, gain=out_gain)
+    return nn.Sequential(*layers)
+
+
+class ActorCritic(nn.Module):
+    """One policy: a masked categorical actor and a scalar critic."""
+
+    def __init__(self, obs_dim: int, num_actions: int, hidden: int) -> None:
+        super().__init__()
+        self.actor = _mlp(obs_dim, hidden, num_actions, out_gain=0.01)
+        self.critic = _mlp(obs_dim, hidden, 1, out_gain=1.0)
+
+    def logits(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.actor(obs).masked_fill(~mask, _NEG)
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.critic(obs).squeeze(-1)
+
+
+@dataclass
+class PolicyOutput:
+    """Per-sample outputs of :meth:`MultiPolicy.forward` for given actions."""
+
+    logp_tool: torch.Tensor
+    logp_arg: torch.Tensor
+    ent_tool: torch.Tensor
+    ent_arg: torch.Tensor
+    v_tool: torch.Tensor
+    v_arg: torch.Tensor
+
+
+def _log_prob_entropy(logits: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    logp_all = torch.log_softmax(logits.float(), dim=-1)
+    logp = logp_all.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+    entropy = -(logp_all.exp() * logp_all).sum(-1)
+    return logp, entropy
+
+
+class MultiPolicy(nn.Module):
+    """The three policies behind one ``forward`` (so one DDP wrapper syncs all of them)."""
+
+    def __init__(self, obs_dim: int, num_tools: int, num_args: int, hidden: int = 64) -> None:
+        super().__init__()
+        self.obs_dim, self.num_tools, self.num_args, self.hidden = obs_dim, num_tools, num_args, hidden
+        self.nets = nn.ModuleDict(
+            {
+                "A": ActorCritic(obs_dim, num_tools, hidden),
+                "B": ActorCritic(obs_dim, num_tools, hidden),
+                "C": ActorCritic(obs_dim, num_args, hidden),
+            }
+        )
+
+    def spec(self) -> dict[str, int]:
+        return {
+            "obs_dim": self.obs_dim,
+            "num_tools": self.num_tools,
+            "num_args": self.num_args,
+            "hidden": self.hidden,
+        }
+
+    def _tool_logits_values(
+        self, obs: torch.Tensor, tool_mask: torch.Tensor, first: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        a, b = self.nets["A"], self.nets["B"]
+        logits = torch.where(first.unsqueeze(-1), a.logits(obs, tool_mask), b.logits(obs, tool_mask))
+        values = torch.where(first, a.value(obs), b.value(obs))
+        return logits, values
+
+    def forward(
+        self,
+        obs: torch.Tensor,
+        tool_mask: torch.Tensor,
+        arg_mask: torch.Tensor,
+        phase: torch.Tensor,
+        tools: torch.Tensor,
+        args: torch.Tensor,
+    ) -> PolicyOutput:
+        first = phase == 0
+        tool_logits, v_tool = self._tool_logits_values(obs, tool_mask, first)
+        c = self.nets["C"]
+        logp_tool, ent_tool = _log_prob_entropy(tool_logits, tools)
+        logp_arg, ent_arg = _log_prob_entropy(c.logits(obs, arg_mask), args)
+        return PolicyOutput(logp_tool, logp_arg, ent_tool, ent_arg, v_tool, c.value(obs))
+
+    @torch.no_grad()
+    def act(
+        self,
+        obs: torch.Tensor,
+        tool_mask: torch.Tensor,
+        arg_mask: torch.Tensor,
+        phase: torch.Tensor,
+        generator: torch.Generator | None = None,
+        greedy: bool = False,
+    ) -> tuple[torch.Tensor, ...]:
+        """Sample (or argmax) tools and args; returns tools, args, logp_tool, logp_arg, v_tool, v_arg."""
+        first = phase == 0
+        tool_logits, v_tool = self._tool_logits_values(obs, tool_mask, first)
+        c = self.nets["C"]
+        arg_logits = c.logits(obs, arg_mask)
+        tools = _sample(tool_logits, generator, greedy)
+        args = _sample(arg_logits, generator, greedy)
+        logp_tool = torch.log_softmax(tool_logits, -1).gather(-1, tools.unsqueeze(-1)).squeeze(-1)
+        logp_arg = torch.log_softmax(arg_logits, -1).gather(-1, args.unsqueeze(-1)).squeeze(-1)
+        return tools, args, logp_tool, logp_arg, v_tool, c.value(obs)
+
+    @torch.no_grad()
+    def values(self, obs: torch.Tensor, phase: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        first = phase == 0
+        v_tool = torch.where(first, self.nets["A"].value(obs), self.nets["B"].value(obs))
+        return v_tool, self.nets["C"].value(obs)
+
+
+def _sample(logits: torch.Tensor, generator: torch.Generator | None, greedy: bool) -> torch.Tensor:
+    if greedy:
+        return logits.argmax(-1)
+    # Gumbel-max: one uniform draw per logit, cheaper than torch.multinomial for small action sets.
+    u = torch.rand(logits.shape, generator=generator, device=logits.device).clamp_(1e-10, 1.0)
+    return (logits - torch.log(-torch.log(u))).argmax(-1)
+
+
+def state_to_numpy(module: nn.Module) -> dict[str, np.ndarray]:
+    """Weights as numpy arrays (CPU), for the object store and checkpoints."""
+    return {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+
+
+def load_numpy_state(module: nn.Module, state: dict[str, np.ndarray]) -> None:
+    module.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})

@@ -1,0 +1,164 @@
+"""One EnvRunner: a VecToolEnv, a CPU copy of the three policies, preallocated rollout buffers."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from dspy_rl.learners.ppo import compute_gae
+from dspy_rl.models.policy import MultiPolicy, load_numpy_state
+
+
+@dataclass
+class RolloutSpec:
+    """What a runner needs to know besides the env config."""
+
+    rollout_len: int
+    gamma: float
+    gae_lambda: float
+    hidden: int
+
+
+def make_env(env_cfg: dict[str, Any], seed: int) -> Any:
+    from dspy_rl.envs import VecToolEnv
+
+    return VecToolEnv(
+        num_envs=env_cfg["num_envs"],
+        suite=env_cfg["suite"],
+        seed=seed,
+        num_threads=env_cfg.get("num_threads", 0),
+        invalid_action=env_cfg.get("invalid_action", "error"),
+        backend=env_cfg.get("backend", "rust"),
+    )
+
+
+class EnvRunner:
+    """Samples ``rollout_len`` steps from every env with the current weights and computes GAE.
+
+    Used directly in the driver (``runtime.num_env_runners=0``) or as a Ray actor (``RunnerPool``).
+    """
+
+    def __init__(self, env_cfg: dict[str, Any], spec: RolloutSpec, seed: int, torch_threads: int = 1) -> None:
+        torch.set_num_threads(torch_threads)
+        self.env = make_env(env_cfg, seed)
+        self.env.reset(seed)
+        from dspy_rl.envs import load_suite
+
+        self.takes_arg = np.array([t.takes_arg for t in load_suite(env_cfg["suite"]).tools], dtype=bool)
+        self.spec = spec
+        self.policy = MultiPolicy(self.env.obs_dim, self.env.num_tools, self.env.num_args, spec.hidden)
+        self.policy.eval()
+        self.generator = torch.Generator().manual_seed(seed)
+        n, t = self.env.num_envs, spec.rollout_len
+        e = self.env
+        self.buf = {
+            "obs": np.zeros((t, n, e.obs_dim), np.float32),
+            "tool_mask": np.zeros((t, n, e.num_tools), bool),
+            "arg_mask": np.zeros((t, n, e.num_args), bool),
+            "phase": np.zeros((t, n), np.uint8),
+            "tools": np.zeros((t, n), np.int64),
+            "args": np.zeros((t, n), np.int64),
+            "logp_tool": np.zeros((t, n), np.float32),
+            "logp_arg": np.zeros((t, n), np.float32),
+            "v_tool": np.zeros((t, n), np.float32),
+            "v_arg": np.zeros((t, n), np.float32),
+            "rewards": np.zeros((t, n), np.float32),
+            "dones": np.zeros((t, n), bool),
+        }
+        # Per-policy return of the running episode: A earns the first step's reward, B the later steps'.
+        self._ret_a = np.zeros(n, np.float32)
+        self._ret_b = np.zeros(n, np.float32)
+
+    def env_info(self) -> dict[str, int]:
+        e = self.env
+        return {
+            "obs_dim": e.obs_dim,
+            "num_tools": e.num_tools,
+            "num_args": e.num_args,
+            "num_envs": e.num_envs,
+        }
+
+    def sample(self, weights: dict[str, np.ndarray], num_steps: int | None = None) -> dict[str, Any]:
+        """Roll out ``num_steps`` (default ``rollout_len``) steps; returns flat arrays plus episode stats."""
+        load_numpy_state(self.policy, weights)
+        steps = self.spec.rollout_len if num_steps is None else min(num_steps, self.spec.rollout_len)
+        env, b = self.env, self.buf
+        ep_ret, ep_len, ep_succ, ep_a, ep_b = [], [], [], [], []
+        t0 = time.perf_counter()
+        for t in range(steps):
+            b["obs"][t] = env.obs
+            b["tool_mask"][t] = env.tool_mask
+            b["arg_mask"][t] = env.arg_mask
+            b["phase"][t] = env.phase
+            tools, args, lp_t, lp_a, v_t, v_a = self.policy.act(
+                torch.from_numpy(b["obs"][t]),
+                torch.from_numpy(b["tool_mask"][t]),
+                torch.from_numpy(b["arg_mask"][t]),
+                torch.from_numpy(b["phase"][t]),
+                self.generator,
+            )
+            b["tools"][t], b["args"][t] = tools.numpy(), args.numpy()
+            b["logp_tool"][t], b["logp_arg"][t] = lp_t.numpy(), lp_a.numpy()
+            b["v_tool"][t], b["v_arg"][t] = v_t.numpy(), v_a.numpy()
+            env.step(b["tools"][t], b["args"][t])
+            r = env.rewards
+            b["rewards"][t] = r
+            done = env.terminated | env.truncated
+            b["dones"][t] = done
+            first = b["phase"][t] == 0
+            self._ret_a += np.where(first, r, 0.0)
+            self._ret_b += np.where(first, 0.0, r)
+            if done.any():
+                ep_ret.append(env.episode_return[done].copy())
+                ep_len.append(env.episode_length[done].copy())
+                ep_succ.append(env.episode_success[done].copy())
+                ep_a.append(self._ret_a[done].copy())
+                ep_b.append(self._ret_b[done].copy())
+                self._ret_a[done] = 0.0
+                self._ret_b[done] = 0.0
+        sample_s = time.perf_counter() - t0
+        last_tool, last_arg = self.policy.values(
+            torch.from_numpy(env.obs.copy()), torch.from_numpy(env.phase.copy())
+        )
+        sl = slice(0, steps)
+        gamma, lam = self.spec.gamma, self.spec.gae_lambda
+        adv_t, ret_t = compute_gae(
+            b["rewards"][sl], b["v_tool"][sl], b["dones"][sl], last_tool.numpy(), gamma, lam
+        )
+        adv_a, ret_a = compute_gae(
+            b["rewards"][sl], b["v_arg"][sl], b["dones"][sl], last_arg.numpy(), gamma, lam
+        )
+        n = steps * env.num_envs
+
+        def flat(x: np.ndarray) -> np.ndarray:
+            return x[sl].reshape(n, *x.shape[2:])
+
+        out: dict[str, Any] = {
+            k: flat(b[k])
+            for k in ("obs", "tool_mask", "arg_mask", "phase", "tools", "args", "logp_tool", "logp_arg")
+        }
+        out["arg_active"] = self.takes_arg[out["tools"]]
+        out.update(
+            adv_tool=adv_t.reshape(n),
+            ret_tool=ret_t.reshape(n),
+            adv_arg=adv_a.reshape(n),
+            ret_arg=ret_a.reshape(n),
+        )
+
+        def cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
+            return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+
+        out["stats"] = {
+            "env_steps": n,
+            "sample_s": sample_s,
+            "episode_return": cat(ep_ret, np.float32),
+            "episode_length": cat(ep_len, np.int32),
+            "episode_success": cat(ep_succ, bool),
+            "return_A": cat(ep_a, np.float32),
+            "return_B": cat(ep_b, np.float32),
+        }
+        return out

@@ -1,0 +1,395 @@
+"""``dspy-rl train``: multi-policy PPO on the Rust ToolEnv with EnvRunner actors and a LearnerGroup.
+
+    dspy-rl train                                   # embedded defaults: local Ray, default suite
+    dspy-rl train env=hard algo.lr=3e-4 runtime.num_env_runners=2 total_env_steps=1000000
+    dspy-rl train resume=runs/train/2026-11-21_23-59-59   # continue a run from its last checkpoint
+    python -m dspy_rl.train ...                     # the same
+
+Programmatic: ``run_training(overrides, report=None) -> dict`` (used by sweeps and tests).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from dspy_rl.cli.config import ConfigError, compose, to_object
+from dspy_rl.learners.learner_group import LearnerGroup, resolve_device
+from dspy_rl.learners.ppo import BATCH_KEYS, PPOHyper
+from dspy_rl.runners.env_runner import EnvRunner, RolloutSpec
+from dspy_rl.train_config import TrainConfig
+from dspy_rl.utils.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from dspy_rl.utils.run_logger import RunLogger
+
+log = logging.getLogger(__name__)
+
+ALIASES = {
+    "suite": "env.suite",
+    "steps": "total_env_steps",
+    "runners": "runtime.num_env_runners",
+    "learners": "runtime.num_learners",
+    "device": "runtime.device",
+    "lr": "algo.lr",
+    "run_dir": "run_dir",
+    "resume": "resume",
+    "seed": "seed",
+}
+
+
+def load_config(argv: Sequence[str] = ()) -> TrainConfig:
+    """Compose conf/train.yaml with the command line and validate it (before Ray starts)."""
+    return to_object(compose("train", argv, ALIASES), TrainConfig)
+
+
+class Trainer:
+    """Owns the run directory, the runners, the learner group and the loop."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.device = resolve_device(cfg.runtime.device)
+        self._stop_signal: int | None = None
+        self.resume_state: dict[str, Any] | None = None
+        if cfg.resume:
+            ckpt = latest_checkpoint(cfg.resume)
+            if ckpt is None:
+                raise ConfigError(
+                    f"resume={cfg.resume!r} has no checkpoint under checkpoints/; "
+                    "pass the run directory of an earlier `dspy-rl train`"
+                )
+            self.resume_state = load_checkpoint(ckpt)
+            self.run_dir = Path(cfg.resume)
+            log.info(
+                "resuming %s from %s (env step %d)", self.run_dir, ckpt.name, self.resume_state["env_steps"]
+            )
+        else:
+            stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+            self.run_dir = Path(cfg.run_dir or f"runs/train/{stamp}")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+
+    # -- setup -------------------------------------------------------------------------------------------
+    def _env_cfg(self, seed_offset: int) -> dict[str, Any]:
+        env = asdict(self.cfg.env)
+        env["seed"] = env["seed"] + seed_offset
+        return env
+
+    def _start_ray(self) -> None:
+        import ray
+
+        rt = self.cfg.runtime
+        if rt.num_env_runners == 0 and rt.num_learners == 0 and rt.ray_address is None:
+            return  # everything runs in this process
+        if not ray.is_initialized():
+            need = rt.num_env_runners + rt.num_learners + 1
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
+            if rt.ray_address is None and not os.environ.get("RAY_ADDRESS"):  # not inside `ray job submit`
+                kwargs["num_cpus"] = rt.num_cpus or max(os.cpu_count() or 1, need)
+            ray.init(address=rt.ray_address, **kwargs)
+
+    def _install_signal_handlers(self) -> Callable[[], None]:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+
+        def handler(signum: int, _frame: Any) -> None:
+            log.warning(
+                "received %s: checkpointing and stopping after this iteration", signal.Signals(signum).name
+            )
+            self._stop_signal = signum
+
+        for s in previous:
+            signal.signal(s, handler)
+
+        def restore() -> None:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+        return restore
+
+    # -- loop --------------------------------------------------------------------------------------------
+    def run(self, report: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        cfg, rt, algo = self.cfg, self.cfg.runtime, self.cfg.algo
+        state = self.resume_state
+        iteration = state["iteration"] if state else 0
+        env_steps = state["env_steps"] if state else 0
+        seed = cfg.seed
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        random.seed(seed)
+        if state:
+            torch.set_rng_state(state["rng"]["torch"])
+            np.random.set_state(state["rng"]["numpy"])
+            random.setstate(state["rng"]["python"])
+
+        self._start_ray()
+        spec = RolloutSpec(algo.rollout_len, algo.gamma, algo.gae_lambda, algo.hidden)
+        # Fresh env streams after a resume, so a resumed run does not replay the episodes it already saw.
+        offset = 7919 * iteration
+        pool, local_runner = None, None
+        if rt.num_env_runners > 0:
+            from dspy_rl.runners.pool import RunnerPool
+
+            pool = RunnerPool(
+                self._env_cfg(offset),
+                spec,
+                rt.num_env_runners,
+                cfg.env.seed + offset,
+                run_tag=f"{os.getpid()}-{id(self)}",
+            )
+            info = pool.env_info()
+        else:
+            local_runner = EnvRunner(
+                self._env_cfg(offset), spec, cfg.env.seed + offset, torch_threads=torch.get_num_threads()
+            )
+            info = local_runner.env_info()
+        model_spec = {k: info[k] for k in ("obs_dim", "num_tools", "num_args")} | {"hidden": algo.hidden}
+        learners = LearnerGroup(
+            model_spec,
+            PPOHyper.from_config(algo),
+            rt.num_learners,
+            rt.device,
+            seed,
+            rt.mixed_precision and self.device.type == "cuda",
+        )
+        if state:
+            learners.load_state_dict(state["learner"])
+        controller = (
+            self._make_runner_controller(rt.num_env_runners)
+            if (pool is not None and rt.adaptive_runners)
+            else None
+        )
+
+        logger = RunLogger(self.run_dir, cfg.logging, cfg.total_env_steps, env_steps, cfg.to_dict())
+        restore_signals = self._install_signal_handlers()
+        recent_success: deque[float] = deque(maxlen=2000)
+        recent_return: deque[float] = deque(maxlen=2000)
+        if state:
+            recent_success.extend(state.get("recent_success", []))
+            recent_return.extend(state.get("recent_return", []))
+        last: dict[str, Any] = {
+            "env_steps": env_steps,
+            "iteration": iteration,
+            "success_rate": 0.0,
+            "episode_return": 0.0,
+            "wall_s": 0.0,
+        }
+        start = time.perf_counter()
+        status = "completed"
+        last_ckpt = -1
+
+        def checkpoint() -> None:
+            save_checkpoint(
+                self.run_dir,
+                iteration,
+                {
+                    "iteration": iteration,
+                    "env_steps": env_steps,
+                    "config": cfg.to_dict(),
+                    "model_spec": model_spec,
+                    "learner": learners.state_dict(),
+                    "rng": {
+                        "torch": torch.get_rng_state(),
+                        "numpy": np.random.get_state(),
+                        "python": random.getstate(),
+                    },
+                    "recent_success": list(recent_success),
+                    "recent_return": list(recent_return),
+                },
+            )
+
+        try:
+            while env_steps < cfg.total_env_steps:
+                t0 = time.perf_counter()
+                remaining = cfg.total_env_steps - env_steps
+                n_runners = len(pool) if pool is not None else 1
+                # The last iteration samples only what is left, so the run ends at exactly total_env_steps.
+                steps_needed = min(algo.rollout_len, -(-remaining // (cfg.env.num_envs * n_runners)))
+                weights = learners.weights()
+                if pool is not None:
+                    import ray
+
+                    rollouts = pool.sample(ray.put(weights), steps_needed)
+                else:
+                    rollouts = [local_runner.sample(weights, steps_needed)]
+                t_sample = time.perf_counter() - t0
+                batch = {k: np.concatenate([r[k] for r in rollouts]) for k in BATCH_KEYS}
+                if batch["obs"].shape[0] > remaining:
+                    batch = {k: v[:remaining] for k, v in batch.items()}
+                t1 = time.perf_counter()
+                train_metrics = learners.update(batch)
+                t_learn = time.perf_counter() - t1
+                new_steps = batch["obs"].shape[0]
+                env_steps += new_steps
+                iteration += 1
+                stats = [r["stats"] for r in rollouts]
+                for s in stats:
+                    recent_success.extend(s["episode_success"].astype(float).tolist())
+                    recent_return.extend(s["episode_return"].tolist())
+                dt = time.perf_counter() - t0
+                last = self._metrics(
+                    stats,
+                    train_metrics,
+                    recent_success,
+                    recent_return,
+                    env_steps,
+                    iteration,
+                    new_steps,
+                    dt,
+                    t_sample,
+                    t_learn,
+                    time.perf_counter() - start,
+                    n_runners,
+                )
+                last["runner_replacements"] = pool.replacements if pool is not None else 0
+                if iteration % cfg.logging.log_every == 0 or env_steps >= cfg.total_env_steps:
+                    logger.log(env_steps, last, new_steps)
+                if report is not None:
+                    report(dict(last))
+                if controller is not None:
+                    pool.resize(controller(t_sample, t_learn, n_runners))
+                if iteration % cfg.checkpoint_every == 0:
+                    checkpoint()
+                    last_ckpt = iteration
+                if self._stop_signal is not None:
+                    status = f"interrupted by {signal.Signals(self._stop_signal).name}"
+                    break
+                if (
+                    cfg.target_success is not None
+                    and len(recent_success) >= 200
+                    and last["success_rate"] >= cfg.target_success
+                ):
+                    status = "reached target_success"
+                    break
+            if last_ckpt != iteration:
+                checkpoint()
+        finally:
+            restore_signals()
+            logger.close()
+            learners.shutdown()
+            if pool is not None:
+                pool.shutdown()
+        last["status"] = status
+        last["run_dir"] = str(self.run_dir)
+        log.info(
+            "%s at env step %d: success %.3f, return %.2f (%s)",
+            status,
+            env_steps,
+            last["success_rate"],
+            last["episode_return"],
+            self.run_dir,
+        )
+        return last
+
+    @staticmethod
+    def _metrics(
+        stats: list[dict[str, Any]],
+        train: dict[str, float],
+        recent_success: deque[float],
+        recent_return: deque[float],
+        env_steps: int,
+        iteration: int,
+        new_steps: int,
+        dt: float,
+        t_sample: float,
+        t_learn: float,
+        wall: float,
+        n_runners: int,
+    ) -> dict[str, Any]:
+        def mean(key: str) -> float:
+            parts = [s[key] for s in stats if len(s[key])]
+            return float(np.concatenate(parts).mean()) if parts else float("nan")
+
+        return {
+            "env_steps": env_steps,
+            "iteration": iteration,
+            "wall_s": wall,
+            "success_rate": float(np.mean(recent_success)) if recent_success else 0.0,
+            "episode_return": float(np.mean(recent_return)) if recent_return else 0.0,
+            "iter_success_rate": mean("episode_success"),
+            "episode_length": mean("episode_length"),
+            "return_A": mean("return_A"),
+            "return_B": mean("return_B"),
+            "return_C": mean("episode_return"),
+            "env_steps_per_s": new_steps / dt,
+            "sample_s": t_sample,
+            "learn_s": t_learn,
+            "num_env_runners": n_runners,
+            **train,
+        }
+
+    def _make_runner_controller(self, current: int) -> Callable[[float, float, int], int]:
+        """Adaptive concurrency controller sizing the EnvRunner pool (synchronous loop).
+
+        The learner waits on rollouts for the whole sampling phase (``wait = t_sample / t_iter``): starved learners
+        grow the pool. Finished rollouts wait while the learner trains; ``t_learn / t_sample`` is that queue in
+        rollout-batch units, and above the watermark the pool shrinks.
+        """
+        from dspy_rl.control.limiter import LimiterConfig
+        from dspy_rl.control.pool import PoolSizer
+
+        rt = self.cfg.runtime
+        sizer = PoolSizer(
+            LimiterConfig(
+                mode="aimd",
+                base_limit=max(1, current),
+                min_limit=1,
+                max_limit=rt.max_env_runners,
+                adaptation_interval=0,
+                queue_high_watermark=2.0,
+                decrease_step=0.5,
+            ),
+            starve_threshold=0.5,
+        )
+
+        def target(t_sample: float, t_learn: float, n: int) -> int:
+            total = max(t_sample + t_learn, 1e-9)
+            return sizer.update(n, t_sample / total, t_learn / max(t_sample, 1e-9))
+
+        return target
+
+
+def run_training(
+    overrides: Sequence[str] = (), report: Callable[[dict[str, Any]], None] | None = None
+) -> dict[str, Any]:
+    """Train with Hydra ``overrides`` of conf/train.yaml; ``report`` gets each iteration's metrics."""
+    return Trainer(load_config(overrides)).run(report)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__)
+        print(OmegaConf.to_yaml(compose("train", [])))
+        return 0
+    cfg = load_config(argv)
+    result = Trainer(cfg).run()
+    print(
+        f"{result['status']}: env_steps={result['env_steps']} success_rate={result['success_rate']:.3f} "
+        f"episode_return={result['episode_return']:.2f} wall_s={result['wall_s']:.1f}\n"
+        f"run dir: {result['run_dir']} (config.yaml, metrics.jsonl, tb/, checkpoints/, learning_curve.png)"
+    )
+    return 0 if result["status"] != "error" else 1
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        sys.exit(main())
+    except ConfigError as exc:
+        print(f"dspy_rl.train: invalid configuration: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,188 @@
+"""Structured configs (Hydra ConfigStore) for ``dspy-rl train``.
+
+Types are checked by OmegaConf when the YAML in ``conf/`` and the command line are merged into these
+dataclasses; ranges are checked in ``__post_init__`` and fail with the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+from dspy_rl.cli.config import require
+
+
+@dataclass
+class EnvConfig:
+    suite: str = "default"
+    """Task suite: a name in envs/suites (easy, default, hard) or a path to a suite file."""
+    backend: str = "rust"
+    """``rust`` (the batched Rust VecToolEnv) or ``python`` (the pure-Python reference; slow)."""
+    num_envs: int = 256
+    """Environments stepped together by each EnvRunner."""
+    seed: int = 0
+    """Base environment seed; runner ``i`` uses ``seed + 1000 * i`` plus an iteration offset on resume."""
+    num_threads: int = 0
+    """Rayon threads inside one VecToolEnv (0 = all cores, 1 = serial)."""
+    invalid_action: str = "error"
+    """``error`` raises on a masked/out-of-range action, ``penalty`` rewards it negatively."""
+
+    def __post_init__(self) -> None:
+        require(self.backend in ("rust", "python"), "env.backend", self.backend, "'rust' or 'python'")
+        require(self.num_envs >= 1, "env.num_envs", self.num_envs, "an integer >= 1")
+        require(self.num_threads >= 0, "env.num_threads", self.num_threads, "an integer >= 0")
+        require(
+            self.invalid_action in ("error", "penalty"),
+            "env.invalid_action",
+            self.invalid_action,
+            "'error' or 'penalty'",
+        )
+
+
+@dataclass
+class PPOConfig:
+    name: str = "ppo"
+    """Algorithm name (only ``ppo`` for ``dspy-rl train``; GRPO has its own command)."""
+    rollout_len: int = 32
+    """Steps per env per iteration."""
+    lr: float = 1e-3
+    """Adam learning rate (one optimizer per policy)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    gae_lambda: float = 0.95
+    """GAE lambda."""
+    clip: float = 0.2
+    """PPO ratio clip range."""
+    vf_coef: float = 0.5
+    """Value loss coefficient."""
+    ent_coef: float = 0.01
+    """Entropy bonus coefficient."""
+    epochs: int = 4
+    """Passes over each batch."""
+    minibatch_size: int = 2048
+    """Samples per gradient step (split across learners when there are several)."""
+    max_grad_norm: float = 1.0
+    """Per-policy gradient norm clip."""
+    hidden: int = 64
+    """Hidden width of every actor and critic MLP (two layers)."""
+
+    def __post_init__(self) -> None:
+        require(self.name == "ppo", "algo.name", self.name, "'ppo'")
+        require(self.rollout_len >= 1, "algo.rollout_len", self.rollout_len, "an integer >= 1")
+        require(0 < self.lr < 1, "algo.lr", self.lr, "a float in (0, 1)")
+        require(0 < self.gamma <= 1, "algo.gamma", self.gamma, "a float in (0, 1]")
+        require(0 <= self.gae_lambda <= 1, "algo.gae_lambda", self.gae_lambda, "a float in [0, 1]")
+        require(0 < self.clip < 1, "algo.clip", self.clip, "a float in (0, 1)")
+        require(self.vf_coef >= 0, "algo.vf_coef", self.vf_coef, "a float >= 0")
+        require(self.ent_coef >= 0, "algo.ent_coef", self.ent_coef, "a float >= 0")
+        require(self.epochs >= 1, "algo.epochs", self.epochs, "an integer >= 1")
+        require(self.minibatch_size >= 1, "algo.minibatch_size", self.minibatch_size, "an integer >= 1")
+        require(self.max_grad_norm > 0, "algo.max_grad_norm", self.max_grad_norm, "a float > 0")
+        require(self.hidden >= 1, "algo.hidden", self.hidden, "an integer >= 1")
+
+
+@dataclass
+class RuntimeConfig:
+    num_env_runners: int = 1
+    """EnvRunner Ray actors (0 = sample in the driver)."""
+    num_learners: int = 0
+    """Learner Ray actors (0 = learn in the driver; >1 = torch DDP, gloo on CPU / NCCL on GPU)."""
+    device: str = "auto"
+    """Learner device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``."""
+    mixed_precision: bool = False
+    """bf16 autocast in the learner when on CUDA."""
+    ray_address: str | None = None
+    """``null`` starts Ray in-process; ``auto`` or an address connects to a running cluster."""
+    num_cpus: int | None = None
+    """CPUs given to an in-process Ray instance (null = all)."""
+    adaptive_runners: bool = False
+    """Grow/shrink the EnvRunner pool with the adaptive concurrency controller."""
+    max_env_runners: int = 4
+    """Upper bound on the EnvRunner pool when ``adaptive_runners`` is on."""
+
+    def __post_init__(self) -> None:
+        require(self.num_env_runners >= 0, "runtime.num_env_runners", self.num_env_runners, "an integer >= 0")
+        require(self.num_learners >= 0, "runtime.num_learners", self.num_learners, "an integer >= 0")
+        require(
+            self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+            "runtime.device",
+            self.device,
+            "'auto', 'cpu', 'cuda' or 'cuda:<index>'",
+        )
+        require(
+            self.max_env_runners >= max(1, self.num_env_runners),
+            "runtime.max_env_runners",
+            self.max_env_runners,
+            f"an integer >= runtime.num_env_runners ({self.num_env_runners})",
+        )
+
+
+@dataclass
+class LoggingConfig:
+    tensorboard: bool = True
+    """Write TensorBoard event files to ``<run_dir>/tb``."""
+    wandb: bool = False
+    """Log to Weights & Biases (offline unless ``wandb_mode=online``)."""
+    wandb_project: str = "dspy-rl"
+    """W&B project name."""
+    wandb_mode: str = "offline"
+    """W&B mode: ``offline``, ``online`` or ``disabled``."""
+    progress_bar: bool = True
+    """tqdm progress bar with env steps/s, success rate and per-policy return."""
+    plot: bool = True
+    """Write ``learning_curve.png`` at the end of the run."""
+    log_every: int = 1
+    """Iterations between metric writes."""
+
+    def __post_init__(self) -> None:
+        require(
+            self.wandb_mode in ("offline", "online", "disabled"),
+            "logging.wandb_mode",
+            self.wandb_mode,
+            "'offline', 'online' or 'disabled'",
+        )
+        require(self.log_every >= 1, "logging.log_every", self.log_every, "an integer >= 1")
+
+
+@dataclass
+class TrainConfig:
+    env: EnvConfig = field(default_factory=EnvConfig)
+    """Environment settings (group ``env/``)."""
+    algo: PPOConfig = field(default_factory=PPOConfig)
+    """Algorithm settings (group ``algo/``)."""
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    """Ray topology and device (group ``runtime/``)."""
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    """Logging settings (group ``logging/``)."""
+    total_env_steps: int = 1_000_000
+    """Stop after this many env steps."""
+    target_success: float | None = None
+    """Stop early once the rolling success rate reaches this value (null = never)."""
+    seed: int = 0
+    """Seed for torch, numpy and the policies' sampling."""
+    run_dir: str | None = None
+    """Run directory (default ``runs/train/<timestamp>``)."""
+    resume: str | None = None
+    """A previous run directory to continue from its last checkpoint."""
+    checkpoint_every: int = 10
+    """Iterations between checkpoints."""
+
+    def __post_init__(self) -> None:
+        require(self.total_env_steps >= 1, "total_env_steps", self.total_env_steps, "an integer >= 1")
+        require(
+            self.target_success is None or 0 < self.target_success <= 1,
+            "target_success",
+            self.target_success,
+            "null or a float in (0, 1]",
+        )
+        require(self.checkpoint_every >= 1, "checkpoint_every", self.checkpoint_every, "an integer >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+ConfigStore.instance().store(name="train_schema", node=TrainConfig)
