@@ -25,7 +25,7 @@ class GRPOTrainConfig:
     reward: str = "rubric"
     """Online reward: `rubric` (the task's verifiable rubric), `judges` (judge ensemble client) or `module:callable`."""
     reward_kwargs: dict[str, Any] = field(default_factory=dict)
-    """Keyword arguments for the reward factory (`reward=judges`)."""
+    """`reward=judges`: JudgeClient arguments (transport=handle|http, app_name, url, token, max_batch, timeout_s)."""
     model: str = "bow"
     """Policy: `bow` (bag-of-words linear LM), `tiny-gpt2` (a tiny GPT-2 built from a config with a word-level
     tokenizer over the data), a saved bow/HF model directory, or a Hugging Face hub name (local cache only offline)."""
@@ -71,8 +71,9 @@ class GRPOTrainConfig:
     """Loss averaging: `sequence` (tokens within a response, then responses) or `token` (all tokens)."""
     updates_per_batch: int = 1
     """Optimizer steps per batch; with more than one the ratio departs from 1 and clipping matters."""
-    drop_no_signal: bool = True
-    """Leave out of the update the groups whose rewards are all equal (zero advantage; saves compute)."""
+    drop_no_signal: bool = False
+    """Leave groups with all-equal rewards out of the update. Saves compute, but their KL term no longer acts, so
+    an online policy that collapsed (all G samples alike) gets no pull back toward the reference."""
     seed: int = 0
     """Seed for data order, sampling and initialization."""
     device: str = "auto"

@@ -13,19 +13,17 @@ logger = logging.getLogger(__name__)
 class MetricsLogger:
     """Appends metric rows to ``<run_dir>/metrics.jsonl`` and scalars to ``<run_dir>/tb``.
 
-    On resume from step ``resume_step``, rows logged after that step (by the interrupted run, past its last
-    checkpoint) are dropped so the file holds each step once.
+    On resume, ``keep_rows`` (the row count saved in the checkpoint) truncates the file: rows written by the
+    interrupted run after its last checkpoint are dropped, so each step appears once.
     """
 
-    def __init__(self, run_dir: str | Path, tensorboard: bool = True, resume_step: int | None = None):
+    def __init__(self, run_dir: str | Path, tensorboard: bool = True, keep_rows: int | None = None):
         self.path = Path(run_dir) / "metrics.jsonl"
-        if resume_step is not None and self.path.exists():
-            kept = [
-                line
-                for line in self.path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= resume_step
-            ]
+        self.rows = 0
+        if keep_rows is not None and self.path.exists():
+            kept = [line for line in self.path.read_text().splitlines() if line.strip()][:keep_rows]
             self.path.write_text("".join(k + "\n" for k in kept))
+            self.rows = len(kept)
         self._file = self.path.open("a", encoding="utf-8")
         self._tb = None
         if tensorboard:
@@ -37,6 +35,7 @@ class MetricsLogger:
         row = {"step": step, **metrics}
         self._file.write(json.dumps(row) + "\n")
         self._file.flush()
+        self.rows += 1
         if self._tb is not None:
             for k, v in metrics.items():
                 if isinstance(v, (int, float)) and not isinstance(v, bool):

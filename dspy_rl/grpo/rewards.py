@@ -1,7 +1,8 @@
 """Reward functions for online text GRPO: ``reward_fn(prompts, completions) -> list[float]``.
 
 * ``rubric``: :class:`ToolCommandRubric`, the verifiable rubric of a tool-command task;
-* ``judges``: the judge ensemble client (``dspy_rl.judges.client.make_reward_fn(**reward_kwargs)``);
+* ``judges``: the judge ensemble (``dspy_rl.judges.client.JudgeClient(**reward_kwargs).reward_fn``; start it
+  with ``dspy-rl serve judges``);
 * ``<module>:<attr>``: any importable callable with the signature above.
 """
 
@@ -68,16 +69,13 @@ def resolve_reward_fn(spec: str, task: TextTask | None, kwargs: Mapping[str, Any
         return ToolCommandRubric(task)
     if spec == "judges":
         try:
-            client = importlib.import_module("dspy_rl.judges.client")
+            from dspy_rl.judges.client import JudgeClient
         except ImportError as exc:
             raise ValueError(
-                "reward=judges needs dspy_rl.judges.client (the judge ensemble issue); start the judges with "
-                f"`dspy-rl serve judges` once it is installed, or use reward=rubric ({exc})"
+                f"reward=judges needs dspy_rl.judges.client, which failed to import: {exc}"
             ) from exc
-        factory = getattr(client, "make_reward_fn", None)
-        if factory is None:
-            raise ValueError("dspy_rl.judges.client has no make_reward_fn(**kwargs) -> reward_fn")
-        return factory(**kwargs)
+        # kwargs go to JudgeClient: transport=handle|http, app_name, url, token, max_batch, timeout_s.
+        return JudgeClient(**kwargs).reward_fn
     fn = _import_attr(spec)
     if not callable(fn):
         raise ValueError(f"reward={spec!r} is not callable")

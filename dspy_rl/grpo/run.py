@@ -168,12 +168,14 @@ def train(cfg: GRPOTrainConfig, reward_fn: RewardFn | None = None) -> RunSummary
     gen.manual_seed(cfg.seed)
 
     resume_step = None
+    metrics_rows = None
     if resuming:
         state = load_checkpoint(run_dir / CHECKPOINT_NAME)
         trainer.load_state_dict(state["trainer"])
         sampler.consumed = int(state["sampler_consumed"])
         _set_rng_state(state["rng"], gen)
         resume_step = trainer.step
+        metrics_rows = int(state["metrics_rows"])
         (run_dir / f"config.resume-{resume_step}.yaml").write_text(
             yaml.safe_dump(asdict(cfg), sort_keys=False)
         )
@@ -188,11 +190,12 @@ def train(cfg: GRPOTrainConfig, reward_fn: RewardFn | None = None) -> RunSummary
                 "trainer": trainer.state_dict(),
                 "sampler_consumed": sampler.consumed,
                 "rng": _rng_state(gen),
+                "metrics_rows": metrics_log.rows,
                 "config": asdict(cfg),
             },
         )
 
-    metrics_log = MetricsLogger(run_dir, tensorboard=cfg.tensorboard, resume_step=resume_step)
+    metrics_log = MetricsLogger(run_dir, tensorboard=cfg.tensorboard, keep_rows=metrics_rows)
     summary = RunSummary(
         str(run_dir), trainer.step, None, None, dataset=None if report is None else report.as_dict()
     )

@@ -92,7 +92,8 @@ class GRPOTextTrainer:
     ) -> dict[str, float]:
         cfg = self.cfg
         policy = self.policy
-        policy.train()
+        # Scored in eval mode (dropout off), the mode the samples were drawn in; gradients flow all the same.
+        policy.eval()
         batch = policy.encode(prompts, responses)
         adv = adv.to(policy.device)
         ref_logp = None

@@ -254,6 +254,9 @@ def build_tiny_causal_lm(
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
     )
     with torch.random.fork_rng():
         torch.manual_seed(seed)
