@@ -22,6 +22,9 @@ import json
 import logging
 import os
 import platform
+import signal
+import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -80,12 +83,30 @@ def run_ours(bootstrap: str, prefix: str, events: int, db: Path) -> dict[str, An
         metrics_interval_s=1e9,
     )
     ingester = KafkaIngester(store, cfg)
+    first: list[tuple[float, int]] = []
+    last: list[float] = [0.0]
+
+    def on_batch(m: Any) -> None:
+        if not first:
+            first.append((time.perf_counter(), m.events))
+        last[0] = time.perf_counter()
+
+    ingester.on_batch = on_batch
     wall0, cpu0 = time.perf_counter(), time.process_time()
     metrics = ingester.run()
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     stored = store.count_spans()
     store.close()
-    return {"events": metrics.events, "stored": stored, "wall_s": wall, "cpu_s": cpu}
+    steady = (
+        (metrics.events - first[0][1]) / (last[0] - first[0][0]) if first and last[0] > first[0][0] else None
+    )
+    return {
+        "events": metrics.events,
+        "stored": stored,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "steady_events_per_s": steady,
+    }
 
 
 def run_naive(bootstrap: str, prefix: str, events: int, db: Path) -> dict[str, Any]:
@@ -94,9 +115,12 @@ def run_naive(bootstrap: str, prefix: str, events: int, db: Path) -> dict[str, A
     store = TraceStore(db, synchronous="FULL")
     consumer = _consumer(bootstrap, prefix, f"bench-naive-{uuid.uuid4().hex[:8]}")
     n = 0
+    first: tuple[float, int] | None = None
     wall0, cpu0 = time.perf_counter(), time.process_time()
     while n < events:
         polled = consumer.poll(timeout_ms=500)
+        if polled and first is None:
+            first = (time.perf_counter(), 0)
         spans = []
         for records in polled.values():
             for r in records:
@@ -119,22 +143,81 @@ def run_naive(bootstrap: str, prefix: str, events: int, db: Path) -> dict[str, A
         if polled:
             consumer.commit({tp: OffsetAndMetadata(rs[-1].offset + 1, "", -1) for tp, rs in polled.items()})
         n += len(spans)
-    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    end = time.perf_counter()
+    wall, cpu = end - wall0, time.process_time() - cpu0
     consumer.close(autocommit=False)
     stored = store.count_spans()
     store.close()
-    return {"events": n, "stored": stored, "wall_s": wall, "cpu_s": cpu}
+    steady = n / (end - first[0]) if first else None
+    return {"events": n, "stored": stored, "wall_s": wall, "cpu_s": cpu, "steady_events_per_s": steady}
 
 
 def run_consume_only(bootstrap: str, prefix: str, events: int) -> dict[str, Any]:
     consumer = _consumer(bootstrap, prefix, f"bench-raw-{uuid.uuid4().hex[:8]}")
     n = 0
+    first = None
     wall0, cpu0 = time.perf_counter(), time.process_time()
     while n < events:
-        n += sum(len(rs) for rs in consumer.poll(timeout_ms=500).values())
-    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        got = sum(len(rs) for rs in consumer.poll(timeout_ms=500).values())
+        if got and first is None:
+            first = time.perf_counter()
+        n += got
+    end = time.perf_counter()
+    wall, cpu = end - wall0, time.process_time() - cpu0
     consumer.close(autocommit=False)
-    return {"events": n, "stored": None, "wall_s": wall, "cpu_s": cpu}
+    steady = n / (end - first) if first else None
+    return {"events": n, "stored": None, "wall_s": wall, "cpu_s": cpu, "steady_events_per_s": steady}
+
+
+def run_workers_cli(bootstrap: str, prefix: str, events: int, db: Path, workers: int) -> dict[str, Any]:
+    """``dspy-rl stream ingest ingest.workers=N`` as a process; rates from polling the store's row count."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "dspy_rl",
+        "stream",
+        "ingest",
+        "stream=kafka",
+        f"stream.bootstrap_servers={bootstrap}",
+        f"stream.topic_prefix={prefix}",
+        f"stream.group_id=bench-w{workers}-{uuid.uuid4().hex[:8]}",
+        f"store={db}",
+        f"ingest.workers={workers}",
+    ]
+    wall0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    first: tuple[float, int] | None = None
+    count = 0
+    deadline = time.monotonic() + 900
+    while count < events and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+        count = _count(db)
+        if count and first is None:
+            first = (time.perf_counter(), count)
+    end = time.perf_counter()
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    steady = (count - first[1]) / (end - first[0]) if first and end > first[0] else None
+    return {
+        "events": count,
+        "stored": _count(db),
+        "wall_s": end - wall0,
+        "cpu_s": float("nan"),
+        "steady_events_per_s": steady,
+    }
+
+
+def _count(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+        try:
+            return conn.execute("SELECT COUNT(*) FROM spans").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.OperationalError:
+        return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=200000)
     parser.add_argument("--bootstrap", default=os.environ.get("DSPY_RL_KAFKA", "127.0.0.1:9092"))
     parser.add_argument("--skip-naive", action="store_true", help="skip the naive loop (it is slow)")
+    parser.add_argument("--workers", type=int, default=2, help="also run `ingest.workers=N` (0: skip)")
     args = parser.parse_args(argv)
     if args.events < 1000:
         parser.error("--events must be >= 1000 for a meaningful rate")
@@ -154,17 +238,31 @@ def main(argv: list[str] | None = None) -> int:
         rows["ours"] = run_ours(args.bootstrap, prefix, produced, Path(tmp) / "ours.db")
         if not args.skip_naive:
             rows["naive"] = run_naive(args.bootstrap, prefix, produced, Path(tmp) / "naive.db")
+        if args.workers > 1:
+            rows[f"ours x{args.workers} procs"] = run_workers_cli(
+                args.bootstrap, prefix, produced, Path(tmp) / "workers.db", args.workers
+            )
         rows["consume-only"] = run_consume_only(args.bootstrap, prefix, produced)
     for r in rows.values():
         r["events_per_s"] = r["events"] / r["wall_s"]
-        r["events_per_cpu_s"] = r["events"] / r["cpu_s"] if r["cpu_s"] > 0 else float("nan")
-    print(f"\n{'variant':<14}{'events':>10}{'stored':>10}{'wall s':>9}{'events/s':>12}{'events/cpu-s':>14}")
+        r["events_per_cpu_s"] = (
+            r["events"] / r["cpu_s"] if r["cpu_s"] > 0 else float("nan")
+        )  # NaN: not measured
+    header = f"{'variant':<18}{'events':>9}{'stored':>9}{'wall s':>8}{'events/s':>10}{'steady/s':>10}{'ev/cpu-s':>10}"
+    print("\n" + header)
     for name, r in rows.items():
         stored = "-" if r["stored"] is None else r["stored"]
+        steady = r.get("steady_events_per_s")
+        steady_s = "-" if steady is None else f"{steady:,.0f}"
+        cpu = "-" if r["events_per_cpu_s"] != r["events_per_cpu_s"] else f"{r['events_per_cpu_s']:,.0f}"
         print(
-            f"{name:<14}{r['events']:>10}{stored:>10}{r['wall_s']:>9.2f}{r['events_per_s']:>12,.0f}"
-            f"{r['events_per_cpu_s']:>14,.0f}"
+            f"{name:<18}{r['events']:>9}{stored:>9}{r['wall_s']:>8.2f}{r['events_per_s']:>10,.0f}"
+            f"{steady_s:>10}{cpu:>10}"
         )
+    print(
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; steady/s counts from the first stored "
+        "batch to the last (excludes the consumer-group join); ev/cpu-s = events per CPU-second of this process"
+    )
     if "naive" in rows:
         print(
             f"\nours / naive (events/s): {rows['ours']['events_per_s'] / rows['naive']['events_per_s']:.2f}x"

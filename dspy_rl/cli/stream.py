@@ -80,9 +80,16 @@ def _ingest(cfg: StreamConfig) -> int:
             from dspy_rl.stream.ingest import KafkaIngester
 
             metrics_path = str(Path(cfg.store).with_name("ingest_metrics.jsonl"))
-            ingester = KafkaIngester(store, _ingest_config(cfg, metrics_path=metrics_path))
-            _on_stop(ingester.request_stop)
-            metrics = ingester.run()
+            if cfg.ingest.workers > 1:
+                from dspy_rl.stream.workers import run_workers
+
+                store.close()  # each worker opens its own connection
+                metrics = run_workers(cfg.store, _ingest_config(cfg), cfg.ingest.workers, cfg.synchronous)
+                store = TraceStore(cfg.store, synchronous=cfg.synchronous)
+            else:
+                ingester = KafkaIngester(store, _ingest_config(cfg, metrics_path=metrics_path))
+                _on_stop(ingester.request_stop)
+                metrics = ingester.run()
         else:
             from dspy_rl.stream.bus import FileBus
             from dspy_rl.stream.file_source import JsonlSource

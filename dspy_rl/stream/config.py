@@ -45,6 +45,8 @@ class SourceConfig:
 class IngestSettings:
     """Batching and stop conditions of the ingester."""
 
+    workers: int = 1
+    """Kafka: ingester processes in the consumer group (each takes a share of the partitions)."""
     batch_size: int = 20000
     """Records per store transaction (at most)."""
     batch_max_wait_ms: int = 200
@@ -63,6 +65,7 @@ class IngestSettings:
     """Log (and append to <run_dir>/ingest_metrics.jsonl) metrics this often."""
 
     def __post_init__(self) -> None:
+        require(self.workers >= 1, "ingest.workers", self.workers, "an int >= 1")
         require(self.batch_size >= 1, "ingest.batch_size", self.batch_size, "an int >= 1")
         require(
             self.batch_max_wait_ms >= 0, "ingest.batch_max_wait_ms", self.batch_max_wait_ms, "an int >= 0"
