@@ -203,7 +203,7 @@ class TraceStore:
             return 0
         traces: dict[str, list[Any]] = {}
         rewarded: set[str] = set()
-        ends: list[tuple[str, str, str]] = []
+        ends: list[tuple[str, str]] = []  # (attributes, trace id) of trace.end spans
         for _span_id, trace_id, agent_id, kind, name, _, start, end, _, attributes in rows:
             end = start if end is None else end
             agg = traces.get(trace_id)
@@ -217,11 +217,7 @@ class TraceStore:
             if kind == "reward":
                 rewarded.add(trace_id)
             elif kind == "content" and name == TRACE_END:
-                attrs = json.loads(attributes)
-                metadata = attrs.get("metadata") or {}
-                ends.append(
-                    (str(attrs.get("status", "ok")), json.dumps(metadata, separators=(",", ":")), trace_id)
-                )
+                ends.append((attributes, trace_id))
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
@@ -248,8 +244,12 @@ class TraceStore:
                         [(t,) for t in rewarded],
                     )
                 if ends:
+                    # SQLite's JSON functions parse the attributes in C: no Python JSON work per row.
                     self._conn.executemany(
-                        "UPDATE traces SET status = ?, metadata = ? WHERE trace_id = ?", ends
+                        "UPDATE traces SET status = COALESCE(json_extract(?1, '$.status'), 'ok'), "
+                        "metadata = CASE json_type(?1, '$.metadata') WHEN 'object' "
+                        "THEN json_extract(?1, '$.metadata') ELSE '{}' END WHERE trace_id = ?2",
+                        ends,
                     )
                 self._conn.execute("COMMIT")
             except BaseException:

@@ -136,3 +136,22 @@ def test_failed_transaction_rolls_back(store):
     with pytest.raises(sqlite3.IntegrityError):
         store.insert_rows([("p3", "t1", "a", "prompt", "x", None, 1.8e9, None, None, "{}"), bad_row], "test")
     assert store.span_ids() == {"p1"}
+
+
+def test_trace_end_with_odd_metadata_does_not_fail_the_batch(store):
+    for i, metadata in enumerate(["just text", 42, None, ["a"], {"ok": True}]):
+        store.insert_spans(
+            [
+                Span(
+                    kind="content",
+                    trace_id=f"t{i}",
+                    agent_id="a",
+                    name="trace.end",
+                    span_id=f"e{i}",
+                    start_ts=1.8e9,
+                    attributes={"metadata": metadata},
+                )
+            ]
+        )
+    assert [t.metadata for t in store.query_traces()] == [{}, {}, {}, {}, {"ok": True}]
+    assert {t.status for t in store.query_traces()} == {"ok"}
