@@ -27,6 +27,7 @@ import logging
 import os
 import random
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -67,23 +68,60 @@ def make_items(n: int, seed: int = 0) -> list[dict]:
 
 
 VARIANTS = ("adaptive", "adaptive_noshed", "default", "fixed")
+WORKLOADS = ("llm-stub", "embedding")
 
 
-def config(variant: str, port: int, deadline_s: float) -> ServeConfig:
-    max_replicas = 1 if variant == "fixed" else 2
-    judges = {
-        "rubric": JudgeSpec(
-            kind="rubric", weight=1.0, num_cpus=0.25, min_replicas=1, max_replicas=max_replicas
-        ),
-        "embedding": JudgeSpec(
+def serve_stub(port: int, service_s: float) -> None:
+    """An OpenAI-compatible endpoint that takes ``service_s`` per call (emulates a remote/GPU model)."""
+    import uvicorn
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def chat(body: dict) -> dict:
+        await asyncio.sleep(service_s)
+        content = "Looks right.\nSCORE: 7"
+        return {
+            "id": "stub",
+            "object": "chat.completion",
+            "model": body.get("model"),
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+            ],
+        }
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def config(variant: str, workload: str, port: int, deadline_s: float, stub_url: str | None) -> ServeConfig:
+    """The ensemble for ``workload``, deployed the ``variant`` way."""
+    max_replicas = 1 if variant == "fixed" else 4
+    if workload == "embedding":
+        model = JudgeSpec(
             kind="embedding",
             weight=2.0,
             num_cpus=0.5,
             min_replicas=1,
-            max_replicas=max_replicas,
+            max_replicas=min(max_replicas, 2),
             max_ongoing_requests=32,
             options={"num_threads": 1},
-        ),
+        )
+    else:
+        # one in-flight call per replica: a replica stands for one accelerator serving one batch at a time
+        model = JudgeSpec(
+            kind="llm",
+            weight=2.0,
+            num_cpus=0,
+            min_replicas=1,
+            max_replicas=max_replicas,
+            max_ongoing_requests=32,
+            model_concurrency=1,
+            options={"base_url": stub_url, "model": "stub", "timeout_s": 30.0},
+        )
+    judges = {
+        "rubric": JudgeSpec(kind="rubric", weight=1.0, num_cpus=0, min_replicas=1, max_replicas=1),
+        "model": model,
     }
     return ServeConfig(
         port=port,
@@ -122,14 +160,18 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def one(client: httpx.AsyncClient, item: dict, n_judges: int, out: list) -> None:
+    """One request; appends (latency, ok, full, why the model judge was left out or "")."""
     start = time.perf_counter()
+    why = ""
     try:
         r = await client.post("/judge", json=item)
         ok = r.status_code == 200
-        full = ok and len(r.json()["answered"]) == n_judges
+        body = r.json() if ok else {}
+        full = ok and len(body["answered"]) == n_judges
+        why = body.get("left_out", {}).get("model", "").split(" ")[0]
     except httpx.HTTPError:
         ok, full = False, False
-    out.append((time.perf_counter() - start, ok, full))
+    out.append((time.perf_counter() - start, ok, full, why))
 
 
 async def open_loop(
@@ -163,6 +205,9 @@ async def open_loop(
         "p99_ms": 1000 * pct(lat, 0.99),
         "errors": sum(1 for r in results if not r[1]),
         "full_pct": 100.0 * sum(1 for r in results if r[2]) / max(1, len(results)),
+        "shed_pct": 100.0 * sum(1 for r in results if r[3] == "shed") / max(1, len(results)),
+        "late_pct": 100.0 * sum(1 for r in results if r[3] == "timeout") / max(1, len(results)),
+        "p99_full_ms": 1000 * pct([r[0] for r in results if r[2]], 0.99),
     }
 
 
@@ -210,13 +255,25 @@ def replicas(app_name: str) -> dict[str, int]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--phase-s", type=float, default=12.0, help="seconds per load level")
+    ap.add_argument("--phase-s", type=float, default=20.0, help="seconds per load level")
     ap.add_argument("--loads", default="0.5,1,2", help="load levels as multiples of the calibrated capacity")
     ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument(
+        "--workload",
+        choices=WORKLOADS,
+        default="llm-stub",
+        help="llm-stub: LLM judge against a local endpoint with --service-ms per call (I/O-bound, like a "
+        "remote or GPU model); embedding: all-MiniLM-L6-v2 on this CPU",
+    )
+    ap.add_argument("--service-ms", type=float, default=100.0, help="llm-stub: endpoint time per call")
+    ap.add_argument("--serve-stub", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--deadline-s", type=float, default=2.0, help="ensemble per-request deadline")
     ap.add_argument("--port", type=int, default=8471, help="HTTP port on 127.0.0.1 (0: pick a free one)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "judge_load.json"))
     args = ap.parse_args(argv)
+    if args.serve_stub:
+        serve_stub(args.serve_stub, args.service_ms / 1000.0)
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     for name in ("ray", "ray.serve", "httpx"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -236,6 +293,19 @@ def main(argv: list[str] | None = None) -> int:
 
     from dspy_rl.judges.app import deploy
 
+    stub, stub_url = None, None
+    if args.workload == "llm-stub":
+        stub_port = free_port()
+        stub = subprocess.Popen(
+            [sys.executable, __file__, "--serve-stub", str(stub_port), "--service-ms", str(args.service_ms)]
+        )
+        stub_url = f"http://127.0.0.1:{stub_port}/v1"
+        for _ in range(100):
+            try:
+                httpx.post(f"{stub_url}/chat/completions", json={"model": "x", "messages": []}, timeout=2.0)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
     items = make_items(64)
     report: dict = {
@@ -246,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         # calibration on the fixed deployment
-        deploy(config("fixed", port, args.deadline_s))
+        deploy(config("fixed", args.workload, port, args.deadline_s, stub_url))
         asyncio.run(sequential(base, 10, items, 2))  # warm-up
         unloaded = asyncio.run(sequential(base, 100, items, 2))
         cap = asyncio.run(closed_loop(base, 8, 8.0, items, 2))
@@ -260,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         serve.delete("bench_fixed")
         for variant in variants:
-            cfg = config(variant, port, args.deadline_s)
+            cfg = config(variant, args.workload, port, args.deadline_s, stub_url)
             deploy(cfg)
             asyncio.run(sequential(base, 10, items, 2))
             rows = []
@@ -279,6 +349,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         serve.shutdown()
         ray.shutdown()
+        if stub is not None:
+            stub.terminate()
+            stub.wait(timeout=10)
 
     base_p99 = report["calibration"]["unloaded"]["p99_ms"]
     print(
@@ -287,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     header = (
         f"{'variant':<16}{'load':>5}{'offered':>9}{'thru/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'p99/unl':>8}"
-        f"{'errors':>7}{'full %':>7}  replicas"
+        f"{'errors':>7}{'full%':>7}{'shed%':>7}{'late%':>7}  replicas"
     )
     print(header)
     print("-" * len(header))
@@ -296,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{variant:<16}{r['load']:>4.1f}x{r['offered_rps']:>9.1f}{r['throughput_rps']:>8.1f}"
                 f"{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r['p99_ms'] / base_p99:>8.2f}{r['errors']:>7}"
-                f"{r['full_pct']:>7.1f}  {r['replicas']}"
+                f"{r['full_pct']:>7.1f}{r['shed_pct']:>7.1f}{r['late_pct']:>7.1f}  {r['replicas']}"
             )
     if "adaptive" in report["variants"] and max(loads) >= 2:
         top = [r for r in report["variants"]["adaptive"] if r["load"] == max(loads)][0]

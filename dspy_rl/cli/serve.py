@@ -21,19 +21,20 @@ Examples:
   dspy-rl serve judges port=8100 judges=rubric_only
   dspy-rl serve judges judges.transformer.enabled=true judges.transformer.options.checkpoint=runs/judge
   DSPY_RL_JUDGE_TOKEN=secret dspy-rl serve judges auth_token_env=DSPY_RL_JUDGE_TOKEN
+  dspy-rl serve judges --no-block ray_address=auto     # deploy into a running cluster and return
 """
 
 ALIASES = {
     "pairs": "train_judge.pairs",
     "out": "train_judge.out",
     "steps": "train_judge.steps",
-    "no_block": "blocking",
 }
 
 
 def _config(argv: list[str]):
     from dspy_rl.judges.config import ServeConfig
 
+    # --no-block: deploy into an existing cluster (ray_address=...) and return; Serve keeps the app running
     argv = ["blocking=false" if a == "--no-block" else a for a in argv]
     return to_object(compose("serve", argv, ALIASES), ServeConfig)
 

@@ -13,9 +13,10 @@ Each tick becomes one :class:`~dspy_rl.control.limiter.Sample` *per replica* (av
 controller's limit is the **concurrency one replica can take** before latency climbs or errors/queues appear.
 Demand is Serve's own ``total_num_requests`` (ongoing + queued at handles and replicas); the decision is
 
-    desired_replicas = ceil(demand / per_replica_limit)
+    desired_replicas = ceil(demand / (per_replica_limit * target_utilization))
 
-clamped to ``[min_replicas, max_replicas]``; Serve then applies ``upscale_delay_s`` / ``downscale_delay_s`` and
+(``target_utilization`` < 1 keeps headroom: a replica saturated at its limit asks for one more, which also
+matters when an upstream limiter sheds load so that demand never exceeds the limit), clamped to ``[min_replicas, max_replicas]``; Serve then applies ``upscale_delay_s`` / ``downscale_delay_s`` and
 the up/down-scaling factors to it. Replicas slowing down or failing shrink the per-replica limit, which adds
 replicas for the same demand; idle deployments shrink back to ``min_replicas``.
 
@@ -79,13 +80,17 @@ def sample_from_metrics(
 
 
 class AdaptiveAutoscalingPolicy:
-    """Class-based Serve autoscaling policy; ``policy_kwargs`` are :class:`LimiterConfig` fields.
+    """Class-based Serve autoscaling policy; ``policy_kwargs`` are :class:`LimiterConfig` fields plus
+    ``target_utilization``.
 
     ``__call__(ctx) -> (desired_replicas, policy_state)``; the state carries the controller's view
     (``per_replica_limit``, ``reason``, ``demand``) for ``serve status`` and debugging.
     """
 
-    def __init__(self, **policy_kwargs: Any) -> None:
+    def __init__(self, target_utilization: float = 0.8, **policy_kwargs: Any) -> None:
+        if not 0 < target_utilization <= 1:
+            raise ValueError(f"target_utilization={target_utilization!r}: expected a fraction in (0, 1]")
+        self.target_utilization = target_utilization
         self.cfg = LimiterConfig(**policy_kwargs)
         self.controller = AdaptiveLimiter(self.cfg)
 
@@ -101,7 +106,8 @@ class AdaptiveAutoscalingPolicy:
         queued = float(ctx.total_queued_requests or 0.0)
         sample = sample_from_metrics(metrics, queued, current, ctx.current_time)
         limit = self.controller.update(sample)
-        desired = math.ceil(demand / limit) if demand > 0 else lo
+        # round before ceil so that float noise (e.g. 20 / (5 * 0.8)) does not add a replica
+        desired = math.ceil(round(demand / (limit * self.target_utilization), 6)) if demand > 0 else lo
         desired = max(lo, min(hi, desired))
         state = dict(ctx.policy_state or {})
         state.update(
@@ -132,6 +138,7 @@ def autoscaling_config(
     downscale_delay_s: float = 5.0,
     look_back_period_s: float = 2.0,
     metrics_interval_s: float = 0.5,
+    target_utilization: float = 0.8,
 ) -> dict[str, Any]:
     """An ``autoscaling_config`` dict for ``@serve.deployment`` using :class:`AdaptiveAutoscalingPolicy`.
 
@@ -154,6 +161,9 @@ def autoscaling_config(
             "expected 0 < metrics_interval_s < look_back_period_s"
         )
     LimiterConfig(**kwargs)  # validate here, in the caller's process, not inside the Serve controller
+    if not 0 < target_utilization <= 1:
+        raise ValueError(f"target_utilization={target_utilization!r}: expected a fraction in (0, 1]")
+    kwargs["target_utilization"] = target_utilization
     cfg: dict[str, Any] = {
         "min_replicas": min_replicas,
         "max_replicas": max_replicas,

@@ -77,6 +77,9 @@ class LLMJudge:
         self.max_tokens = max_tokens
         key = os.environ.get(api_key_env) if api_key_env else None
         self.headers = {"Authorization": f"Bearer {key}"} if key else {}
+        # reused across ascore_batch calls (connection keep-alive); bound to the event loop that created it
+        self._client: httpx.AsyncClient | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
 
     async def ascore_one(self, client: httpx.AsyncClient, item: JudgeItem) -> JudgeScore:
         body: dict[str, Any] = {
@@ -99,16 +102,26 @@ class LLMJudge:
         reason = text.strip().splitlines()[0][:160] if text.strip() else ""
         return JudgeScore(clip01(grade / 10.0), f"LLM grade {grade:g}/10: {reason}", {"grade": grade})
 
-    async def ascore_batch(self, items: Sequence[JudgeItem]) -> list[JudgeScore]:
-        """Score concurrently; the first failure is raised (the whole batch then counts as failed)."""
+    async def _gather(self, client: httpx.AsyncClient, items: Sequence[JudgeItem]) -> list[JudgeScore]:
         sem = asyncio.Semaphore(self.max_concurrency)
 
-        async def one(client: httpx.AsyncClient, item: JudgeItem) -> JudgeScore:
+        async def one(item: JudgeItem) -> JudgeScore:
             async with sem:
                 return await self.ascore_one(client, item)
 
-        async with httpx.AsyncClient(timeout=self.timeout_s) as client:
-            return list(await asyncio.gather(*(one(client, it) for it in items)))
+        return list(await asyncio.gather(*(one(it) for it in items)))
+
+    async def ascore_batch(self, items: Sequence[JudgeItem]) -> list[JudgeScore]:
+        """Score concurrently over a kept-alive client; the first failure is raised (the batch counts as failed)."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client.is_closed or self._client_loop is not loop:
+            self._client = httpx.AsyncClient(timeout=self.timeout_s)
+            self._client_loop = loop
+        return await self._gather(self._client, items)
 
     def score_batch(self, items: Sequence[JudgeItem]) -> list[JudgeScore]:
-        return asyncio.run(self.ascore_batch(items))
+        async def run() -> list[JudgeScore]:
+            async with httpx.AsyncClient(timeout=self.timeout_s) as client:
+                return await self._gather(client, items)
+
+        return asyncio.run(run())

@@ -64,9 +64,9 @@ def healthy(n: int, in_flight: float, latency_ms: float = 10.0) -> dict:
 
 
 def test_policy_kwargs_round_trip_through_serve_config():
-    cfg = autoscaling_config(1, 4, KW)
+    cfg = autoscaling_config(1, 4, KW, target_utilization=0.5)
     policy = cfg["policy"]
-    assert policy.policy_kwargs == KW
+    assert policy.policy_kwargs == {**KW, "target_utilization": 0.5}
     cls = policy.get_policy()
     assert cls.__name__ == "AdaptiveAutoscalingPolicy"
     assert cls(**policy.policy_kwargs).cfg.mode == "aimd"
@@ -74,7 +74,7 @@ def test_policy_kwargs_round_trip_through_serve_config():
 
 
 def test_scales_demand_over_per_replica_limit_and_back_down_when_idle():
-    pol = AdaptiveAutoscalingPolicy(**KW)
+    pol = AdaptiveAutoscalingPolicy(target_utilization=1.0, **KW)
     # 1 replica, 4 busy (utilized, healthy): limit 4 -> 5; demand 20 -> ceil(20 / 5) = 4 replicas
     n, state = pol(ctx(1, demand=20, metrics=healthy(1, 4), now=0))
     assert (n, state["per_replica_limit"], state["reason"]) == (4, 5, "increase")
@@ -93,8 +93,19 @@ def test_scales_demand_over_per_replica_limit_and_back_down_when_idle():
     assert n == 1 and state["demand"] == 0
 
 
+def test_headroom_adds_a_replica_when_one_is_saturated_at_its_limit():
+    # shedding upstream caps demand at about the limit: 4 in flight, limit 4 -> with 0.8 utilization, 2 replicas
+    pol = AdaptiveAutoscalingPolicy(target_utilization=0.8, **{**KW, "mode": "gradient", "base_limit": 4})
+    n, state = pol(ctx(1, demand=4, metrics=healthy(1, 4, latency_ms=10.0), now=0))
+    assert state["per_replica_limit"] == 4 and n == 2
+    n, _ = pol(ctx(2, demand=2, metrics=healthy(2, 1, latency_ms=10.0), now=1))
+    assert n == 1  # 2 / (4 * 0.8) -> 1
+    with pytest.raises(ValueError, match="target_utilization"):
+        AdaptiveAutoscalingPolicy(target_utilization=0)
+
+
 def test_keeps_user_state_and_tolerates_missing_metrics():
-    pol = AdaptiveAutoscalingPolicy(**KW)
+    pol = AdaptiveAutoscalingPolicy(target_utilization=1.0, **KW)
     n, state = pol(ctx(2, demand=6, metrics=None, now=0, state={"serve-internal": 1}))
     assert state["serve-internal"] == 1
     assert n == 2  # ceil(6 / 4): no metrics, the limit stays at base_limit (no latency, not utilized)
