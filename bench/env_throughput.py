@@ -2,7 +2,7 @@
 
 Contenders, all on the same suite with uniformly random valid (masked) actions:
   rust_1t     dspy_rl._rust_env.VecToolEnv, num_threads=1 (one core)
-  rust_all    the same with num_threads=0 (all cores; rayon above 256 envs)
+  rust_all    the same with num_threads=0 (all cores; rayon at 1024 envs and more)
   python_ref  dspy_rl.envs.reference.PyVecToolEnv (pure Python + numpy)
   gym_sync    gymnasium.vector.SyncVectorEnv over N single-env Gymnasium adapters (dspy_rl.envs.gym_env.ToolGymEnv,
               Rust core with num_envs=1), the usual way to batch a Gymnasium env

@@ -16,9 +16,9 @@ use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
 /// Batches at least this large are stepped in parallel (when the env has more than one thread).
-const PAR_THRESHOLD: usize = 256;
+const PAR_THRESHOLD: usize = 1024;
 /// Smallest number of envs one rayon task steps.
-const MIN_CHUNK: usize = 64;
+const MIN_CHUNK: usize = 256;
 
 fn suites_dir_from_package(py: Python<'_>) -> PyResult<PathBuf> {
     let dir = py.import("dspy_rl")?.call_method0("envs_dir")?;
