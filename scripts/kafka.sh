@@ -78,7 +78,8 @@ fetch() {
   rm -rf "$tmp"
   mkdir -p "$tmp"
   mvn -q -B -Dstyle.color=never -f "$SCRIPT_DIR/kafka/pom.xml" -Dkafka.version="$VERSION" \
-    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp" >&2 \
+    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp" 2>&1 \
+    | sed 's/\x1b\[[0-9;]*m//g' >&2 \
     || { rm -rf "$tmp"; die "Maven could not fetch org.apache.kafka:kafka_2.13:$VERSION (network? version?)"; }
   ls "$tmp"/kafka_2.13-"$VERSION".jar >/dev/null 2>&1 || { rm -rf "$tmp"; die "fetch finished without kafka_2.13-$VERSION.jar"; }
   touch "$tmp/.complete"

@@ -4,13 +4,16 @@ The loop, per batch:
 
 1. poll ``agent.actions``, ``agent.rewards``, ``agent.tool_usage`` (a kafka-python consumer group, auto-commit
    off) until ``batch_size`` records or ``batch_max_wait_ms``;
-2. parse every record; a malformed one is published to ``agent.dlq`` with the reason (and counted);
+2. parse every record;
 3. write the valid spans in ONE SQLite transaction (a duplicate event id is skipped, not stored twice);
-4. flush the dead-letter producer (``acks=all``), so dead letters are durable too;
+4. publish each malformed record to ``agent.dlq`` with the reason (counted), and flush (``acks=all``), so dead
+   letters are durable too;
 5. only then commit the consumer offsets (last offset + 1 per partition).
 
 A crash anywhere before 5 redelivers the batch; the store skips what it already has, so nothing is lost and
-nothing is stored twice. If 3 or 4 fail, the consumer seeks back to the batch start and retries it. A commit
+nothing is stored twice. If 3 or 4 fail, the consumer seeks back to the batch start and retries it. Dead
+letters are at-least-once as well (a retry after a failed flush may send one twice); each names its topic,
+partition and offset, which identifies duplicates. A commit
 that fails (broker down, rebalance) is logged and superseded by the next one. SIGTERM (via
 :meth:`KafkaIngester.request_stop`) lets the current batch finish and commit, then closes cleanly.
 
@@ -21,6 +24,7 @@ stored, duplicates skipped, DLQ count, commit failures.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import time
@@ -36,6 +40,9 @@ from dspy_rl.traces.store import TraceStore
 logger = logging.getLogger(__name__)
 
 DLQ_PREVIEW_CHARS = 512
+#: Larger payloads are cut in the dead letter (with their full size and SHA-256), so a huge malformed message
+#: can never make the dead letter itself too large for the broker.
+DLQ_MAX_PAYLOAD_BYTES = 256 << 10
 
 
 @dataclass
@@ -131,8 +138,10 @@ class IngestMetrics:
 
 
 def dead_letter(record: Any, reason: str) -> dict[str, Any]:
-    """The DLQ payload for a Kafka record: origin, reason, and the raw bytes (base64) plus a text preview."""
+    """The DLQ payload for a Kafka record: origin, reason, the raw bytes (base64; cut beyond
+    :data:`DLQ_MAX_PAYLOAD_BYTES`, with size and SHA-256 of the whole) and a text preview."""
     raw = record.value or b""
+    kept = raw[:DLQ_MAX_PAYLOAD_BYTES]
     return {
         "reason": reason,
         "topic": record.topic,
@@ -140,7 +149,10 @@ def dead_letter(record: Any, reason: str) -> dict[str, Any]:
         "offset": record.offset,
         "timestamp_ms": record.timestamp,
         "key_b64": base64.b64encode(record.key).decode() if record.key else None,
-        "payload_b64": base64.b64encode(raw).decode(),
+        "payload_b64": base64.b64encode(kept).decode(),
+        "payload_bytes": len(raw),
+        "payload_truncated": len(kept) < len(raw),
+        "payload_sha256": hashlib.sha256(raw).hexdigest(),
         "payload_preview": raw[:DLQ_PREVIEW_CHARS].decode("utf-8", errors="replace"),
         "failed_at": time.time(),
     }
@@ -230,35 +242,37 @@ class KafkaIngester:
         from kafka.structs import OffsetAndMetadata
 
         rows: list[tuple] = []
-        dead = 0
+        dead_letters: list[tuple[Any, str]] = []
         for records in batch.values():
             for record in records:
                 try:
                     rows.append(decode_event_row(record.value, record.topic))
                 except MalformedEvent as exc:
-                    reason = str(exc)
-                    self._dlq.publish(
-                        self.config.dlq_topic,
-                        dead_letter(record, reason),
-                        key=record.key,
-                        headers=[("dlq.reason", reason.encode()[:1024])],
-                    )
-                    label = reason.split(":", 1)[0][:80]
-                    self.metrics.dlq_reasons[label] = self.metrics.dlq_reasons.get(label, 0) + 1
-                    dead += 1
+                    dead_letters.append((record, str(exc)))
         try:
             inserted = self.store.insert_rows(rows, source="kafka")
+            for record, reason in dead_letters:
+                self._dlq.publish(
+                    self.config.dlq_topic,
+                    dead_letter(record, reason),
+                    key=record.key,
+                    headers=[("dlq.reason", reason.encode()[:1024])],
+                )
             self._dlq.flush(timeout_s=self.config.commit_timeout_ms / 1000)
         except Exception:
+            # Nothing is committed for this batch: rewind and retry it (the store skips what it already has).
             logger.exception(
                 "batch of %d records could not be stored / dead-lettered; rewinding to retry it",
                 sum(map(len, batch.values())),
             )
-            for tp, records in batch.items():
-                self._consumer.seek(tp, records[0].offset)
+            self._rewind(batch)
             self.metrics.retried_batches += 1
             time.sleep(1.0)
             return False
+        dead = len(dead_letters)
+        for _, reason in dead_letters:
+            label = reason.split(":", 1)[0][:80]
+            self.metrics.dlq_reasons[label] = self.metrics.dlq_reasons.get(label, 0) + 1
         n = len(rows) + dead
         self.metrics.events += n
         self.metrics.stored += inserted
@@ -273,6 +287,15 @@ class KafkaIngester:
             logger.warning("offset commit failed (%s); the batch may be redelivered and deduplicated", exc)
         self.metrics.batches += 1
         return True
+
+    def _rewind(self, batch: dict[Any, list[Any]]) -> None:
+        for tp, records in batch.items():
+            try:
+                self._consumer.seek(tp, records[0].offset)
+            except (
+                Exception
+            ) as exc:  # revoked by a rebalance: its new owner resumes from the committed offset
+                logger.warning("could not rewind %s: %s", tp, exc)
 
     # -- metrics --------------------------------------------------------------------------------------
     def _update_lag(self) -> None:

@@ -228,3 +228,38 @@ def test_fuzzed_malformed_messages_go_to_dlq_and_ingester_keeps_running(
     assert Counter(base64.b64decode(d["payload_b64"]) for d in letters) == sent
     with TraceStore(db) as store:
         assert store.span_ids() == {s.span_id for s in spans}
+
+
+class _FlakyStore(TraceStore):
+    """Fails its first write, as a locked or full disk would."""
+
+    failures = 1
+
+    def insert_rows(self, rows, source):
+        if self.failures:
+            self.failures -= 1
+            raise sqlite3.OperationalError("database is locked")
+        return super().insert_rows(rows, source)
+
+
+def test_failed_write_is_rewound_and_retried_and_huge_dead_letters_are_cut(
+    kafka_broker, topic_prefix, produce, tmp_path
+):
+    messages, spans = _valid_messages(topic_prefix, 50, seed=4)
+    huge = b"{" + b" " * (2 << 20)  # 2 MiB of malformed JSON
+    produce(kafka_broker, [*messages, (topic_prefix + "agent.actions", huge)])
+    store = _FlakyStore(tmp_path / "t.db")
+    cfg = IngestConfig(
+        bootstrap_servers=kafka_broker,
+        topic_prefix=topic_prefix,
+        group_id=topic_prefix + "g",
+        idle_timeout_s=4,
+    )
+    metrics = KafkaIngester(store, cfg).run()
+    assert metrics.retried_batches >= 1 and metrics.dlq == 1
+    assert store.span_ids() == {s.span_id for s in spans}
+    assert _committed_total(kafka_broker, topic_prefix + "g", topic_prefix) == len(messages) + 1
+    (letter,) = [json.loads(r.value) for r in _read_topic(kafka_broker, topic_prefix + TOPIC_DLQ, 1)]
+    assert letter["payload_truncated"] and letter["payload_bytes"] == len(huge)
+    assert "limit is" in letter["reason"]
+    store.close()
