@@ -124,9 +124,9 @@ class ExactGP:
             finally:
                 torch.set_num_threads(threads)
         self.hyper = GPHyper(
-            log_lengthscale=[float(v) for v in theta[:dim]],
-            log_signal=float(theta[dim]),
-            log_noise=float(theta[dim + 1]),
+            log_lengthscale=[float(v) for v in theta.detach()[:dim]],
+            log_signal=float(theta.detach()[dim]),
+            log_noise=float(theta.detach()[dim + 1]),
         )
         self._y_mean, self._y_std = y_mean, y_std
         self._condition_standardized(x, ys)
@@ -136,7 +136,9 @@ class ExactGP:
         best = theta.detach().clone()
         with torch.no_grad():
             best_val = float(self._neg_log_posterior(best, x, ys))
-        opt = torch.optim.LBFGS([theta], lr=0.5, max_iter=self.fit_iters, line_search_fn="strong_wolfe")
+        # A warm start (previous fit, one more observation) needs few iterations; a cold start gets the full budget.
+        iters = self.fit_iters if self.hyper is None else max(5, self.fit_iters // 3)
+        opt = torch.optim.LBFGS([theta], lr=0.5, max_iter=iters, line_search_fn="strong_wolfe")
 
         def closure() -> torch.Tensor:
             opt.zero_grad()

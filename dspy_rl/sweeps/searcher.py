@@ -205,10 +205,10 @@ class CostAwareSearcher(Searcher):
         sign = 1.0 if self._mode == "max" else -1.0
         y = sign * np.array([o.score for o in ok], dtype=np.float64)
         log_cost = np.log(np.array([max(float(o.cost), 1e-12) for o in ok], dtype=np.float64))
-        # Refit the GP hyperparameters on every new observation early, then every ~10% more data (the fit is
+        # Refit the GP hyperparameters on every new observation early, then every ~15% more data (the fit is
         # warm-started and moves little); in between, the GPs are re-conditioned on all data with the last fit.
         n = len(ok)
-        refit = self._fitted_on < 0 or (n != self._fitted_on and (n < 30 or n >= 1.1 * self._fitted_on))
+        refit = self._fitted_on < 0 or (n != self._fitted_on and (n < 12 or n >= 1.15 * self._fitted_on))
         trend = self._score_trend(y, log_cost)
         resid = y - trend(log_cost)
         self._score_gp.fit(torch.from_numpy(x), torch.from_numpy(resid), refit=refit)
@@ -245,7 +245,7 @@ class CostAwareSearcher(Searcher):
 
     # ------------------------------------------------------------------------------- helpers for subclasses
     def _snap_all(self, cands: np.ndarray) -> np.ndarray:
-        return np.stack([self.space.snap(c) for c in np.clip(cands, 0.0, 1.0)])
+        return self.space.snap_batch(cands)
 
     def _predict(self, ctx: ModelContext, cands: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Score mean (trend at the predicted cost plus GP residual), score std and log-cost mean at ``cands``."""

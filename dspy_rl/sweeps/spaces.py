@@ -57,6 +57,10 @@ class Param(ABC):
     def from_unit(self, u: float) -> Any:
         """Map ``u`` in [0, 1] (clipped) to a value of this space (rounded for integer spaces)."""
 
+    def snap_unit(self, u: np.ndarray) -> np.ndarray:
+        """Vectorized ``to_unit(from_unit(u))``: clip to [0, 1], and round where the space is discrete."""
+        return np.clip(u, 0.0, 1.0)
+
     @abstractmethod
     def contains(self, value: Any) -> bool:
         """Whether ``value`` is a legal value of this space (type and bounds)."""
@@ -86,12 +90,12 @@ class _Bounded(Param):
 
     def to_unit(self, value: Any) -> float:
         lo, hi = self._fwd(self.min), self._fwd(self.max)
-        return float(np.clip((self._fwd(float(value)) - lo) / (hi - lo), 0.0, 1.0))
+        return min(max((self._fwd(float(value)) - lo) / (hi - lo), 0.0), 1.0)
 
     def from_unit(self, u: float) -> Any:
         lo, hi = self._fwd(self.min), self._fwd(self.max)
-        v = self._inv(lo + float(np.clip(u, 0.0, 1.0)) * (hi - lo))
-        return float(np.clip(v, self.min, self.max))
+        v = self._inv(lo + min(max(float(u), 0.0), 1.0) * (hi - lo))
+        return min(max(v, self.min), self.max)
 
     def contains(self, value: Any) -> bool:
         return (
@@ -173,7 +177,11 @@ class Int(_Bounded):
         return float(np.clip((float(value) - self.min) / (self.max - self.min), 0.0, 1.0))
 
     def from_unit(self, u: float) -> int:
-        return int(round(self.min + float(np.clip(u, 0.0, 1.0)) * (self.max - self.min)))
+        return int(round(self.min + min(max(float(u), 0.0), 1.0) * (self.max - self.min)))
+
+    def snap_unit(self, u: np.ndarray) -> np.ndarray:
+        k = self.max - self.min
+        return np.round(np.clip(u, 0.0, 1.0) * k) / k
 
     def contains(self, value: Any) -> bool:
         return (
@@ -206,7 +214,12 @@ class Pow2(_Bounded):
 
     def from_unit(self, u: float) -> int:
         lo, hi = math.log2(self.min), math.log2(self.max)
-        return int(2 ** round(lo + float(np.clip(u, 0.0, 1.0)) * (hi - lo)))
+        return int(2 ** round(lo + min(max(float(u), 0.0), 1.0) * (hi - lo)))
+
+    def snap_unit(self, u: np.ndarray) -> np.ndarray:
+        lo, hi = round(math.log2(self.min)), round(math.log2(self.max))
+        # round() of lo + u * (hi - lo) with integer lo equals lo + round(u * (hi - lo)) (both round half to even)
+        return np.round(np.clip(u, 0.0, 1.0) * (hi - lo)) / (hi - lo)
 
     def contains(self, value: Any) -> bool:
         return (
@@ -245,7 +258,11 @@ class Choice(Param):
 
     def from_unit(self, u: float) -> Any:
         k = len(self.values)
-        return self.values[min(int(float(np.clip(u, 0.0, 1.0)) * k), k - 1)]
+        return self.values[min(int(min(max(float(u), 0.0), 1.0) * k), k - 1)]
+
+    def snap_unit(self, u: np.ndarray) -> np.ndarray:
+        k = len(self.values)
+        return (np.minimum(np.floor(np.clip(u, 0.0, 1.0) * k), k - 1) + 0.5) / k
 
     def contains(self, value: Any) -> bool:
         try:
@@ -336,6 +353,11 @@ class SearchSpace:
     def snap(self, u: np.ndarray) -> np.ndarray:
         """The unit vector of the value ``u`` actually maps to (integer and choice spaces round)."""
         return self.to_unit(self.from_unit(u))
+
+    def snap_batch(self, u: np.ndarray) -> np.ndarray:
+        """Vectorized :meth:`snap` of candidates ``u`` (m, dim)."""
+        u = np.asarray(u, dtype=np.float64)
+        return np.stack([p.snap_unit(u[:, i]) for i, p in enumerate(self.params)], axis=1)
 
     def validate(self, config: Mapping[str, Any]) -> list[str]:
         """Names of parameters whose value in ``config`` is missing or outside its space."""

@@ -1,0 +1,136 @@
+"""The cost-aware searchers driven directly (no Tune): bounds, failures, pending trials, cost cap, save/restore,
+and a paired multi-seed check that they beat random search."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dspy_rl.sweeps.baselines import RandomSearcher
+from dspy_rl.sweeps.carbs import CarbsSearcher
+from dspy_rl.sweeps.direct import run_direct
+from dspy_rl.sweeps.objectives import get_objective
+from dspy_rl.sweeps.protein import ProteinSearcher
+from dspy_rl.sweeps.searcher import CostAwareSearcher
+from dspy_rl.sweeps.spaces import SearchSpace
+
+SEARCHERS = [ProteinSearcher, CarbsSearcher]
+
+
+def make(cls: type[CostAwareSearcher], objective: str, seed: int = 0, **kw) -> CostAwareSearcher:
+    return cls(
+        get_objective(objective).space, metric="score", mode="max", cost_metric="cost", seed=seed, **kw
+    )
+
+
+@pytest.mark.parametrize("cls", SEARCHERS)
+def test_suggestions_stay_in_bounds_and_types_through_the_model_phase(cls) -> None:
+    obj = get_objective("ppo_like")  # log, logit, pow2, int, choice spaces; lr > 0.03 fails
+    searcher = make(cls, "ppo_like", num_warmup=6)
+    records = run_direct(searcher, obj, 16, parallel=2)
+    space = SearchSpace.from_spec(obj.space)
+    for r in records:
+        assert space.validate(r.config) == [], r.config
+        assert isinstance(r.config["batch"], int) and isinstance(r.config["epochs"], int)
+        assert r.config["activation"] in ("tanh", "relu", "gelu")
+    assert len(searcher.observations) == 16
+    assert searcher._model_steps >= 8  # the GP phase was exercised
+    assert not searcher._pending
+
+
+@pytest.mark.parametrize("cls", SEARCHERS)
+def test_parallel_pending_suggestions_differ(cls) -> None:
+    obj = get_objective("branin")
+    searcher = make(cls, "branin", num_warmup=6)
+    run_direct(searcher, obj, 10)
+    configs = [searcher.suggest(f"p{i}") for i in range(4)]  # four outstanding trials, none completed
+    keys = {tuple(sorted(c.items())) for c in configs}
+    assert len(keys) == 4
+    xs = np.array([searcher.space.to_unit(c) for c in configs])
+    dists = [np.linalg.norm(xs[i] - xs[j]) for i in range(4) for j in range(i + 1, 4)]
+    assert min(dists) > 1e-3
+
+
+def test_failed_trials_lower_predicted_success_nearby() -> None:
+    searcher = make(ProteinSearcher, "branin")
+    space = searcher.space
+    bad = np.array([0.2, 0.8, 0.5])
+    for i in range(3):
+        searcher.on_trial_complete(f"f{i}", {"config": space.from_unit(bad)}, error=True)
+    searcher.observe(space.from_unit(np.array([0.8, 0.2, 0.5])), 0.5, 10.0)
+    near, far = searcher.success_probability(np.array([bad + 0.02, [0.8, 0.2, 0.45]]))
+    assert near < 0.45 < 0.8 < far
+    assert sum(o.failed for o in searcher.observations) == 3
+
+
+def test_trial_errors_and_missing_metrics_are_failures_and_missing_cost_is_an_error() -> None:
+    searcher = make(ProteinSearcher, "branin")
+    searcher.suggest("a")
+    searcher.suggest("b")
+    searcher.suggest("c")
+    searcher.on_trial_complete("a", None, error=True)
+    searcher.on_trial_result("b", {"cost": 3.0})
+    searcher.on_trial_complete("b", {"cost": 3.0, "score": float("nan")})
+    assert [o.failed for o in searcher.observations] == [True, True]
+    assert searcher.observations[1].cost == 3.0
+    with pytest.raises(KeyError, match="cost"):
+        searcher.on_trial_complete("c", {"score": 0.5})
+    with pytest.raises(RuntimeError, match="metric and mode"):
+        ProteinSearcher(get_objective("branin").space).suggest("x")
+
+
+@pytest.mark.parametrize("cls", SEARCHERS)
+def test_max_suggestion_cost_caps_model_suggestions(cls) -> None:
+    obj = get_objective("branin")  # cost = epochs in 1..64
+    searcher = make(cls, "branin", num_warmup=8, max_suggestion_cost=16.0)
+    records = run_direct(searcher, obj, 22)
+    model_phase = records[8:]
+    # The log-cost GP is near exact here (cost depends on epochs only), so allow one epoch of rounding slack.
+    assert all(r.cost <= 17 for r in model_phase), [r.cost for r in model_phase]
+    assert any(r.cost > 17 for r in records[:8])  # warm-up is not capped (no model yet)
+
+
+@pytest.mark.parametrize("cls", SEARCHERS)
+def test_save_restore_keeps_every_observation_and_continues_identically(cls, tmp_path) -> None:
+    obj = get_objective("branin")
+    a = make(cls, "branin", num_warmup=5)
+    run_direct(a, obj, 9)
+    a.suggest("pending-1")
+    path = str(tmp_path / "state.pkl")
+    a.save(path)
+    b = make(cls, "branin", seed=123)  # different seed: everything must come from the checkpoint
+    b.restore(path)
+    assert [o.x for o in b.observations] == [o.x for o in a.observations]
+    assert [o.score for o in b.observations] == [o.score for o in a.observations]
+    assert b._pending == a._pending
+    assert b._score_gp.hyper == a._score_gp.hyper
+    # The restored searcher makes the same next suggestion as the original (same data, model, RNG, Sobol state).
+    assert b.suggest("next") == a.suggest("next")
+    # ... and the pending trial from before the save can still complete.
+    b.on_trial_complete("pending-1", {"score": 0.3, "cost": 2.0})
+    assert len(b.observations) == len(a.observations) + 1
+
+
+def test_restore_refuses_a_different_space(tmp_path) -> None:
+    a = make(ProteinSearcher, "branin")
+    path = str(tmp_path / "s.pkl")
+    a.save(path)
+    b = make(ProteinSearcher, "hartmann6")
+    with pytest.raises(ValueError, match="different search space"):
+        b.restore(path)
+    with pytest.raises(ValueError, match="saved by ProteinSearcher"):
+        make(CarbsSearcher, "branin").restore(path)
+
+
+def test_protein_beats_random_search_over_seeds() -> None:
+    """Paired comparison over 6 seeds: best score after 30 trials on Branin-with-budget (optimum 1.0)."""
+    obj = get_objective("branin")
+    ours, rand = [], []
+    for seed in range(6):
+        ours.append(max(r.score for r in run_direct(make(ProteinSearcher, "branin", seed=seed), obj, 30)))
+        random_searcher = RandomSearcher(obj.space, metric="score", mode="max", seed=seed)
+        rand.append(max(r.score for r in run_direct(random_searcher, obj, 30)))
+    diff = np.array(ours) - np.array(rand)
+    wins = int((diff > 0).sum())
+    assert wins >= 5, (ours, rand)
+    assert diff.mean() > 0.05, (ours, rand)

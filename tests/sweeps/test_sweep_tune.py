@@ -1,0 +1,135 @@
+"""The searchers inside real Ray Tune runs: ConcurrencyLimiter, errored trials, Tuner.restore, and the CLI."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import pickle
+import signal
+import sys
+
+import cloudpickle
+import pytest
+from ray import tune
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.stopper import Stopper
+
+from dspy_rl.cli.config import ConfigError
+from dspy_rl.cli.sweep import main as sweep_main
+from dspy_rl.sweeps.objectives import get_objective
+from dspy_rl.sweeps.protein import ProteinSearcher
+from dspy_rl.sweeps.trainables import synthetic_trainable
+
+# Tuner.restore unpickles the stopper from the experiment; pickle this module's classes by value so that works
+# whatever name pytest imported it under.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+class InterruptAfterTrials(Stopper):
+    """Interrupt the experiment like Ctrl-C once ``n`` trials have reported, while ``flag`` exists.
+
+    Tune handles SIGUSR1 like SIGINT (save the experiment state, end ``fit()``, resumable); a stopper's
+    ``stop_all`` instead marks the search finished, which a restore would not continue.
+    """
+
+    def __init__(self, n: int, flag: str):
+        self.n, self.flag, self.seen, self.sent = n, flag, set(), False
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        self.seen.add(trial_id)
+        if len(self.seen) >= self.n and os.path.exists(self.flag) and not self.sent:
+            if callable(signal.getsignal(signal.SIGUSR1)):  # only when Tune's handler is installed
+                os.kill(os.getpid(), signal.SIGUSR1)
+                self.sent = True
+        return False
+
+    def stop_all(self) -> bool:
+        return False
+
+
+def _searcher_state(exp_dir: str) -> dict:
+    path = max(glob.glob(os.path.join(exp_dir, "searcher-state-*.pkl")))
+    with open(path, "rb") as f:
+        return pickle.load(f)
+
+
+def test_tuner_restore_continues_the_sweep_with_its_model(ray_session, tmp_path) -> None:
+    flag = tmp_path / "interrupt"
+    flag.touch()
+    searcher = ProteinSearcher(
+        get_objective("branin").space, metric="score", mode="max", cost_metric="cost", num_warmup=3, seed=0
+    )
+    trainable = tune.with_parameters(synthetic_trainable, objective="branin")
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=2),
+            num_samples=9,
+            metric="score",
+            mode="max",
+        ),
+        run_config=tune.RunConfig(
+            name="exp", storage_path=str(tmp_path), stop=InterruptAfterTrials(5, str(flag)), verbose=0
+        ),
+    )
+    tuner.fit()
+    exp_dir = str(tmp_path / "exp")
+    first = _searcher_state(exp_dir)
+    assert 4 <= len(first["observations"]) < 9  # the trial that triggered the stop may not have completed
+    assert first["model_steps"] >= 1  # the GP was already in use before the interruption
+
+    flag.unlink()
+    grid = tune.Tuner.restore(exp_dir, trainable=trainable).fit()
+    assert len(grid) == 9 and not grid.errors
+    second = _searcher_state(exp_dir)
+    assert len(second["observations"]) == 9 and not second["pending"]
+    first_ids = {o["trial_id"] for o in first["observations"]}
+    assert first_ids <= {o["trial_id"] for o in second["observations"]}
+    # Continued, not restarted: the Sobol position and the model-step counter carry on from the checkpoint.
+    assert second["sobol_drawn"] == first["sobol_drawn"]
+    assert second["model_steps"] > first["model_steps"]
+    configs = {tuple(sorted(o["config"].items())) for o in second["observations"]}
+    assert len(configs) == 9
+
+
+def test_cli_sweep_runs_trials_with_failures_and_writes_table_plot_and_results(
+    ray_session, tmp_path, capsys
+) -> None:
+    run_dir = tmp_path / "sweep"
+    argv = ["sweep=ppo_like", "--samples", "8", "--concurrent", "2", "num_warmup=4", f"run_dir={run_dir}"]
+    assert sweep_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "best config: " in out and "activation=" in out
+    results = json.loads((run_dir / "results.json").read_text())
+    assert len(results["rows"]) == 8
+    for row in results["rows"]:
+        assert row["status"] in ("ok", "error")
+        if row["status"] == "error":  # ppo_like diverges for lr > 0.03
+            assert row["config"]["lr"] > 0.03
+    assert (run_dir / "pareto.png").stat().st_size > 1000
+    # A second sweep into the same directory is refused unless resuming.
+    with pytest.raises(ConfigError, match="already holds a sweep"):
+        sweep_main(argv)
+
+
+def test_cli_resume_needs_a_run_dir_with_a_sweep(ray_session, tmp_path) -> None:
+    with pytest.raises(ConfigError, match="together with run_dir"):
+        sweep_main(["sweep=branin", "resume=true"])
+    with pytest.raises(ConfigError, match="holds no Tune experiment"):
+        sweep_main(["sweep=branin", "resume=true", f"run_dir={tmp_path}"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["searcher=grid"], "searcher"),
+        (["sweep=branin", "num_samples=0"], "num_samples"),
+        (["sweep=branin", "sweep.mode=maximize"], "sweep.mode"),
+        (["sweep=branin", "sweep.objective=synthetic:nope"], "unknown synthetic objective"),
+        (["sweep=branin", "+sweep.parameters.x1.space=cubic"], "choose one of"),
+    ],
+)
+def test_cli_rejects_bad_configs_with_a_message(argv: list[str], match: str, tmp_path) -> None:
+    with pytest.raises(ConfigError, match=match):
+        sweep_main([*argv, f"run_dir={tmp_path / 'x'}"])
