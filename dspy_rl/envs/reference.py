@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from dspy_rl.envs.suite import (
+    MAX_EPISODE_LEN,
     NUM_RESULTS,
     RESULT_EMPTY,
     RESULT_FAILURE,
@@ -82,9 +83,9 @@ class PyVecToolEnv:
         invalid_action: str = "error",
         episode_len: int | None = None,
     ) -> None:
-        if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
+        if isinstance(num_envs, bool) or not isinstance(num_envs, int | np.integer) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
-        if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 0:
+        if isinstance(num_threads, bool) or not isinstance(num_threads, int | np.integer) or num_threads < 0:
             raise ValueError(f"num_threads must be an integer >= 0 (0 = all cores), got {num_threads!r}")
         if invalid_action not in INVALID_ACTION_MODES:
             raise ValueError(f"invalid_action must be one of {INVALID_ACTION_MODES}, got {invalid_action!r}")
@@ -93,11 +94,14 @@ class PyVecToolEnv:
             episode_len = self._suite.episode_len
         if (
             isinstance(episode_len, bool)
-            or not isinstance(episode_len, int)
-            or not 1 <= episode_len <= 100_000
+            or not isinstance(episode_len, int | np.integer)
+            or not 1 <= episode_len <= MAX_EPISODE_LEN
         ):
-            raise ValueError(f"episode_len must be an integer in [1, 100000] or None, got {episode_len!r}")
+            raise ValueError(
+                f"episode_len must be an integer in [1, {MAX_EPISODE_LEN}] or None, got {episode_len!r}"
+            )
 
+        num_envs, num_threads, episode_len = int(num_envs), int(num_threads), int(episode_len)
         s = self._suite
         self.num_envs = num_envs
         self.num_tools = len(s.tools)

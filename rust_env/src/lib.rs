@@ -39,10 +39,27 @@ fn available_suites(dir: &Path) -> Vec<String> {
     names
 }
 
-/// Resolve a suite name (in `suites_dir`) or a path to a suite file.
-fn resolve_suite(py: Python<'_>, suite: &str, suites_dir: Option<PathBuf>) -> PyResult<PathBuf> {
-    if suite.ends_with(".json") || suite.contains('/') || suite.contains('\\') {
-        let p = PathBuf::from(suite);
+/// Resolve a suite name (in `suites_dir`) or a path to a suite file. `suite` is a `str` (a name, or a path when
+/// it ends in `.json` or contains a path separator) or an `os.PathLike` (always a path).
+fn resolve_suite(
+    py: Python<'_>,
+    suite: &Bound<'_, PyAny>,
+    suites_dir: Option<PathBuf>,
+) -> PyResult<PathBuf> {
+    let is_str = suite.is_instance_of::<pyo3::types::PyString>();
+    let suite: PathBuf = suite.extract().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "suite must be a suite name or a path (str or os.PathLike), got {}",
+            suite
+                .get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        ))
+    })?;
+    let suite = suite.to_string_lossy().into_owned();
+    if !is_str || suite.ends_with(".json") || suite.contains('/') || suite.contains('\\') {
+        let p = PathBuf::from(&suite);
         if !p.is_file() {
             return Err(PyValueError::new_err(format!(
                 "suite file {suite} does not exist"
@@ -297,12 +314,12 @@ impl VecToolEnv {
 #[pymethods]
 impl VecToolEnv {
     #[new]
-    #[pyo3(signature = (num_envs, suite="default", seed=None, num_threads=0, invalid_action="error", episode_len=None, suites_dir=None))]
+    #[pyo3(signature = (num_envs, suite=None, seed=None, num_threads=0, invalid_action="error", episode_len=None, suites_dir=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         num_envs: i64,
-        suite: &str,
+        suite: Option<&Bound<'_, PyAny>>,
         seed: Option<&Bound<'_, PyAny>>,
         num_threads: i64,
         invalid_action: &str,
@@ -329,7 +346,8 @@ impl VecToolEnv {
             }
         };
         let seed = parse_seed(seed)?;
-        let path = resolve_suite(py, suite, suites_dir)?;
+        let default_suite = pyo3::types::PyString::new(py, "default");
+        let path = resolve_suite(py, suite.unwrap_or(default_suite.as_any()), suites_dir)?;
         let compiled = suite::load_suite(&path).map_err(|e| PyValueError::new_err(e.0))?;
         let episode_len = match episode_len {
             None => compiled.episode_len,
