@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dspy_rl._rust_env import VecToolEnv as RustVecToolEnv
 
 from dspy_rl import envs_dir
+from dspy_rl._rust_env import VecToolEnv as RustVecToolEnv
 from dspy_rl.envs import VecToolEnv
 from dspy_rl.envs.reference import PyVecToolEnv
 

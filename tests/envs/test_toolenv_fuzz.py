@@ -13,11 +13,11 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from dspy_rl._rust_env import VecToolEnv as RustVecToolEnv
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dspy_rl import envs_dir
+from dspy_rl._rust_env import VecToolEnv as RustVecToolEnv
 from dspy_rl.envs import BUFFER_NAMES
 from dspy_rl.envs.reference import PyVecToolEnv
 
