@@ -10,9 +10,12 @@ import numpy as np
 import pytest
 
 from dspy_rl import envs_dir
-from dspy_rl._rust_env import VecToolEnv as RustVecToolEnv
 from dspy_rl.envs import VecToolEnv
 from dspy_rl.envs.reference import PyVecToolEnv
+
+RustVecToolEnv = pytest.importorskip(
+    "dspy_rl._rust_env", reason="run `maturin develop --release` to build it"
+).VecToolEnv
 
 BACKENDS = ["rust", "python"]
 

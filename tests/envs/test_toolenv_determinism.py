@@ -5,9 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dspy_rl._rust_env import PAR_THRESHOLD
 from dspy_rl.envs import VecToolEnv
 from dspy_rl.envs.baselines import random_actions
+
+PAR_THRESHOLD = pytest.importorskip(
+    "dspy_rl._rust_env", reason="run `maturin develop --release` to build it"
+).PAR_THRESHOLD
 
 
 def _trace(env, steps: int, action_seed: int) -> list[dict[str, np.ndarray]]:

@@ -13,13 +13,17 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dspy_rl import envs_dir
-from dspy_rl._rust_env import VecToolEnv as RustVecToolEnv
 from dspy_rl.envs import BUFFER_NAMES
 from dspy_rl.envs.reference import PyVecToolEnv
+
+RustVecToolEnv = pytest.importorskip(
+    "dspy_rl._rust_env", reason="run `maturin develop --release` to build it"
+).VecToolEnv
 
 CATALOG = json.loads((envs_dir() / "catalog.json").read_text())
 SUITE = json.loads((envs_dir() / "suites" / "default.json").read_text())
