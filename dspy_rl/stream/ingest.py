@@ -10,6 +10,10 @@ The loop, per batch:
    letters are durable too;
 5. only then commit the consumer offsets (last offset + 1 per partition).
 
+Steps 3-4 run on a writer thread while the consumer thread polls and parses the next batch (SQLite releases
+the GIL while it works); results come back in poll order and step 5 stays on the consumer thread (kafka-python
+consumers are not thread-safe), so the commit order and the guarantees are those of the sequential loop.
+
 A crash anywhere before 5 redelivers the batch; the store skips what it already has, so nothing is lost and
 nothing is stored twice. If 3 or 4 fail, the consumer seeks back to the batch start and retries it. Dead
 letters are at-least-once as well (a retry after a failed flush may send one twice); each names its topic,
@@ -24,9 +28,12 @@ stored, duplicates skipped, DLQ count, commit failures.
 from __future__ import annotations
 
 import base64
+import collections
 import hashlib
 import json
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -75,6 +82,8 @@ class IngestConfig:
     """Where a new group starts: ``earliest`` or ``latest``."""
     session_timeout_ms: int = 10000
     """Group session timeout: how soon a crashed ingester's partitions go to a live one (broker minimum 6000)."""
+    pipeline_depth: int = 2
+    """Batches parsed ahead of the one being written (the writer thread overlaps SQLite with polling)."""
     commit_timeout_ms: int = 30000
     """How long one offset commit may block (e.g. while the broker restarts) before it is retried later."""
     idle_timeout_s: float | None = None
@@ -92,6 +101,7 @@ class IngestConfig:
         checks = (
             (bool(self.bootstrap_servers), "bootstrap_servers", "host:port[,host:port]"),
             (self.batch_size >= 1, "batch_size", "an int >= 1"),
+            (self.pipeline_depth >= 1, "pipeline_depth", "an int >= 1"),
             (self.batch_max_wait_ms >= 0, "batch_max_wait_ms", "an int >= 0"),
             (self.poll_timeout_ms >= 1, "poll_timeout_ms", "an int >= 1"),
             (self.auto_offset_reset in ("earliest", "latest"), "auto_offset_reset", "earliest or latest"),
@@ -135,6 +145,19 @@ class IngestMetrics:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class _Batch:
+    """One polled batch on its way through the pipeline."""
+
+    generation: int
+    rows: list[tuple]
+    dead_letters: list[tuple[Any, str]]
+    first: dict[Any, int]
+    next_offsets: dict[Any, int]
+    inserted: int = 0
+    error: BaseException | None = None
 
 
 def dead_letter(record: Any, reason: str) -> dict[str, Any]:
@@ -188,6 +211,14 @@ class KafkaIngester:
         )
         self._started = time.monotonic()
         self._last_metrics = self._started
+        # Pipeline: this thread polls and parses batch k+1 while the writer thread stores batch k (SQLite
+        # releases the GIL while it works). Results come back in order; offsets are committed here, after.
+        self._generation = 0
+        self._in_flight: collections.deque[_Batch] = collections.deque()
+        self._todo: queue.Queue[_Batch | None] = queue.Queue(maxsize=config.pipeline_depth)
+        self._done: queue.Queue[_Batch] = queue.Queue()
+        self._writer = threading.Thread(target=self._writer_loop, name="ingest-writer", daemon=True)
+        self._writer.start()
 
     def _make_consumer(self) -> Any:
         from kafka import KafkaConsumer
@@ -236,22 +267,29 @@ class KafkaIngester:
                 break
         return batch
 
-    def process(self, batch: dict[Any, list[Any]]) -> bool:
-        """Parse, store, dead-letter and commit one batch; returns False if it was rewound for a retry."""
-        from kafka.errors import KafkaError
-        from kafka.structs import OffsetAndMetadata
-
+    def _prepare(self, polled: dict[Any, list[Any]]) -> _Batch:
+        """Consumer thread: parse the polled records into store rows and dead letters."""
         rows: list[tuple] = []
         dead_letters: list[tuple[Any, str]] = []
-        for records in batch.values():
+        for records in polled.values():
             for record in records:
                 try:
                     rows.append(decode_event_row(record.value, record.topic))
                 except MalformedEvent as exc:
                     dead_letters.append((record, str(exc)))
+        return _Batch(
+            generation=self._generation,
+            rows=rows,
+            dead_letters=dead_letters,
+            first={tp: records[0].offset for tp, records in polled.items()},
+            next_offsets={tp: records[-1].offset + 1 for tp, records in polled.items()},
+        )
+
+    def _write(self, batch: _Batch) -> None:
+        """Writer thread: one store transaction, then the dead letters, flushed (``acks=all``)."""
         try:
-            inserted = self.store.insert_rows(rows, source="kafka")
-            for record, reason in dead_letters:
+            batch.inserted = self.store.insert_rows(batch.rows, source="kafka")
+            for record, reason in batch.dead_letters:
                 self._dlq.publish(
                     self.config.dlq_topic,
                     dead_letter(record, reason),
@@ -259,26 +297,43 @@ class KafkaIngester:
                     headers=[("dlq.reason", reason.encode()[:1024])],
                 )
             self._dlq.flush(timeout_s=self.config.commit_timeout_ms / 1000)
-        except Exception:
-            # Nothing is committed for this batch: rewind and retry it (the store skips what it already has).
-            logger.exception(
-                "batch of %d records could not be stored / dead-lettered; rewinding to retry it",
-                sum(map(len, batch.values())),
+        except Exception as exc:
+            batch.error = exc
+
+    def _writer_loop(self) -> None:
+        while True:
+            batch = self._todo.get()
+            if batch is None:
+                return
+            if batch.generation == self._generation:  # else: dropped by a rewind, will be polled again
+                self._write(batch)
+            self._done.put(batch)
+
+    def _complete(self, batch: _Batch) -> None:
+        """Consumer thread, in poll order: commit a written batch, or rewind everything from a failed one."""
+        from kafka.errors import KafkaError
+        from kafka.structs import OffsetAndMetadata
+
+        if batch.error is not None:
+            n = len(batch.rows) + len(batch.dead_letters)
+            logger.error(
+                "batch of %d records could not be stored / dead-lettered (%r); rewinding to retry it",
+                n,
+                batch.error,
             )
-            self._rewind(batch)
+            self._rewind([batch, *self._in_flight])
             self.metrics.retried_batches += 1
             time.sleep(1.0)
-            return False
-        dead = len(dead_letters)
-        for _, reason in dead_letters:
+            return
+        dead = len(batch.dead_letters)
+        for _, reason in batch.dead_letters:
             label = reason.split(":", 1)[0][:80]
             self.metrics.dlq_reasons[label] = self.metrics.dlq_reasons.get(label, 0) + 1
-        n = len(rows) + dead
-        self.metrics.events += n
-        self.metrics.stored += inserted
-        self.metrics.duplicates += len(rows) - inserted
+        self.metrics.events += len(batch.rows) + dead
+        self.metrics.stored += batch.inserted
+        self.metrics.duplicates += len(batch.rows) - batch.inserted
         self.metrics.dlq += dead
-        offsets = {tp: OffsetAndMetadata(records[-1].offset + 1, "", -1) for tp, records in batch.items()}
+        offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in batch.next_offsets.items()}
         try:
             self._consumer.commit(offsets, timeout_ms=self.config.commit_timeout_ms)
         except KafkaError as exc:
@@ -286,12 +341,49 @@ class KafkaIngester:
             self.metrics.commit_failures += 1
             logger.warning("offset commit failed (%s); the batch may be redelivered and deduplicated", exc)
         self.metrics.batches += 1
-        return True
+        if self.on_batch is not None:
+            self.on_batch(self.metrics)
 
-    def _rewind(self, batch: dict[Any, list[Any]]) -> None:
-        for tp, records in batch.items():
+    def _collect(self, block: bool) -> None:
+        """Complete the written batches at the head of the in-flight queue (all of them when ``block``)."""
+        while self._in_flight:
             try:
-                self._consumer.seek(tp, records[0].offset)
+                batch = self._done.get(timeout=0.5) if block else self._done.get_nowait()
+            except queue.Empty:
+                if not block:
+                    return
+                if not self._writer.is_alive():
+                    raise RuntimeError("the ingest writer thread died; see the log") from None
+                continue
+            if batch.generation != self._generation:
+                continue  # polled after a failed batch; superseded by the rewind
+            head = self._in_flight.popleft()
+            assert head is batch, "writer results out of order"
+            self._complete(batch)
+
+    def _submit(self, batch: _Batch) -> None:
+        self._in_flight.append(batch)
+        while True:
+            try:
+                self._todo.put(batch, timeout=0.5)
+                return
+            except queue.Full:
+                # The writer is behind: finish what it has done (commits) while waiting for room.
+                self._collect(block=False)
+                if batch.generation != self._generation:
+                    return  # a rewind dropped this batch while we waited
+
+    def _rewind(self, batches: list[_Batch]) -> None:
+        """Seek every partition back to its first offset in ``batches``; later results are ignored."""
+        first: dict[Any, int] = {}
+        for batch in batches:
+            for tp, offset in batch.first.items():
+                first[tp] = min(offset, first.get(tp, offset))
+        self._in_flight.clear()
+        self._generation += 1
+        for tp, offset in first.items():
+            try:
+                self._consumer.seek(tp, offset)
             except (
                 Exception
             ) as exc:  # revoked by a rebalance: its new owner resumes from the committed offset
@@ -367,25 +459,30 @@ class KafkaIngester:
         start = time.monotonic()
         last_data = start
         before = self.metrics.events
-        while not self._stop:
-            batch = self._poll_batch()
-            now = time.monotonic()
-            if batch:
-                if self.process(batch):
+        try:
+            while not self._stop:
+                self._collect(block=False)
+                polled = self._poll_batch()
+                now = time.monotonic()
+                if polled:
+                    self._submit(self._prepare(polled))
                     last_data = now
-                    if self.on_batch is not None:
-                        self.on_batch(self.metrics)
-            elif not self._consumer.assignment():
-                # Not idle but waiting: joining the group (e.g. until a killed member's session expires).
-                last_data = now
-            elif idle_timeout_s is not None and now - last_data >= idle_timeout_s:
-                logger.info("ingest: idle for %.1fs, stopping", now - last_data)
-                break
-            if max_events is not None and self.metrics.events - before >= max_events:
-                break
-            if max_seconds is not None and now - start >= max_seconds:
-                break
-            self._report()
+                elif self._in_flight or not self._consumer.assignment():
+                    # Not idle: batches still being written, or joining the group (e.g. until a killed
+                    # member's session expires).
+                    last_data = now
+                elif idle_timeout_s is not None and now - last_data >= idle_timeout_s:
+                    logger.info("ingest: idle for %.1fs, stopping", now - last_data)
+                    break
+                if max_events is not None and self.metrics.events - before >= max_events:
+                    break
+                if max_seconds is not None and now - start >= max_seconds:
+                    break
+                self._report()
+        finally:
+            # Whatever was polled is written and committed (or rewound) before returning: on SIGTERM this is
+            # the drain.
+            self._collect(block=True)
         return self.metrics.events - before
 
     def close(self) -> None:
@@ -393,6 +490,8 @@ class KafkaIngester:
         if self._closed:
             return
         self._closed = True
+        self._todo.put(None)
+        self._writer.join(timeout=60)
         try:
             self._consumer.close(autocommit=False)
         except Exception:
