@@ -175,6 +175,11 @@ def build_trainable(cfg: SweepConfig) -> Any:
     return tune.with_resources(fn, {"cpu": cfg.cpus_per_trial})
 
 
+def trial_dirname(trial: Any) -> str:
+    """Short trial directory names (Tune's default embeds every parameter value)."""
+    return f"trial_{trial.trial_id}"
+
+
 def _rows(result_grid: Any, space: SearchSpace, cfg: SweepConfig) -> list[dict[str, Any]]:
     rows = []
     for r in result_grid:
@@ -272,6 +277,8 @@ def run_sweep(cfg: SweepConfig) -> dict[str, Any]:
                     metric=cfg.sweep.metric,
                     mode=cfg.sweep.mode,
                     num_samples=cfg.num_samples,
+                    reuse_actors=True,
+                    trial_dirname_creator=trial_dirname,
                 ),
                 run_config=tune.RunConfig(
                     name=exp_dir.name, storage_path=str(run_dir), verbose=1, log_to_file=True

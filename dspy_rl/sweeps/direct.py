@@ -32,8 +32,12 @@ def run_direct(
     parallel: int = 1,
     metric: str = "score",
     cost_metric: str = "cost",
+    stop_score: float | None = None,
 ) -> list[TrialRecord]:
-    """Run ``num_trials`` trials; failed evaluations (score ``None``) are reported as errored trials."""
+    """Run ``num_trials`` trials; failed evaluations (score ``None``) are reported as errored trials.
+
+    With ``stop_score``, stop as soon as a trial scores at least that much (outstanding trials are dropped).
+    """
     if num_trials < 1 or parallel < 1:
         raise ValueError(f"need num_trials >= 1 and parallel >= 1, got {num_trials}, {parallel}")
     outstanding: deque[tuple[str, dict[str, Any]]] = deque()
@@ -54,6 +58,8 @@ def run_direct(
         else:
             searcher.on_trial_complete(trial_id, {metric: score, cost_metric: cost})
         records.append(TrialRecord(trial_id, dict(config), score, float(cost)))
+        if stop_score is not None and score is not None and score >= stop_score:
+            break
     return records
 
 

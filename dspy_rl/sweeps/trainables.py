@@ -34,7 +34,9 @@ def _override_value(value: Any) -> str:
 def trial_overrides(config: Mapping[str, Any], fixed: Sequence[str], run_dir: str) -> list[str]:
     """Hydra overrides for one training trial: the fixed ones, then the searched values, then its run dir."""
     searched = [f"{k}={_override_value(v)}" for k, v in sorted(config.items())]
-    return [*fixed, *searched, f"run_dir={run_dir}"]
+    # Quoted: trial directories may contain '=' and ',' (Hydra override grammar characters).
+    quoted = "'" + str(run_dir).replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return [*fixed, *searched, f"run_dir={quoted}"]
 
 
 def train_trainable(config: dict[str, Any], fixed: Sequence[str] = ()) -> None:

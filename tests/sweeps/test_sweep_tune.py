@@ -68,6 +68,7 @@ def test_tuner_restore_continues_the_sweep_with_its_model(ray_session, tmp_path)
             num_samples=9,
             metric="score",
             mode="max",
+            reuse_actors=True,
         ),
         run_config=tune.RunConfig(
             name="exp", storage_path=str(tmp_path), stop=InterruptAfterTrials(5, str(flag)), verbose=0

@@ -1,0 +1,249 @@
+"""Sweep benchmark: cumulative cost to reach 95% of the best score, ours (protein, carbs) vs random and Optuna.
+
+    python bench/sweep_benchmark.py                          # 3 synthetic objectives x 5 seeds
+    python bench/sweep_benchmark.py --seeds 8 --objectives branin,hartmann6,ppo_like
+    python bench/sweep_benchmark.py --ppo --ppo-seeds 5      # plus a small real PPO sweep (slow: minutes)
+
+Every searcher runs in the same process against the same objective, one trial at a time (``--parallel`` keeps
+several outstanding). For each (objective, searcher, seed) we record the cumulative cost of all trials up to and
+including the first one scoring >= 95% of the best score (synthetic: the known optimum 1.0; PPO: the best success
+rate any searcher found on that seed). A run that never gets there within its trial cap counts its whole cost and
+is marked censored (a lower bound, reported with ``>=``). Ratios are of medians over seeds; the table also shows
+the geometric mean of per-seed ratios against random (paired by seed).
+
+Writes bench/results/sweep_benchmark.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import statistics
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from dspy_rl.sweeps.direct import TrialRecord, cost_to_reach, run_direct  # noqa: E402
+from dspy_rl.sweeps.objectives import OBJECTIVES, SyntheticObjective  # noqa: E402
+from dspy_rl.sweeps.registry import make_searcher  # noqa: E402
+from dspy_rl.sweeps.spaces import SearchSpace  # noqa: E402
+
+log = logging.getLogger("sweep_benchmark")
+
+
+def run_one(
+    searcher_name: str,
+    objective: Callable,
+    space: SearchSpace,
+    seed: int,
+    trials: int,
+    parallel: int,
+    stop_score: float | None,
+) -> tuple[list[TrialRecord], float]:
+    searcher = make_searcher(searcher_name, space, "score", "max", "cost", seed=seed)
+    t0 = time.perf_counter()
+    # With a known threshold nothing after the first trial that reaches it changes the measurement.
+    records = run_direct(searcher, objective, trials, parallel=parallel, stop_score=stop_score)
+    return records, time.perf_counter() - t0
+
+
+def summarize(
+    results: dict[str, list[dict[str, Any]]], reference: str = "random"
+) -> dict[str, dict[str, Any]]:
+    out = {}
+    ref = results.get(reference)
+    for name, runs in results.items():
+        costs = [r["cost_to_95"] for r in runs]
+        row = {
+            "median_cost": statistics.median(costs),
+            "mean_cost": statistics.fmean(costs),
+            "censored": sum(r["censored"] for r in runs),
+            "reached": sum(not r["censored"] for r in runs),
+            "median_best": statistics.median(r["best"] for r in runs),
+            "searcher_s": statistics.fmean(r["searcher_s"] for r in runs),
+        }
+        if ref is not None:
+            ratios = [a["cost_to_95"] / b["cost_to_95"] for a, b in zip(runs, ref, strict=True)]
+            row["geomean_ratio_vs_random"] = math.exp(statistics.fmean(math.log(r) for r in ratios))
+        out[name] = row
+    return out
+
+
+def bench_objective(
+    label: str,
+    objective: Callable,
+    space: SearchSpace,
+    threshold: float | None,
+    searchers: list[str],
+    seeds: list[int],
+    caps: Mapping[str, int],
+    parallel: int,
+) -> dict[str, Any]:
+    raw: dict[str, list[list[TrialRecord]]] = {s: [] for s in searchers}
+    times: dict[str, list[float]] = {s: [] for s in searchers}
+    for seed in seeds:
+        for s in searchers:
+            recs, dt = run_one(s, objective, space, seed, caps[s], parallel, threshold)
+            raw[s].append(recs)
+            times[s].append(dt)
+            best = max((r.score for r in recs if r.score is not None), default=float("nan"))
+            log.info("%s seed %d %-8s best %.3f in %d trials (%.1fs)", label, seed, s, best, len(recs), dt)
+    results: dict[str, list[dict[str, Any]]] = {s: [] for s in searchers}
+    for i, seed in enumerate(seeds):
+        if threshold is None:  # unknown optimum: 95% of the best score any searcher found on this seed
+            best_any = max(r.score for s in searchers for r in raw[s][i] if r.score is not None)
+            thr = 0.95 * best_any
+        else:
+            thr = threshold
+        for s in searchers:
+            recs = raw[s][i]
+            reached = cost_to_reach(recs, thr)
+            results[s].append(
+                {
+                    "seed": seed,
+                    "threshold": thr,
+                    "cost_to_95": reached if reached is not None else sum(r.cost for r in recs),
+                    "censored": reached is None,
+                    "best": max((r.score for r in recs if r.score is not None), default=float("nan")),
+                    "trials": len(recs),
+                    "failures": sum(r.score is None for r in recs),
+                    "searcher_s": times[s][i],
+                }
+            )
+    return {"label": label, "runs": results, "summary": summarize(results)}
+
+
+def print_table(bench: dict[str, Any], ours: str = "protein") -> None:
+    summ = bench["summary"]
+    print(f"\n== {bench['label']} ==")
+    print(
+        f"{'searcher':<10} {'median cost to 95%':>20} {'mean':>12} {'reached':>8} {'best(med)':>10} "
+        f"{'geo ratio/random':>17} {'s/run':>7}"
+    )
+    for name, row in summ.items():
+        cens = row["censored"]
+        med = f"{'>=' if cens * 2 >= len(bench['runs'][name]) else ''}{row['median_cost']:.4g}"
+        n = row["reached"] + cens
+        print(
+            f"{name:<10} {med:>20} {row['mean_cost']:>12.4g} {row['reached']:>4}/{n:<3} {row['median_best']:>10.3f} "
+            f"{row.get('geomean_ratio_vs_random', float('nan')):>17.3f} {row['searcher_s']:>7.1f}"
+        )
+    if ours in summ:
+        for peer in ("random", "optuna"):
+            if peer in summ:
+                print(
+                    f"  {ours} / {peer} (median cost to 95%): {summ[ours]['median_cost'] / summ[peer]['median_cost']:.3f}"
+                )
+
+
+class PPOObjective:
+    """A real `train` run per config (in-process, no extra actors); cost = env steps, score = success rate."""
+
+    def __init__(self, fixed: list[str], run_root: Path):
+        self.fixed = fixed
+        self.run_root = run_root
+        self.count = 0
+
+    def __call__(self, config: Mapping[str, Any]) -> tuple[float | None, float]:
+        from dspy_rl.sweeps.trainables import trial_overrides
+        from dspy_rl.train import run_training
+
+        self.count += 1
+        run_dir = self.run_root / f"trial_{self.count:04d}"
+        try:
+            out = run_training(trial_overrides(config, self.fixed, str(run_dir)))
+        except (RuntimeError, ValueError, FloatingPointError) as exc:
+            log.warning("PPO trial failed at %s: %s", dict(config), exc)
+            return None, float(config.get("total_env_steps", 1))
+        score = out.get("success_rate")
+        return (float(score) if score is not None and math.isfinite(score) else None), float(out["env_steps"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--objectives", default="branin,hartmann6,ppo_like")
+    ap.add_argument("--searchers", default="protein,carbs,random,optuna")
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--trials", type=int, default=100, help="trial cap for the GP searchers")
+    ap.add_argument(
+        "--peer-trials", type=int, default=400, help="trial cap for random and Optuna (cheap to run)"
+    )
+    ap.add_argument("--parallel", type=int, default=1)
+    ap.add_argument(
+        "--ppo", action="store_true", help="also run a small real PPO sweep (conf/sweep/ppo_tiny.yaml)"
+    )
+    ap.add_argument("--ppo-seeds", type=int, default=5)
+    ap.add_argument("--ppo-trials", type=int, default=10)
+    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "sweep_benchmark.json"))
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    for noisy in ("dspy_rl", "ray", "optuna"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    searchers = [s.strip() for s in args.searchers.split(",") if s.strip()]
+    if "optuna" in searchers:
+        try:
+            import optuna  # noqa: F401
+        except ImportError:
+            print(
+                "optuna is not installed: `pip install optuna`, or pass --searchers without it",
+                file=sys.stderr,
+            )
+            return 2
+    caps = {s: (args.peer_trials if s in ("random", "optuna") else args.trials) for s in searchers}
+    seeds = list(range(args.seeds))
+    report: dict[str, Any] = {"args": vars(args), "objectives": {}}
+    for name in [o.strip() for o in args.objectives.split(",") if o.strip()]:
+        if name not in OBJECTIVES:
+            print(f"unknown objective {name!r}; choose from {', '.join(OBJECTIVES)}", file=sys.stderr)
+            return 2
+        obj: SyntheticObjective = OBJECTIVES[name]
+        bench = bench_objective(
+            name,
+            obj,
+            SearchSpace.from_spec(obj.space),
+            0.95 * obj.optimum,
+            searchers,
+            seeds,
+            caps,
+            args.parallel,
+        )
+        report["objectives"][name] = bench
+        print_table(bench)
+    if args.ppo:
+        from dspy_rl.cli.sweep import load_config
+
+        cfg = load_config(["sweep=ppo_tiny"])
+        space = SearchSpace.from_spec(cfg.sweep.parameters)
+        run_root = Path(args.out).parent / "ppo_runs"
+        ppo_searchers = [s for s in searchers if s != "carbs"]
+        bench = bench_objective(
+            "ppo_tiny (real PPO, cost = env steps)",
+            PPOObjective(list(cfg.sweep.fixed), run_root),
+            space,
+            None,
+            ppo_searchers,
+            list(range(args.ppo_seeds)),
+            {s: args.ppo_trials for s in ppo_searchers},
+            1,
+        )
+        report["objectives"]["ppo_tiny"] = bench
+        print_table(bench)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=float))
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    np.set_printoptions(precision=4)
+    sys.exit(main())
