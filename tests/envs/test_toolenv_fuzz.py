@@ -199,3 +199,76 @@ def test_corrupted_snapshots(blob: bytes, offset: int, patch: bytes) -> None:
         assert verdicts[0] == verdicts[1]
         for name in BUFFER_NAMES:
             np.testing.assert_array_equal(getattr(rust, name), getattr(python, name), err_msg=name)
+
+
+@st.composite
+def random_suites(draw) -> tuple[dict, dict]:
+    """Structurally valid random catalogs and suites (goals may still be unreachable: then both must reject)."""
+    num_facts = draw(st.integers(1, 10))
+    facts = [f"f{i}" for i in range(num_facts)]
+    subset = st.lists(st.sampled_from(facts), max_size=3, unique=True)
+    tools = [
+        {
+            "name": f"t{j}",
+            "takes_arg": draw(st.booleans()),
+            "requires": draw(subset),
+            "adds": draw(st.lists(st.sampled_from(facts), min_size=1, max_size=2, unique=True)),
+            "success_prob": draw(st.sampled_from([1.0, 0.9, 0.5, 0.25, 0.0])),
+        }
+        for j in range(draw(st.integers(1, 8)))
+    ]
+    num_args = draw(st.integers(1, 6))
+    tasks = [
+        {
+            "name": f"task{k}",
+            "start": draw(subset),
+            "goal": draw(st.lists(st.sampled_from(facts), min_size=1, max_size=3, unique=True)),
+            "num_candidates": draw(st.integers(1, num_args)),
+        }
+        for k in range(draw(st.integers(1, 4)))
+    ]
+    reward = st.floats(-5, 5, allow_nan=False)
+    suite = {
+        "name": "random",
+        "catalog": "catalog.json",
+        "episode_len": draw(st.integers(1, 12)),
+        "num_args": num_args,
+        "rewards": {
+            k: draw(reward)
+            for k in ("success", "failure", "empty", "invalid", "step_cost", "shaping", "completion")
+        },
+        "success_prob": {},
+        "tasks": tasks,
+    }
+    catalog = {"facts": facts, "target_fact": draw(st.sampled_from(facts)), "tools": tools}
+    return suite, catalog
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_suites())
+def test_random_valid_suites_step_identically(pair) -> None:
+    """Random suites: same verdict, then same plans (oracle actions) and dynamics in both backends."""
+    suite, catalog = pair
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "suite.json"
+        path.write_text(json.dumps(suite))
+        (Path(tmp) / "catalog.json").write_text(json.dumps(catalog))
+        rust, rust_err = _verdict(RustVecToolEnv, path)
+        python, py_err = _verdict(PyVecToolEnv, path)
+    assert (rust is None) == (python is None), f"rust: {rust_err!r}; python: {py_err!r}"
+    if rust is None:
+        return
+    rng = np.random.default_rng(0)
+    for step in range(30):
+        oracle = rust.oracle_actions()
+        for got, want in zip(oracle, python.oracle_actions(), strict=True):
+            np.testing.assert_array_equal(got, want)
+        if step % 2:
+            tools, args = oracle
+        else:
+            tools = rng.integers(0, rust.num_tools, size=3)
+            args = rng.integers(0, rust.num_args, size=3)
+        rust.step(tools, args)
+        python.step(tools, args)
+        for name in BUFFER_NAMES:
+            np.testing.assert_array_equal(getattr(rust, name), getattr(python, name), err_msg=name)
