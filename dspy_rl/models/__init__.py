@@ -1,1 +1,1 @@
-"""Policy backends: Hugging Face causal LM (``hf``) and a bag-of-words linear LM (``bow``)."""
+"""Policy models: env policy networks, the Hugging Face causal-LM text policy (``hf``), a bag-of-words LM (``bow``)."""

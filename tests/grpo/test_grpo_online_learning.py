@@ -64,3 +64,43 @@ def test_online_bow_reaches_high_reward(tmp_path: Path):
     summary = train(_cfg(tmp_path, "model=bow", "steps=500", "lr=0.05", "group_size=16", "eval_every=250"))
     assert summary.eval_reward[0] <= 0.3
     assert summary.eval_reward[500] >= 0.8, summary.eval_reward
+
+
+def test_online_tiny_gpt2_runs_end_to_end(tmp_path: Path):
+    summary = train(
+        _cfg(
+            tmp_path,
+            "model=tiny-gpt2",
+            "tiny_layers=1",
+            "tiny_embd=32",
+            "steps=3",
+            "group_size=4",
+            "batch_groups=2",
+            "log_every=1",
+        )  # fmt: skip
+    )
+    from dspy_rl.grpo.metrics import read_metrics
+
+    rows = read_metrics(tmp_path / "run")
+    assert summary.steps == 3 and [r["step"] for r in rows] == [0, 1, 2]
+    assert all(r["samples"] == 8 and 1 <= r["response_tokens"] <= 4 for r in rows)
+    assert (tmp_path / "run" / "model" / "tokenizer.json").is_file()
+
+
+@pytest.mark.slow
+def test_online_tiny_gpt2_reward_rises(tmp_path: Path):
+    summary = train(
+        _cfg(
+            tmp_path,
+            "model=tiny-gpt2",
+            "tiny_layers=1",
+            "tiny_embd=128",
+            "steps=300",
+            "lr=3e-3",
+            "group_size=16",
+            "batch_groups=16",
+            "eval_every=300",
+        )  # fmt: skip
+    )
+    assert summary.eval_reward[0] <= 0.1
+    assert summary.eval_reward[300] >= summary.eval_reward[0] + 0.25, summary.eval_reward
