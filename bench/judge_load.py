@@ -1,21 +1,27 @@
 """Open-loop load against the judge ensemble: adaptive policy vs Serve's default autoscaling vs fixed replicas.
 
-One run, one local Ray + Serve instance, the same ensemble (rubric + all-MiniLM-L6-v2 embedding judge, CPU,
-one torch thread per replica) deployed three ways:
+One run, one local Ray + Serve instance, the same two-judge ensemble (the rubric judge, weight 1, plus a model
+judge ``model``, weight 2) deployed four ways:
 
-* ``adaptive``  our controller as the Serve autoscaling policy (1-2 replicas per judge) **and** the ensemble's
-  per-judge adaptive ConcurrencyLimiter shedding the embedding judge when its in-flight limit is reached
-  (the rubric judge always answers, so a shed request still gets a degraded answer, not an error);
+* ``adaptive``  our controller as the Serve autoscaling policy (model judge 1-4 replicas) **and** the
+  ensemble's adaptive ConcurrencyLimiter in front of the model judge, which sheds it when its in-flight limit
+  is reached (the rubric judge always answers, so a shed request gets a degraded answer, not an error);
 * ``adaptive_noshed`` the same autoscaling policy without shedding (what scaling alone buys);
-* ``default``   Serve's default autoscaling policy (1-2 replicas, target_ongoing_requests=2), no shedding;
+* ``default``   Serve's default autoscaling policy (1-4 replicas, target_ongoing_requests=2), no shedding;
 * ``fixed``     one replica per judge, no shedding.
 
-Capacity C is calibrated first on ``fixed``: unloaded latency from sequential requests, C from a closed loop
-with 8 concurrent clients. Then each variant gets Poisson arrivals at 0.5x, 1x and 2x C (open loop: arrivals
-do not wait for answers) for ``--phase-s`` seconds each. Per phase: p50/p99 latency, throughput, errors (non-200
-or client timeout) and the share of answers in which every judge answered ("full").
+Workloads (``--workload``): ``llm-stub`` (default) is the LLM judge against a local OpenAI-compatible endpoint
+that takes ``--service-ms`` per call, one call at a time per replica: an I/O-bound model judge (a remote or
+GPU model) whose capacity grows with replicas even on a small CPU box. ``embedding`` is all-MiniLM-L6-v2 on
+this machine's CPU (one torch thread per replica), which on a 2-core host cannot scale.
 
-    python bench/judge_load.py [--phase-s 15] [--port 8471] [--out bench/results/judge_load.json]
+Capacity C is calibrated first on ``fixed``: unloaded latency from 100 sequential requests, C from a closed
+loop with 8 concurrent clients. Each variant then gets Poisson arrivals at 0.5x, 1x and 2x C, in that order on
+the same deployment (open loop: arrivals do not wait for answers), ``--phase-s`` seconds each. Per phase:
+p50/p99 latency, throughput, errors (non-200 or client timeout), the share of answers in which every judge
+answered ("full"), and why the model judge was left out otherwise (``shed`` or ``late`` = past the deadline).
+
+    python bench/judge_load.py [--workload llm-stub|embedding] [--phase-s 20] [--out bench/results/judge_load.json]
 """
 
 from __future__ import annotations
@@ -94,7 +100,9 @@ def serve_stub(port: int, service_s: float) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
-def config(variant: str, workload: str, port: int, deadline_s: float, stub_url: str | None) -> ServeConfig:
+def config(
+    variant: str, workload: str, port: int, deadline_s: float, stub_url: str | None, tolerance: float = 1.5
+) -> ServeConfig:
     """The ensemble for ``workload``, deployed the ``variant`` way."""
     max_replicas = 1 if variant == "fixed" else 4
     if workload == "embedding":
@@ -144,7 +152,7 @@ def config(variant: str, workload: str, port: int, deadline_s: float, stub_url: 
             "base_limit": 2,
             "min_limit": 1,
             "max_limit": 8,
-            "latency_tolerance": 1.5,
+            "latency_tolerance": tolerance,
             "queue_high_watermark": 2.0,
             "adaptation_interval": 1.0,
         },
@@ -266,6 +274,12 @@ def main(argv: list[str] | None = None) -> int:
         "remote or GPU model); embedding: all-MiniLM-L6-v2 on this CPU",
     )
     ap.add_argument("--service-ms", type=float, default=100.0, help="llm-stub: endpoint time per call")
+    ap.add_argument(
+        "--tolerance",
+        type=float,
+        default=1.25,
+        help="controller latency_tolerance (adaptive variants): latency allowed above the no-load latency",
+    )
     ap.add_argument("--serve-stub", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--deadline-s", type=float, default=2.0, help="ensemble per-request deadline")
     ap.add_argument("--port", type=int, default=8471, help="HTTP port on 127.0.0.1 (0: pick a free one)")
@@ -309,14 +323,17 @@ def main(argv: list[str] | None = None) -> int:
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
     items = make_items(64)
     report: dict = {
-        "machine": {"cpus": os.cpu_count()},
+        "machine": {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg()},
         "phase_s": args.phase_s,
         "deadline_s": args.deadline_s,
+        "workload": args.workload,
+        "service_ms": args.service_ms if args.workload == "llm-stub" else None,
+        "tolerance": args.tolerance,
         "variants": {},
     }
     try:
         # calibration on the fixed deployment
-        deploy(config("fixed", args.workload, port, args.deadline_s, stub_url))
+        deploy(config("fixed", args.workload, port, args.deadline_s, stub_url, args.tolerance))
         asyncio.run(sequential(base, 10, items, 2))  # warm-up
         unloaded = asyncio.run(sequential(base, 100, items, 2))
         cap = asyncio.run(closed_loop(base, 8, 8.0, items, 2))
@@ -330,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         serve.delete("bench_fixed")
         for variant in variants:
-            cfg = config(variant, args.workload, port, args.deadline_s, stub_url)
+            cfg = config(variant, args.workload, port, args.deadline_s, stub_url, args.tolerance)
             deploy(cfg)
             asyncio.run(sequential(base, 10, items, 2))
             rows = []
@@ -355,7 +372,12 @@ def main(argv: list[str] | None = None) -> int:
 
     base_p99 = report["calibration"]["unloaded"]["p99_ms"]
     print(
-        f"\nunloaded p50 {report['calibration']['unloaded']['p50_ms']:.1f} ms, p99 {base_p99:.1f} ms; "
+        f"\nworkload {args.workload}"
+        + (f" ({args.service_ms:g} ms per model call)" if args.workload == "llm-stub" else "")
+        + f"; load average at start {report['machine']['loadavg_start'][0]:.1f} on {os.cpu_count()} CPUs"
+    )
+    print(
+        f"unloaded p50 {report['calibration']['unloaded']['p50_ms']:.1f} ms, p99 {base_p99:.1f} ms; "
         f"capacity C = {capacity:.1f} req/s (fixed, 8 closed-loop clients); {args.phase_s:g} s per level"
     )
     header = (
