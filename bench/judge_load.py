@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--tolerance",
         type=float,
-        default=1.25,
+        default=1.5,
         help="controller latency_tolerance (adaptive variants): latency allowed above the no-load latency",
     )
     ap.add_argument("--serve-stub", type=int, default=0, help=argparse.SUPPRESS)
