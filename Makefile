@@ -11,7 +11,7 @@ export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup build train test test-all test-kafka rust-test lint format bench kafka-start kafka-stop clean
+.PHONY: help setup build train test test-all rust-test lint format bench pufferlib kafka-start kafka-stop clean
 
 help: ## list the targets
 	@echo "dspy-rl — make targets:"
@@ -59,6 +59,12 @@ format: setup ## format Python and Rust sources
 bench: setup ## run the benchmarks (peers in the same run); results in bench/results/, summary in bench/RESULTS.md
 	$(BIN)/python bench/env_throughput.py
 	$(BIN)/python bench/ppo_vs_rllib.py
+
+pufferlib: $(VENV)/.pufferlib-installed ## build and install pufferlib 3.0.0 headless next to RLlib's pins (optional)
+
+$(VENV)/.pufferlib-installed: $(STAMP_DEPS) scripts/install_pufferlib.sh
+	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(BIN)):$$PATH scripts/install_pufferlib.sh
+	@touch $@
 
 kafka-start: ## start the local Kafka broker (KRaft, 127.0.0.1:9092; jars fetched with Maven once)
 	scripts/kafka.sh start

@@ -137,6 +137,10 @@ class Trainer:
             random.setstate(state["rng"]["python"])
 
         self._start_ray()
+        if self.device.type == "cpu" and rt.num_learners == 0:
+            # Sampling and learning alternate, but OpenMP threads that spin while EnvRunner processes hold the
+            # other cores slow the learner down several-fold; leave one core per runner.
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) - rt.num_env_runners))
         spec = RolloutSpec(algo.rollout_len, algo.gamma, algo.gae_lambda, algo.hidden)
         # Fresh env streams after a resume, so a resumed run does not replay the episodes it already saw.
         offset = 7919 * iteration

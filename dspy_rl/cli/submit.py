@@ -94,7 +94,16 @@ def submit(
         "excludes": _EXCLUDES,
         "env_vars": {"RAY_USAGE_STATS_ENABLED": "0", "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")},
     }
-    job_id = client.submit_job(entrypoint=entrypoint(command), runtime_env=runtime_env)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            job_id = client.submit_job(entrypoint=entrypoint(command), runtime_env=runtime_env)
+            break
+        except RuntimeError as exc:  # a head node that just started has no job agent registered yet
+            if "No available agent" not in str(exc) or time.monotonic() > deadline:
+                raise
+            log.info("the cluster's job agent is not up yet; retrying")
+            time.sleep(2)
     log.info("submitted %s: %s", job_id, entrypoint(command))
     if not wait:
         return job_id, str(client.get_job_status(job_id))

@@ -39,6 +39,7 @@ class _LearnerActor:
         self, spec: dict[str, int], hp: PPOHyper, device: str, seed: int, mixed_precision: bool
     ) -> None:
         torch.manual_seed(seed)
+        torch.set_num_threads(1)  # one core per learner actor; more threads oversubscribe the node
         self.device = resolve_device(device)
         if self.device.type == "cuda" and self.device.index is None:
             self.device = torch.device("cuda", 0)  # Ray sets CUDA_VISIBLE_DEVICES to this actor's GPU

@@ -92,9 +92,17 @@ class MultiPolicy(nn.Module):
     def _tool_logits_values(
         self, obs: torch.Tensor, tool_mask: torch.Tensor, first: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A's logits and value on first-step rows, B's on the others (each net only sees its own rows)."""
+        idx_a, idx_b = first.nonzero().squeeze(-1), (~first).nonzero().squeeze(-1)
         a, b = self.nets["A"], self.nets["B"]
-        logits = torch.where(first.unsqueeze(-1), a.logits(obs, tool_mask), b.logits(obs, tool_mask))
-        values = torch.where(first, a.value(obs), b.value(obs))
+        oa, ob = obs.index_select(0, idx_a), obs.index_select(0, idx_b)
+        ma, mb = tool_mask.index_select(0, idx_a), tool_mask.index_select(0, idx_b)
+        la, lb = a.logits(oa, ma), b.logits(ob, mb)
+        va, vb = a.value(oa), b.value(ob)
+        logits = (
+            lb.new_empty((obs.shape[0], self.num_tools)).index_copy(0, idx_a, la).index_copy(0, idx_b, lb)
+        )
+        values = vb.new_empty(obs.shape[0]).index_copy(0, idx_a, va).index_copy(0, idx_b, vb)
         return logits, values
 
     def forward(
@@ -136,8 +144,8 @@ class MultiPolicy(nn.Module):
 
     @torch.no_grad()
     def values(self, obs: torch.Tensor, phase: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        first = phase == 0
-        v_tool = torch.where(first, self.nets["A"].value(obs), self.nets["B"].value(obs))
+        tool_mask = torch.ones((obs.shape[0], self.num_tools), dtype=torch.bool, device=obs.device)
+        _, v_tool = self._tool_logits_values(obs, tool_mask, phase == 0)
         return v_tool, self.nets["C"].value(obs)
 
 
