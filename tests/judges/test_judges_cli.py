@@ -47,8 +47,17 @@ def test_train_judge_writes_a_loadable_checkpoint(tmp_path, make_pairs, capsys):
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("\n".join(json.dumps(p.__dict__) for p in make_pairs(32, seed=1)))
     out = tmp_path / "judge"
-    argv = ["train-judge", "--pairs", str(pairs), "--out", str(out), "--steps", "3",
-            "train_judge.d_model=16", "train_judge.max_len=64"]
+    argv = [
+        "train-judge",
+        "--pairs",
+        str(pairs),
+        "--out",
+        str(out),
+        "--steps",
+        "3",
+        "train_judge.d_model=16",
+        "train_judge.max_len=64",
+    ]
     assert main(argv) == 0
     assert (out / "judge.pt").exists() and "train accuracy" in capsys.readouterr().out
     from dspy_rl.judges.transformer import TransformerJudge
