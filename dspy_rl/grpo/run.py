@@ -107,12 +107,18 @@ def _plot_curve(run_dir: Path, rows: list[dict[str, Any]]) -> None:
     import matplotlib.pyplot as plt
 
     pts = [(r["step"], r["reward_mean"]) for r in rows if "reward_mean" in r]
+    evals = [(r["step"], r["eval_reward"]) for r in rows if "eval_reward" in r]
     if not pts:
         return
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot([p[0] for p in pts], [p[1] for p in pts])
+    ax.plot([p[0] for p in pts], [p[1] for p in pts], label="batch mean reward")
+    if evals:
+        ax.plot(
+            [p[0] for p in evals], [p[1] for p in evals], "o-", label="eval mean reward (all task prompts)"
+        )
+        ax.legend(loc="lower right")
     ax.set_xlabel("step")
-    ax.set_ylabel("mean reward of the batch")
+    ax.set_ylabel("reward")
     ax.set_title("GRPO learning curve")
     fig.tight_layout()
     fig.savefig(run_dir / "learning_curve.png", dpi=100)
