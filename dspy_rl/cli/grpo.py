@@ -60,8 +60,14 @@ def _train(argv: list[str]) -> int:
     from dspy_rl.grpo.config import GRPOTrainConfig
     from dspy_rl.grpo.run import train
 
+    from dspy_rl.grpo.dataset import DatasetError
+
     cfg = to_object(compose("grpo", argv, ALIASES), GRPOTrainConfig)
-    summary = train(cfg)
+    try:
+        summary = train(cfg)
+    except (DatasetError, FileNotFoundError) as exc:
+        print(f"dspy-rl grpo train: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps(dataclasses.asdict(summary), indent=1, default=str))
     return 0
 

@@ -170,6 +170,29 @@ def test_offline_mode_needs_a_dataset_and_fail_mode_names_the_line(tmp_path: Pat
         train(_cfg(f"dataset={data}", "on_bad_line=fail", f"run_dir={tmp_path / 'r'}"))
 
 
+def test_cli_reports_data_errors_without_a_traceback(tmp_path: Path, capsys):
+    data = _dataset(tmp_path / "groups.jsonl")
+    rc = cli_main(
+        ["grpo", "train", f"dataset={data}", "on_bad_line=fail", f"run_dir={tmp_path / 'r'}", *FAST]
+    )
+    assert rc == 2 and "groups.jsonl:3:" in capsys.readouterr().err
+    rc = cli_main(["grpo", "train", "mode=online", "task=no_such_task", f"run_dir={tmp_path / 'o'}", *FAST])
+    assert rc == 2 and "unknown text task 'no_such_task'" in capsys.readouterr().err
+    rc = cli_main(
+        [
+            "grpo",
+            "train",
+            "--steps",
+            "2",
+            f"dataset={data}",
+            f"model={tmp_path / 'none'}",
+            f"run_dir={tmp_path / 'm'}",
+            *FAST,
+        ]
+    )
+    assert rc == 2 and "could not load a causal LM" in capsys.readouterr().err
+
+
 def test_help_lists_every_key_with_its_doc(capsys):
     assert cli_main(["grpo", "train", "--help"]) == 0
     out = capsys.readouterr().out
