@@ -58,9 +58,8 @@ def _train(argv: list[str]) -> int:
         return 0
     argv = ["mode=online" if a == "--online" else a for a in argv]
     from dspy_rl.grpo.config import GRPOTrainConfig
-    from dspy_rl.grpo.run import train
-
     from dspy_rl.grpo.dataset import DatasetError
+    from dspy_rl.grpo.run import train
 
     cfg = to_object(compose("grpo", argv, ALIASES), GRPOTrainConfig)
     try:
