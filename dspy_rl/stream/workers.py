@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 import queue
 import signal
+import threading
 import time
 from dataclasses import asdict
 from typing import Any
@@ -23,17 +25,29 @@ from dspy_rl.stream.ingest import IngestConfig, IngestMetrics
 logger = logging.getLogger(__name__)
 
 
-def _worker(index: int, store_path: str, synchronous: str, config: dict[str, Any], results: Any) -> None:
+def _watch_parent(parent: int, stop: Any) -> None:
+    """Stop the worker when its parent is gone (killed with SIGKILL, say), instead of running orphaned."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    logger.warning("parent process %d is gone; stopping", parent)
+    stop()
+
+
+def _worker(
+    index: int, parent: int, store_path: str, synchronous: str, config: dict[str, Any], results: Any
+) -> None:
     from dspy_rl.stream.ingest import KafkaIngester
     from dspy_rl.traces.store import TraceStore
 
     logging.basicConfig(
         level=logging.INFO, format=f"%(asctime)s worker{index} %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("kafka").setLevel(logging.WARNING)
     store = TraceStore(store_path, synchronous=synchronous)
     ingester = KafkaIngester(store, IngestConfig(**config))
     signal.signal(signal.SIGTERM, lambda *_: ingester.request_stop())
     signal.signal(signal.SIGINT, lambda *_: ingester.request_stop())
+    threading.Thread(target=_watch_parent, args=(parent, ingester.request_stop), daemon=True).start()
     try:
         metrics = ingester.run()
     finally:
@@ -53,7 +67,9 @@ def run_workers(
     cfg["topics"] = tuple(cfg["topics"])
     procs = [
         ctx.Process(
-            target=_worker, args=(i, store_path, synchronous, cfg, results), name=f"ingest-worker-{i}"
+            target=_worker,
+            args=(i, os.getpid(), store_path, synchronous, cfg, results),
+            name=f"ingest-worker-{i}",
         )
         for i in range(workers)
     ]

@@ -267,3 +267,28 @@ def test_failed_write_is_rewound_and_retried_and_huge_dead_letters_are_cut(
     assert letter["payload_truncated"] and letter["payload_bytes"] == len(huge)
     assert "limit is" in letter["reason"]
     store.close()
+
+
+@pytest.mark.slow  # two spawned interpreters plus group rebalances: slow and load-sensitive on 2 cores
+def test_two_worker_processes_share_the_partitions(
+    kafka_broker, topic_prefix, produce, ingest_command, tmp_path
+):
+    messages, spans = _valid_messages(topic_prefix, 300, seed=6)
+    produce(kafka_broker, messages)
+    db = tmp_path / "t.db"
+    cmd = ingest_command(
+        kafka_broker,
+        topic_prefix,
+        db,
+        "ingest.workers=2",
+        "ingest.idle_timeout_s=4",
+        "ingest.batch_size=200",
+        "ingest.max_seconds=150",
+    )
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads(result.stdout)
+    assert metrics["events"] == len(messages) and metrics["stored"] == len(messages)
+    assert result.stderr.count("worker0") > 0 and result.stderr.count("worker1") > 0
+    with TraceStore(db) as store:
+        assert store.span_ids() == {s.span_id for s in spans}
