@@ -29,8 +29,9 @@ import torch
 from omegaconf import OmegaConf
 
 from dspy_rl.cli.config import ConfigError, compose, to_object
-from dspy_rl.learners.learner_group import LearnerGroup, resolve_device
-from dspy_rl.learners.ppo import BATCH_KEYS, PPOHyper
+from dspy_rl.learners.grpo_env import GRPOHyper
+from dspy_rl.learners.learner_group import LearnerGroup, batch_keys, resolve_device
+from dspy_rl.learners.ppo import PPOHyper
 from dspy_rl.runners.env_runner import EnvRunner, RolloutSpec
 from dspy_rl.train_config import TrainConfig
 from dspy_rl.utils.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -162,9 +163,11 @@ class Trainer:
             )
             info = local_runner.env_info()
         model_spec = {k: info[k] for k in ("obs_dim", "num_tools", "num_args")} | {"hidden": algo.hidden}
+        grpo = algo.name == "grpo"
+        hp = GRPOHyper.from_config(algo) if grpo else PPOHyper.from_config(algo)
         learners = LearnerGroup(
             model_spec,
-            PPOHyper.from_config(algo),
+            hp,
             rt.num_learners,
             rt.device,
             seed,
@@ -224,20 +227,23 @@ class Trainer:
                 # The last iteration samples only what is left, so the run ends at exactly total_env_steps.
                 steps_needed = min(algo.rollout_len, -(-remaining // (cfg.env.num_envs * n_runners)))
                 weights = learners.weights()
+                # PPO: rollout_len steps of every env. GRPO: one whole episode per env, in snapshot groups.
+                method, args = ("sample_groups", (algo.group_size,)) if grpo else ("sample", (steps_needed,))
                 if pool is not None:
                     import ray
 
-                    rollouts = pool.sample(ray.put(weights), steps_needed)
+                    rollouts = pool.sample(ray.put(weights), *args, method=method)
                 else:
-                    rollouts = [local_runner.sample(weights, steps_needed)]
+                    rollouts = [getattr(local_runner, method)(weights, *args)]
                 t_sample = time.perf_counter() - t0
-                batch = {k: np.concatenate([r[k] for r in rollouts]) for k in BATCH_KEYS}
-                if batch["obs"].shape[0] > remaining:
+                batch = {k: np.concatenate([r[k] for r in rollouts]) for k in batch_keys(hp)}
+                if not grpo and batch["obs"].shape[0] > remaining:
                     batch = {k: v[:remaining] for k, v in batch.items()}
                 t1 = time.perf_counter()
                 train_metrics = learners.update(batch)
                 t_learn = time.perf_counter() - t1
-                new_steps = batch["obs"].shape[0]
+                # GRPO counts every env step executed (idle steps of finished envs included), not just trained ones.
+                new_steps = sum(r["stats"]["env_steps"] for r in rollouts) if grpo else batch["obs"].shape[0]
                 env_steps += new_steps
                 iteration += 1
                 stats = [r["stats"] for r in rollouts]

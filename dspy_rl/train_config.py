@@ -42,9 +42,10 @@ class EnvConfig:
 
 
 @dataclass
-class PPOConfig:
+class AlgoConfig:
     name: str = "ppo"
-    """Algorithm name (only ``ppo`` for ``dspy-rl train``; GRPO has its own command)."""
+    """``ppo`` (multi-policy PPO with critics and GAE) or ``grpo`` (group-relative, critic-free; groups of
+    ``group_size`` rollouts replayed from one env snapshot)."""
     rollout_len: int = 32
     """Steps per env per iteration."""
     lr: float = 1e-3
@@ -67,9 +68,18 @@ class PPOConfig:
     """Per-policy gradient norm clip."""
     hidden: int = 64
     """Hidden width of every actor and critic MLP (two layers)."""
+    group_size: int = 8
+    """GRPO: rollouts per group (all from one snapshot); ``env.num_envs`` must be a multiple of it."""
+    kl_target: float = 0.01
+    """GRPO: final weight of the KL penalty to the frozen reference policies."""
+    kl_warmup: int = 10
+    """GRPO: iterations over which the KL weight rises linearly from 0 to ``kl_target``."""
 
     def __post_init__(self) -> None:
-        require(self.name == "ppo", "algo.name", self.name, "'ppo'")
+        require(self.name in ("ppo", "grpo"), "algo.name", self.name, "'ppo' or 'grpo'")
+        require(self.group_size >= 2, "algo.group_size", self.group_size, "an integer >= 2")
+        require(self.kl_target >= 0, "algo.kl_target", self.kl_target, "a float >= 0")
+        require(self.kl_warmup >= 0, "algo.kl_warmup", self.kl_warmup, "an integer >= 0")
         require(self.rollout_len >= 1, "algo.rollout_len", self.rollout_len, "an integer >= 1")
         require(0 < self.lr < 1, "algo.lr", self.lr, "a float in (0, 1)")
         require(0 < self.gamma <= 1, "algo.gamma", self.gamma, "a float in (0, 1]")
@@ -150,7 +160,7 @@ class LoggingConfig:
 class TrainConfig:
     env: EnvConfig = field(default_factory=EnvConfig)
     """Environment settings (group ``env/``)."""
-    algo: PPOConfig = field(default_factory=PPOConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
     """Algorithm settings (group ``algo/``)."""
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     """Ray topology and device (group ``runtime/``)."""
@@ -170,6 +180,9 @@ class TrainConfig:
     """Iterations between checkpoints."""
 
     def __post_init__(self) -> None:
+        if self.algo.name == "grpo":
+            require(self.env.num_envs % self.algo.group_size == 0, "env.num_envs", self.env.num_envs,
+                    f"a multiple of algo.group_size ({self.algo.group_size}) for GRPO")
         require(self.total_env_steps >= 1, "total_env_steps", self.total_env_steps, "an integer >= 1")
         require(
             self.target_success is None or 0 < self.target_success <= 1,

@@ -94,7 +94,7 @@ def submit(
         "excludes": _EXCLUDES,
         "env_vars": {"RAY_USAGE_STATS_ENABLED": "0", "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")},
     }
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 240
     while True:
         try:
             job_id = client.submit_job(entrypoint=entrypoint(command), runtime_env=runtime_env)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -12,6 +13,7 @@ import numpy as np
 import ray
 import torch
 
+from dspy_rl.learners.grpo_env import GRPO_BATCH_KEYS, GRPOEnvLearner, GRPOHyper
 from dspy_rl.learners.ppo import BATCH_KEYS, PPOHyper, PPOLearner
 from dspy_rl.models.policy import MultiPolicy, state_to_numpy
 
@@ -32,18 +34,28 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def batch_keys(hp: PPOHyper | GRPOHyper) -> tuple[str, ...]:
+    return GRPO_BATCH_KEYS if isinstance(hp, GRPOHyper) else BATCH_KEYS
+
+
+def make_learner(spec: dict[str, int], hp: PPOHyper | GRPOHyper, device: torch.device, seed: int,
+                 mixed_precision: bool) -> PPOLearner | GRPOEnvLearner:
+    cls = GRPOEnvLearner if isinstance(hp, GRPOHyper) else PPOLearner
+    return cls(MultiPolicy(**spec), hp, device, seed, mixed_precision)
+
+
 class _LearnerActor:
     """One DDP rank. Each rank trains on its shard of every batch; DDP averages gradients in backward."""
 
     def __init__(
-        self, spec: dict[str, int], hp: PPOHyper, device: str, seed: int, mixed_precision: bool
+        self, spec: dict[str, int], hp: PPOHyper | GRPOHyper, device: str, seed: int, mixed_precision: bool
     ) -> None:
         torch.manual_seed(seed)
         torch.set_num_threads(1)  # one core per learner actor; more threads oversubscribe the node
         self.device = resolve_device(device)
         if self.device.type == "cuda" and self.device.index is None:
             self.device = torch.device("cuda", 0)  # Ray sets CUDA_VISIBLE_DEVICES to this actor's GPU
-        self.learner = PPOLearner(MultiPolicy(**spec), hp, self.device, seed, mixed_precision)
+        self.learner = make_learner(spec, hp, self.device, seed, mixed_precision)
         self.rank = 0
         self.world = 1
 
@@ -66,13 +78,15 @@ class _LearnerActor:
             timeout=timedelta(seconds=120),
         )
         ddp = torch.nn.parallel.DistributedDataParallel(
-            self.learner.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            self.learner.model,
+            device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            find_unused_parameters=isinstance(self.learner, GRPOEnvLearner),  # GRPO trains no critic
         )
         self.learner.wrap(ddp)
 
     def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
         n = batch["obs"].shape[0] // self.world  # equal shards keep the ranks' step counts in lockstep
-        shard = {k: batch[k][self.rank * n : (self.rank + 1) * n] for k in BATCH_KEYS}
+        shard = {k: v[self.rank * n : (self.rank + 1) * n] for k, v in batch.items()}
         return self.learner.update(shard)
 
     def weights(self) -> dict[str, np.ndarray]:
@@ -95,18 +109,17 @@ class LearnerGroup:
     def __init__(
         self,
         spec: dict[str, int],
-        hp: PPOHyper,
+        hp: PPOHyper | GRPOHyper,
         num_learners: int,
         device: str,
         seed: int,
         mixed_precision: bool = False,
     ) -> None:
         self.num_learners = num_learners
-        self.hp = PPOHyper(
-            **{**hp.__dict__, "minibatch_size": max(1, hp.minibatch_size // max(1, num_learners))}
-        )
+        self.keys = batch_keys(hp)
+        self.hp = dataclasses.replace(hp, minibatch_size=max(1, hp.minibatch_size // max(1, num_learners)))
         if num_learners == 0:
-            self.local = PPOLearner(MultiPolicy(**spec), hp, resolve_device(device), seed, mixed_precision)
+            self.local = make_learner(spec, hp, resolve_device(device), seed, mixed_precision)
             self.actors: list[Any] = []
             return
         self.local = None
@@ -128,7 +141,7 @@ class LearnerGroup:
     def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
         if self.local is not None:
             return self.local.update(batch)
-        ref = ray.put({k: batch[k] for k in BATCH_KEYS})
+        ref = ray.put({k: batch[k] for k in self.keys})
         return ray.get([a.update.remote(ref) for a in self.actors])[0]
 
     def weights(self) -> dict[str, np.ndarray]:

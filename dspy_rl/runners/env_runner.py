@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dspy_rl.learners.grpo import group_advantages
 from dspy_rl.learners.ppo import compute_gae
 from dspy_rl.models.policy import MultiPolicy, load_numpy_state
 
@@ -160,5 +161,68 @@ class EnvRunner:
             "episode_success": cat(ep_succ, bool),
             "return_A": cat(ep_a, np.float32),
             "return_B": cat(ep_b, np.float32),
+        }
+        return out
+
+    def sample_groups(self, weights: dict[str, np.ndarray], group_size: int) -> dict[str, Any]:
+        """GRPO data: every env runs one episode; envs ``g*G .. g*G+G-1`` start from one snapshot.
+
+        Returns the steps each rollout took before its episode ended (flat arrays), every step carrying its
+        rollout's group-relative advantage, and episode stats. ``env_steps`` counts every env step executed,
+        including the idle steps of envs whose episode ended before the longest one in the batch.
+        """
+        load_numpy_state(self.policy, weights)
+        env, n, g = self.env, self.env.num_envs, group_size
+        self._round = getattr(self, "_round", 0) + 1
+        env.reset(int(self.generator.initial_seed() * 1_000_003 + self._round) % (2**63))
+        for start in range(0, n, g):
+            snap = env.snapshot(start)
+            for j in range(start + 1, start + g):
+                env.restore(j, snap)
+        horizon = env.episode_len
+        keys = ("obs", "tool_mask", "arg_mask", "phase", "tools", "args", "logp_tool", "logp_arg")
+        steps: dict[str, list[np.ndarray]] = {k: [] for k in keys}
+        alive_rows: list[np.ndarray] = []
+        alive = np.ones(n, bool)
+        ret = np.zeros(n, np.float32)
+        success = np.zeros(n, bool)
+        length = np.zeros(n, np.int32)
+        executed = 0
+        t0 = time.perf_counter()
+        for _ in range(horizon):
+            obs, tmask, amask, phase = env.obs.copy(), env.tool_mask.copy(), env.arg_mask.copy(), env.phase.copy()
+            tools, args, lp_t, lp_a, _, _ = self.policy.act(torch.from_numpy(obs), torch.from_numpy(tmask),
+                                                            torch.from_numpy(amask), torch.from_numpy(phase),
+                                                            self.generator)
+            tools_np, args_np = tools.numpy(), args.numpy()
+            env.step(tools_np, args_np)
+            executed += n
+            for k, v in zip(keys, (obs, tmask, amask, phase, tools_np, args_np, lp_t.numpy(), lp_a.numpy()),
+                            strict=True):
+                steps[k].append(v[alive])
+            alive_rows.append(np.flatnonzero(alive))
+            ret += np.where(alive, env.rewards, 0.0)
+            if executed == n:  # every env starts its episode at this step: policy A acted
+                first_reward = env.rewards.copy()
+            length += alive
+            done = alive & (env.terminated | env.truncated)
+            success |= done & env.terminated
+            alive &= ~done
+            if not alive.any():
+                break
+        sample_s = time.perf_counter() - t0
+        adv = group_advantages(torch.from_numpy(ret), torch.arange(n) // g).numpy()
+        out: dict[str, Any] = {k: np.concatenate(v) for k, v in steps.items()}
+        rows = np.concatenate(alive_rows)
+        out["adv"] = adv[rows]
+        out["arg_active"] = self.takes_arg[out["tools"]]
+        out["stats"] = {
+            "env_steps": executed,
+            "sample_s": sample_s,
+            "episode_return": ret,
+            "episode_length": length,
+            "episode_success": success,
+            "return_A": first_reward,
+            "return_B": ret - first_reward,
         }
         return out

@@ -56,9 +56,10 @@ class RunnerPool:
     def env_info(self) -> dict[str, int]:
         return ray.get(next(iter(self.runners.values())).env_info.remote())
 
-    def sample(self, weights_ref: ray.ObjectRef, num_steps: int | None = None) -> list[dict[str, Any]]:
-        """One rollout from every runner; dead runners are replaced and resampled (once per call)."""
-        pending = {i: r.sample.remote(weights_ref, num_steps) for i, r in self.runners.items()}
+    def sample(self, weights_ref: ray.ObjectRef, *args: Any, method: str = "sample") -> list[dict[str, Any]]:
+        """One rollout from every runner (``EnvRunner.<method>(weights, *args)``); dead runners are replaced
+        and resampled (once per call)."""
+        pending = {i: getattr(r, method).remote(weights_ref, *args) for i, r in self.runners.items()}
         results: list[dict[str, Any]] = []
         for i, ref in pending.items():
             try:
@@ -68,7 +69,7 @@ class RunnerPool:
                 self._kill_quietly(i)
                 self._spawn(i)
                 self.replacements += 1
-                results.append(ray.get(self.runners[i].sample.remote(weights_ref, num_steps)))
+                results.append(ray.get(getattr(self.runners[i], method).remote(weights_ref, *args)))
         return results
 
     def resize(self, target: int) -> None:

@@ -39,6 +39,7 @@ def test_submit_short_training_job(tmp_path: Path) -> None:
     # Ray 2.60 clusters use token authentication; the head and the client share a fresh token.
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"  # the job's `python` is this venv's
     ray_bin = Path(sys.executable).parent / "ray"
     head = subprocess.Popen(
         [str(ray_bin), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs_port}",

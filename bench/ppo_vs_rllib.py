@@ -1,0 +1,175 @@
+"""Our multi-policy PPO vs RLlib PPO (new API stack, multi-agent) on the same ToolEnv, in one run.
+
+Both train policies A/B/C on the `default` suite with 64x64 MLPs, 4 epochs over batches of comparable size,
+on this machine's CPUs. RLlib sees the env through our RLlib adapter (batched env runner, action masking).
+Reports env steps/s, wall seconds to a rolling 0.9 success rate, and the ratios.
+
+    python bench/ppo_vs_rllib.py [--budget-s 300] [--target 0.9] [--out bench/results/ppo_vs_rllib.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("WANDB_MODE", "offline")
+log = logging.getLogger("bench.ppo_vs_rllib")
+
+
+def run_ours(budget_s: float, target: float, num_envs: int) -> dict[str, Any]:
+    from dspy_rl.train import run_training
+
+    t_target: list[float] = []
+    steps_target: list[int] = []
+    start = time.perf_counter()
+
+    def report(m: dict[str, Any]) -> None:
+        if not t_target and m["success_rate"] >= target and m["iteration"] >= 3:
+            t_target.append(time.perf_counter() - start)
+            steps_target.append(m["env_steps"])
+
+    with tempfile.TemporaryDirectory() as run_dir:
+        result = run_training(
+            [
+                f"env.num_envs={num_envs}",
+                "algo.rollout_len=32",
+                "runtime.num_env_runners=1",
+                "total_env_steps=1000000",
+                "logging.progress_bar=false",
+                "logging.plot=false",
+                "logging.tensorboard=false",
+                f"run_dir={run_dir}",
+            ],
+            report=report,
+        )
+    wall = time.perf_counter() - start
+    return {
+        "framework": "dspy-rl",
+        "env_steps": result["env_steps"],
+        "wall_s": wall,
+        "env_steps_per_s": result["env_steps"] / wall,
+        "final_success": result["success_rate"],
+        "time_to_target_s": t_target[0] if t_target else None,
+        "steps_to_target": steps_target[0] if steps_target else None,
+        "budget_s": budget_s,
+    }
+
+
+def run_rllib(budget_s: float, target: float, num_envs: int) -> dict[str, Any]:
+    from ray.rllib.algorithms.ppo import PPOConfig
+    from ray.rllib.callbacks.callbacks import RLlibCallback
+
+    from dspy_rl.envs.rllib_env import configure
+
+    class SuccessCallback(RLlibCallback):
+        def on_episode_end(self, *, episode: Any, metrics_logger: Any = None, **kwargs: Any) -> None:
+            metrics_logger.log_value("success", float(episode.is_terminated), reduce="mean", window=2000)
+
+    config = (
+        PPOConfig()
+        .api_stack(enable_rl_module_and_learner=True, enable_env_runner_and_connector_v2=True)
+        .env_runners(num_env_runners=1, num_cpus_per_env_runner=1)
+        .learners(num_learners=0)
+        .training(
+            train_batch_size_per_learner=num_envs * 32,
+            minibatch_size=2048,
+            num_epochs=4,
+            lr=1e-3,
+            gamma=0.99,
+            lambda_=0.95,
+            entropy_coeff=0.01,
+            vf_loss_coeff=0.5,
+            grad_clip=1.0,
+        )
+        .callbacks(SuccessCallback)
+        .reporting(metrics_num_episodes_for_smoothing=2000)
+    )
+    config = configure(
+        config, {"suite": "default", "invalid_action": "error"}, num_envs_per_env_runner=num_envs
+    )
+    algo = config.build_algo()
+    start = time.perf_counter()
+    t_target = steps_target = None
+    steps, success, iters = 0, 0.0, 0
+    try:
+        while time.perf_counter() - start < budget_s:
+            result = algo.train()
+            iters += 1
+            runners = result.get("env_runners", {})
+            steps = int(runners.get("num_env_steps_sampled_lifetime", steps))
+            success = float(runners.get("success", success))
+            log.info(
+                "rllib iter %d: %d env steps, success %.3f, %.0fs",
+                iters,
+                steps,
+                success,
+                time.perf_counter() - start,
+            )
+            if t_target is None and success >= target and iters >= 3:
+                t_target, steps_target = time.perf_counter() - start, steps
+                break
+    finally:
+        algo.stop()
+    wall = time.perf_counter() - start
+    return {
+        "framework": "rllib",
+        "env_steps": steps,
+        "wall_s": wall,
+        "env_steps_per_s": steps / wall,
+        "final_success": success,
+        "time_to_target_s": t_target,
+        "steps_to_target": steps_target,
+        "budget_s": budget_s,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--budget-s", type=float, default=300.0, help="wall-clock cap for RLlib")
+    parser.add_argument("--target", type=float, default=0.9, help="rolling success rate to time")
+    parser.add_argument("--num-envs", type=int, default=256, help="envs per env runner (both frameworks)")
+    parser.add_argument("--out", default="bench/results/ppo_vs_rllib.json")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    import ray
+
+    ray.init(num_cpus=max(os.cpu_count() or 1, 3), include_dashboard=False, log_to_driver=False)
+    try:
+        ours = run_ours(args.budget_s, args.target, args.num_envs)
+        rllib = run_rllib(args.budget_s, args.target, args.num_envs)
+    finally:
+        ray.shutdown()
+    rows = [ours, rllib]
+    print(
+        f"\n{'framework':<10} {'env steps':>10} {'wall s':>8} {'steps/s':>10} {'success':>8} {'t->target s':>12}"
+    )
+    for r in rows:
+        tt = f"{r['time_to_target_s']:.1f}" if r["time_to_target_s"] is not None else f">{r['wall_s']:.0f}"
+        print(
+            f"{r['framework']:<10} {r['env_steps']:>10,} {r['wall_s']:>8.1f} {r['env_steps_per_s']:>10,.0f} "
+            f"{r['final_success']:>8.3f} {tt:>12}"
+        )
+    ratio = ours["env_steps_per_s"] / max(rllib["env_steps_per_s"], 1e-9)
+    print(f"\nenv steps/s ratio (dspy-rl / RLlib): {ratio:.1f}x")
+    if ours["time_to_target_s"] is not None:
+        other = rllib["time_to_target_s"] or rllib["wall_s"]
+        bound = "" if rllib["time_to_target_s"] is not None else " (RLlib did not reach it: lower bound)"
+        print(
+            f"time-to-{args.target} ratio (RLlib / dspy-rl): {other / ours['time_to_target_s']:.1f}x{bound}"
+        )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"rows": rows, "steps_per_s_ratio": ratio, "cpus": os.cpu_count()}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
