@@ -97,7 +97,9 @@ class CarbsSearcher(CostAwareSearcher):
         radius = self.current_radius(ctx)
         centers = ctx.x[front]
         idx = ctx.rng.integers(0, len(centers), n)
-        cands = self._snap_all(centers[idx] + radius * ctx.rng.standard_normal((n, d)))
+        # Within the trust region, a spread of step sizes: refinement (radius / 4) up to the full radius.
+        step = radius * ctx.rng.choice(np.array([0.25, 0.5, 1.0]), size=(n, 1))
+        cands = self._snap_all(centers[idx] + step * ctx.rng.standard_normal((n, d)))
         mu, sd, lc = self._predict(ctx, cands)
         lo, hi = float(ctx.log_cost.min()), float(ctx.log_cost.max())
         cap = lo + ctx.rng.uniform(0.0, 1.0 + self.expansion) * (hi - lo)
