@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Local single-node Apache Kafka broker (KRaft mode, broker+controller in one JVM) on 127.0.0.1.
 #
-#   scripts/kafka.sh start|stop|status|restart|fetch [--port N] [--controller-port N] [--state-dir DIR]
+#   scripts/kafka.sh start|stop|status|restart|fetch|clean [--port N] [--controller-port N] [--state-dir DIR]
 #
 # The broker jars come from Maven Central through Maven (scripts/kafka/pom.xml) and are cached in
 # $DSPY_RL_CACHE/kafka/<version>/libs (default ~/.cache/dspy-rl), so only the first start needs the network.
@@ -12,6 +12,7 @@
 #   KAFKA_VERSION          Apache Kafka version           (default 3.9.1)
 #   KAFKA_HEAP_OPTS        JVM heap flags                 (default -Xms256m -Xmx768m)
 #   KAFKA_START_TIMEOUT    seconds to wait for the broker to serve (default 120)
+# clean stops the broker and deletes its state dir (topics, data, logs).
 # Exit status: start/stop 0 on success; status 0 when the broker is running and serving, 1 otherwise.
 set -euo pipefail
 
@@ -25,7 +26,7 @@ HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx768m}"
 START_TIMEOUT="${KAFKA_START_TIMEOUT:-120}"
 
 usage() {
-  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
 }
 
 die() {
@@ -113,8 +114,9 @@ num.network.threads=2
 num.io.threads=4
 socket.request.max.bytes=104857600
 message.max.bytes=10485760
-log.retention.hours=168
-log.segment.bytes=268435456
+log.retention.hours=24
+log.segment.bytes=67108864
+log.retention.check.interval.ms=300000
 delete.topic.enable=true
 EOF
   cat >"$STATE_DIR/log4j.properties" <<EOF
@@ -233,7 +235,8 @@ case "$cmd" in
   stop) stop ;;
   status) status ;;
   restart) stop; start ;;
+  clean) stop; rm -rf "$STATE_DIR"; echo "kafka.sh: removed $STATE_DIR" ;;
   fetch) fetch; echo "kafka.sh: Kafka $VERSION jars in $LIB_DIR" ;;
   -h|--help|help) usage ;;
-  *) usage >&2; die "unknown command '$cmd' (expected start, stop, status, restart or fetch)" ;;
+  *) usage >&2; die "unknown command '$cmd' (expected start, stop, status, restart, fetch or clean)" ;;
 esac
