@@ -42,10 +42,23 @@ def test_submit_short_training_job(tmp_path: Path) -> None:
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"  # the job's `python` is this venv's
     ray_bin = Path(sys.executable).parent / "ray"
     head = subprocess.Popen(
-        [str(ray_bin), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs_port}",
-         f"--dashboard-port={dash_port}", "--dashboard-host=127.0.0.1", "--include-dashboard=true", "--num-cpus=2",
-         f"--temp-dir={ray_tmp}", "--disable-usage-stats"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            str(ray_bin),
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address=127.0.0.1",
+            f"--port={gcs_port}",
+            f"--dashboard-port={dash_port}",
+            "--dashboard-host=127.0.0.1",
+            "--include-dashboard=true",
+            "--num-cpus=2",
+            f"--temp-dir={ray_tmp}",
+            "--disable-usage-stats",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
         env=env,
     )
     address = f"http://127.0.0.1:{dash_port}"
@@ -64,10 +77,29 @@ def test_submit_short_training_job(tmp_path: Path) -> None:
             time.sleep(1)
         run_dir = tmp_path / "run"
         proc = subprocess.run(
-            [sys.executable, "-m", "dspy_rl", "submit", "--address", address, "--timeout", "300", "--", "train",
-             f"env.backend={BACKEND}", "env.num_envs=32", "algo.rollout_len=16", "total_env_steps=2048",
-             "runtime.num_env_runners=1", "logging.progress_bar=false", f"run_dir={run_dir}"],
-            capture_output=True, text=True, timeout=420, env=env,
+            [
+                sys.executable,
+                "-m",
+                "dspy_rl",
+                "submit",
+                "--address",
+                address,
+                "--timeout",
+                "300",
+                "--",
+                "train",
+                f"env.backend={BACKEND}",
+                "env.num_envs=32",
+                "algo.rollout_len=16",
+                "total_env_steps=2048",
+                "runtime.num_env_runners=1",
+                "logging.progress_bar=false",
+                f"run_dir={run_dir}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=420,
+            env=env,
         )
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         assert "SUCCEEDED" in proc.stdout
