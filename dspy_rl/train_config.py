@@ -181,8 +181,12 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.algo.name == "grpo":
-            require(self.env.num_envs % self.algo.group_size == 0, "env.num_envs", self.env.num_envs,
-                    f"a multiple of algo.group_size ({self.algo.group_size}) for GRPO")
+            require(
+                self.env.num_envs % self.algo.group_size == 0,
+                "env.num_envs",
+                self.env.num_envs,
+                f"a multiple of algo.group_size ({self.algo.group_size}) for GRPO",
+            )
         require(self.total_env_steps >= 1, "total_env_steps", self.total_env_steps, "an integer >= 1")
         require(
             self.target_success is None or 0 < self.target_success <= 1,

@@ -20,8 +20,18 @@ from torch import nn
 from dspy_rl.learners.grpo import grpo_loss, kl_coef
 from dspy_rl.models.policy import POLICIES, MultiPolicy
 
-GRPO_BATCH_KEYS = ("obs", "tool_mask", "arg_mask", "phase", "tools", "args", "arg_active", "logp_tool", "logp_arg",
-                   "adv")
+GRPO_BATCH_KEYS = (
+    "obs",
+    "tool_mask",
+    "arg_mask",
+    "phase",
+    "tools",
+    "args",
+    "arg_active",
+    "logp_tool",
+    "logp_arg",
+    "adv",
+)
 
 
 @dataclass
@@ -42,15 +52,22 @@ class GRPOHyper:
 class GRPOEnvLearner:
     """Same surface as :class:`~dspy_rl.learners.ppo.PPOLearner` (update, wrap, state_dict), GRPO inside."""
 
-    def __init__(self, model: MultiPolicy, hp: GRPOHyper, device: torch.device, seed: int = 0,
-                 mixed_precision: bool = False) -> None:
+    def __init__(
+        self,
+        model: MultiPolicy,
+        hp: GRPOHyper,
+        device: torch.device,
+        seed: int = 0,
+        mixed_precision: bool = False,
+    ) -> None:
         self.model = model.to(device)
         self.reference = copy.deepcopy(self.model).requires_grad_(False).eval()
         self.forward_model: nn.Module = self.model
         self.hp, self.device = hp, device
         self.amp = mixed_precision and device.type == "cuda"
-        self.optimizers = {p: torch.optim.Adam(self.model.nets[p].actor.parameters(), lr=hp.lr, eps=1e-5)
-                           for p in POLICIES}
+        self.optimizers = {
+            p: torch.optim.Adam(self.model.nets[p].actor.parameters(), lr=hp.lr, eps=1e-5) for p in POLICIES
+        }
         self.generator = torch.Generator().manual_seed(seed)
         self.updates = 0
 
@@ -67,7 +84,7 @@ class GRPOEnvLearner:
         for _ in range(self.hp.epochs):
             perm = torch.randperm(n, generator=self.generator).to(self.device)
             for start in range(0, n - mb + 1, mb):
-                stats = self._step({k: v[perm[start:start + mb]] for k, v in data.items()}, beta)
+                stats = self._step({k: v[perm[start : start + mb]] for k, v in data.items()}, beta)
                 for k, v in stats.items():
                     sums[k] = sums.get(k, 0.0) + v
                 count += 1
@@ -89,8 +106,16 @@ class GRPOEnvLearner:
         loss = torch.zeros((), device=self.device)
         metrics: dict[str, float] = {}
         for p, (logp, old, ref_logp, mask) in streams.items():
-            res = grpo_loss(logp.float(), old, mb["adv"], mask, ref_logp=ref_logp.float(), clip_eps=self.hp.clip,
-                            beta=beta, aggregation="token")
+            res = grpo_loss(
+                logp.float(),
+                old,
+                mb["adv"],
+                mask,
+                ref_logp=ref_logp.float(),
+                clip_eps=self.hp.clip,
+                beta=beta,
+                aggregation="token",
+            )
             loss = loss + res.loss
             metrics.update({f"{p}/{k}": v for k, v in res.metrics().items()})
         for opt in self.optimizers.values():
@@ -98,16 +123,20 @@ class GRPOEnvLearner:
         loss.backward()
         for p in POLICIES:
             metrics[f"{p}/grad_norm"] = float(
-                nn.utils.clip_grad_norm_(self.model.nets[p].actor.parameters(), self.hp.max_grad_norm))
+                nn.utils.clip_grad_norm_(self.model.nets[p].actor.parameters(), self.hp.max_grad_norm)
+            )
             self.optimizers[p].step()
         metrics["loss"] = float(loss.detach())
         return metrics
 
     def state_dict(self) -> dict[str, Any]:
-        return {"model": {k: v.cpu() for k, v in self.model.state_dict().items()},
-                "reference": {k: v.cpu() for k, v in self.reference.state_dict().items()},
-                "optimizers": {p: o.state_dict() for p, o in self.optimizers.items()},
-                "generator": self.generator.get_state(), "updates": self.updates}
+        return {
+            "model": {k: v.cpu() for k, v in self.model.state_dict().items()},
+            "reference": {k: v.cpu() for k, v in self.reference.state_dict().items()},
+            "optimizers": {p: o.state_dict() for p, o in self.optimizers.items()},
+            "generator": self.generator.get_state(),
+            "updates": self.updates,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])

@@ -38,8 +38,9 @@ def batch_keys(hp: PPOHyper | GRPOHyper) -> tuple[str, ...]:
     return GRPO_BATCH_KEYS if isinstance(hp, GRPOHyper) else BATCH_KEYS
 
 
-def make_learner(spec: dict[str, int], hp: PPOHyper | GRPOHyper, device: torch.device, seed: int,
-                 mixed_precision: bool) -> PPOLearner | GRPOEnvLearner:
+def make_learner(
+    spec: dict[str, int], hp: PPOHyper | GRPOHyper, device: torch.device, seed: int, mixed_precision: bool
+) -> PPOLearner | GRPOEnvLearner:
     cls = GRPOEnvLearner if isinstance(hp, GRPOHyper) else PPOLearner
     return cls(MultiPolicy(**spec), hp, device, seed, mixed_precision)
 

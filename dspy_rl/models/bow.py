@@ -8,7 +8,7 @@ a *linear* function of three sparse features::
 ``bow(prompt)`` is the prompt's binary word-presence vector, ``y_{-1}`` is a begin-of-response symbol and ``t`` the
 response position (capped). Every response ends with ``<eos>``. So ``log p(response | prompt)`` is an exact sum of
 per-word log-softmax terms, sampling is ancestral, and the model plugs into the same GRPO loss as a causal LM.
-Weights start at zero (a uniform policy).
+Weights start at zero (a uniform policy over every word but ``<pad>``).
 """
 
 from __future__ import annotations
@@ -104,6 +104,10 @@ class BagOfWordsLM(nn.Module):
         self.pos = nn.Embedding(max_positions, v)
         for p in self.parameters():
             nn.init.zeros_(p)
+        # <pad> is never a valid response word: the policy cannot emit it (decoding drops padding).
+        pad_mask = torch.zeros(v, dtype=torch.bool)
+        pad_mask[vocab.pad_id] = True
+        self.register_buffer("_pad_mask", pad_mask, persistent=False)
 
     @property
     def device(self) -> torch.device:
@@ -142,9 +146,10 @@ class BagOfWordsLM(nn.Module):
     def _logits(self, prompt_bow: Tensor, prev_ids: Tensor, positions: Tensor) -> Tensor:
         """Logits ``(B, T, V)`` for prev ids ``(B, T)`` at response positions ``(T,)`` or ``(B, T)``."""
         positions = positions.clamp(max=self.max_positions - 1)
-        return (
+        logits = (
             self.prompt_proj(prompt_bow)[:, None, :] + self.prev(prev_ids) + self.pos(positions)
         ) / self.temperature
+        return logits.masked_fill(self._pad_mask, float("-inf"))
 
     def token_logprobs(self, batch: BowBatch) -> tuple[Tensor, Tensor]:
         """Per-token ``log p(y_t | prompt, y_<t)`` ``(B, T)`` and the response mask ``(B, T)``."""
@@ -152,10 +157,10 @@ class BagOfWordsLM(nn.Module):
         bos = torch.full((b, 1), len(self.vocab), dtype=torch.long, device=self.device)
         prev = torch.cat([bos, batch.response_ids[:, :-1]], dim=1)
         logits = self._logits(batch.prompt_bow, prev, torch.arange(t, device=self.device))
-        logp = torch.gather(logits, -1, batch.response_ids[..., None]).squeeze(-1) - torch.logsumexp(
-            logits, -1
-        )
-        return logp * batch.mask, batch.mask
+        # Padding targets are replaced by <eos> (a token the policy can emit) so every gathered entry is finite.
+        targets = torch.where(batch.mask, batch.response_ids, self.vocab.eos_id)
+        logp = torch.gather(logits, -1, targets[..., None]).squeeze(-1) - torch.logsumexp(logits, -1)
+        return torch.where(batch.mask, logp, 0.0), batch.mask
 
     @torch.no_grad()
     def sample(
@@ -174,7 +179,10 @@ class BagOfWordsLM(nn.Module):
         base = self.prompt_proj(bags)
         for t in range(max_new_tokens):
             pos = self.pos.weight[min(t, self.max_positions - 1)]
-            probs = torch.softmax((base + self.prev(prev) + pos) / self.temperature, -1)
+            logits = ((base + self.prev(prev) + pos) / self.temperature).masked_fill(
+                self._pad_mask, float("-inf")
+            )
+            probs = torch.softmax(logits, -1)
             nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)
             out[:, t] = nxt
             newly = (~done) & (nxt == self.vocab.eos_id)

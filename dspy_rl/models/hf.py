@@ -59,6 +59,13 @@ class HFCausalLMPolicy(nn.Module):
         self.eos_id = int(tokenizer.eos_token_id)
         self.pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id)
         self.bos_id = None if tokenizer.bos_token_id is None else int(tokenizer.bos_token_id)
+        # Padding and bos are never valid response tokens: the policy cannot emit them. (Otherwise decoding would
+        # drop them silently and a policy could pad a response to look like a shorter one to the reward.)
+        banned = {i for i in (self.pad_id, self.bos_id) if i is not None and i != self.eos_id}
+        vocab = max(int(model.get_output_embeddings().weight.shape[0]), len(tokenizer))
+        ban = torch.zeros(vocab, dtype=torch.bool)
+        ban[sorted(banned)] = True
+        self.register_buffer("_banned", ban, persistent=False)
 
     @classmethod
     def from_pretrained(
@@ -118,7 +125,7 @@ class HFCausalLMPolicy(nn.Module):
         ids = list(ids)
         if self.eos_id in ids:
             ids = ids[: ids.index(self.eos_id)]
-        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+        return self.tokenizer.decode(ids, skip_special_tokens=False).strip()
 
     def _left_pad(self, seqs: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
         width = max(len(s) for s in seqs)
@@ -160,10 +167,11 @@ class HFCausalLMPolicy(nn.Module):
             logits_to_keep=lr + 1,
         )
         logits = out.logits[:, :-1].float() / self.temperature  # position i predicts response token i
-        logp = torch.gather(logits, -1, batch.response_ids[..., None]).squeeze(-1) - torch.logsumexp(
-            logits, -1
-        )
-        return logp * batch.mask, batch.mask
+        logits = logits.masked_fill(self._banned[: logits.shape[-1]], float("-inf"))
+        # Padding targets are replaced by eos (a token the policy can emit) so every gathered entry is finite.
+        targets = torch.where(batch.mask, batch.response_ids, self.eos_id)
+        logp = torch.gather(logits, -1, targets[..., None]).squeeze(-1) - torch.logsumexp(logits, -1)
+        return torch.where(batch.mask, logp, 0.0), batch.mask
 
     @torch.no_grad()
     def sample(
@@ -188,7 +196,8 @@ class HFCausalLMPolicy(nn.Module):
             )
             next_pos = pos[:, -1:] + 1
             for t in range(max_new_tokens):
-                probs = torch.softmax(result.logits[:, -1].float() / self.temperature, -1)
+                logits = result.logits[:, -1].float() / self.temperature
+                probs = torch.softmax(logits.masked_fill(self._banned[: logits.shape[-1]], float("-inf")), -1)
                 nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)
                 nxt = torch.where(done, torch.full_like(nxt, self.pad_id), nxt)
                 out[:, t] = nxt

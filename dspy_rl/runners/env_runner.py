@@ -190,15 +190,25 @@ class EnvRunner:
         executed = 0
         t0 = time.perf_counter()
         for _ in range(horizon):
-            obs, tmask, amask, phase = env.obs.copy(), env.tool_mask.copy(), env.arg_mask.copy(), env.phase.copy()
-            tools, args, lp_t, lp_a, _, _ = self.policy.act(torch.from_numpy(obs), torch.from_numpy(tmask),
-                                                            torch.from_numpy(amask), torch.from_numpy(phase),
-                                                            self.generator)
+            obs, tmask, amask, phase = (
+                env.obs.copy(),
+                env.tool_mask.copy(),
+                env.arg_mask.copy(),
+                env.phase.copy(),
+            )
+            tools, args, lp_t, lp_a, _, _ = self.policy.act(
+                torch.from_numpy(obs),
+                torch.from_numpy(tmask),
+                torch.from_numpy(amask),
+                torch.from_numpy(phase),
+                self.generator,
+            )
             tools_np, args_np = tools.numpy(), args.numpy()
             env.step(tools_np, args_np)
             executed += n
-            for k, v in zip(keys, (obs, tmask, amask, phase, tools_np, args_np, lp_t.numpy(), lp_a.numpy()),
-                            strict=True):
+            for k, v in zip(
+                keys, (obs, tmask, amask, phase, tools_np, args_np, lp_t.numpy(), lp_a.numpy()), strict=True
+            ):
                 steps[k].append(v[alive])
             alive_rows.append(np.flatnonzero(alive))
             ret += np.where(alive, env.rewards, 0.0)
