@@ -198,6 +198,7 @@ class Trainer:
         start = time.perf_counter()
         status = "completed"
         last_ckpt = -1
+        first_90: dict[str, Any] | None = None
 
         def checkpoint() -> None:
             save_checkpoint(
@@ -266,6 +267,8 @@ class Trainer:
                     n_runners,
                 )
                 last["runner_replacements"] = pool.replacements if pool is not None else 0
+                if first_90 is None and len(recent_success) >= 200 and last["success_rate"] >= 0.9:
+                    first_90 = {"env_steps": env_steps, "wall_s": last["wall_s"]}
                 if iteration % cfg.logging.log_every == 0 or env_steps >= cfg.total_env_steps:
                     logger.log(env_steps, last, new_steps)
                 if report is not None:
@@ -295,6 +298,7 @@ class Trainer:
                 pool.shutdown()
         last["status"] = status
         last["run_dir"] = str(self.run_dir)
+        last["reached_0.9"] = first_90  # first point where the rolling success rate was >= 0.9 (this session)
         log.info(
             "%s at env step %d: success %.3f, return %.2f (%s)",
             status,
@@ -388,9 +392,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     cfg = load_config(argv)
     result = Trainer(cfg).run()
+    reached = result["reached_0.9"]
+    milestone = (
+        f"success rate first >= 0.9 at env step {reached['env_steps']:,} after {reached['wall_s']:.0f}s"
+        if reached
+        else "success rate did not reach 0.9 in this run"
+    )
     print(
-        f"{result['status']}: env_steps={result['env_steps']} success_rate={result['success_rate']:.3f} "
-        f"episode_return={result['episode_return']:.2f} wall_s={result['wall_s']:.1f}\n"
+        f"{result['status']}: env_steps={result['env_steps']:,} success_rate={result['success_rate']:.3f} "
+        f"episode_return={result['episode_return']:.2f} wall_s={result['wall_s']:.1f}; {milestone}\n"
         f"run dir: {result['run_dir']} (config.yaml, metrics.jsonl, tb/, checkpoints/, learning_curve.png)"
     )
     return 0 if result["status"] != "error" else 1

@@ -166,7 +166,7 @@ class TrainConfig:
     """Ray topology and device (group ``runtime/``)."""
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     """Logging settings (group ``logging/``)."""
-    total_env_steps: int = 1_000_000
+    total_env_steps: int = 500_000
     """Stop after this many env steps."""
     target_success: float | None = None
     """Stop early once the rolling success rate reaches this value (null = never)."""
