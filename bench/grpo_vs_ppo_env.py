@@ -1,0 +1,91 @@
+"""Env GRPO vs PPO on ToolEnv at equal env steps, in one run.
+
+Both train policies A/B/C on the same suite with the same networks, learning rate, epochs and minibatch size
+through `dspy-rl train` (algo=ppo vs algo=grpo); GRPO runs each env for one whole episode per iteration in groups
+replayed from one Rust env snapshot and has no critic. Prints the success rate reached at equal env-step marks
+and the env steps/s of both.
+
+    python bench/grpo_vs_ppo_env.py [--steps 300000] [--suite default] [--seeds 0 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+def run(algo: str, steps: int, suite: str, seed: int) -> dict[str, Any]:
+    from dspy_rl.train import run_training
+
+    curve: list[tuple[int, float]] = []
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as run_dir:
+        result = run_training(
+            [
+                f"algo={algo}",
+                f"env={suite}",
+                "env.num_envs=256",
+                "runtime.num_env_runners=0",
+                f"total_env_steps={steps}",
+                f"seed={seed}",
+                f"env.seed={seed}",
+                "logging.progress_bar=false",
+                "logging.plot=false",
+                "logging.tensorboard=false",
+                f"run_dir={run_dir}",
+            ],
+            report=lambda m: curve.append((m["env_steps"], m["iter_success_rate"])),
+        )
+    wall = time.perf_counter() - start
+    return {
+        "algo": algo,
+        "seed": seed,
+        "curve": curve,
+        "wall_s": wall,
+        "env_steps": result["env_steps"],
+        "env_steps_per_s": result["env_steps"] / wall,
+    }
+
+
+def success_at(curve: list[tuple[int, float]], mark: int, window: int = 3) -> float:
+    """Mean per-iteration success of the last `window` iterations at or before `mark` env steps."""
+    pts = [s for step, s in curve if step <= mark][-window:]
+    return sum(pts) / len(pts) if pts else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--steps", type=int, default=300_000)
+    parser.add_argument("--suite", default="default")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--out", default="bench/results/grpo_vs_ppo_env.json")
+    args = parser.parse_args()
+    runs = [run(algo, args.steps, args.suite, seed) for seed in args.seeds for algo in ("ppo", "grpo")]
+    marks = [args.steps * k // 6 for k in range(1, 7)]
+    print(f"\nsuite={args.suite}, seeds={args.seeds}: success rate at equal env steps (mean over seeds)")
+    print(f"{'env steps':>10} " + " ".join(f"{a:>8}" for a in ("ppo", "grpo")))
+    for mark in marks:
+        vals = []
+        for algo in ("ppo", "grpo"):
+            xs = [success_at(r["curve"], mark) for r in runs if r["algo"] == algo]
+            vals.append(sum(xs) / len(xs))
+        print(f"{mark:>10,} " + " ".join(f"{v:>8.3f}" for v in vals))
+    for algo in ("ppo", "grpo"):
+        sps = [r["env_steps_per_s"] for r in runs if r["algo"] == algo]
+        print(f"{algo}: {sum(sps) / len(sps):,.0f} env steps/s (train loop, in-driver sampling)")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"runs": runs, "marks": marks}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
