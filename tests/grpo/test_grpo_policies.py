@@ -54,6 +54,7 @@ def test_bow_logprobs_equal_the_linear_model_by_hand():
     expected = []
     for t, (y, y_prev) in enumerate(zip(ids, prev, strict=True)):
         logits = m.prompt_proj.weight @ bag + m.prompt_proj.bias + m.prev.weight[y_prev] + m.pos.weight[t]
+        logits[vocab.pad_id] = -torch.inf  # <pad> cannot be emitted
         expected.append(torch.log_softmax(logits, -1)[y])
     torch.testing.assert_close(logp[0], torch.stack(expected).detach())
     assert logp[1, 2] == 0  # padding is zeroed and masked
@@ -63,7 +64,8 @@ def test_bow_zero_init_is_uniform_and_round_trips(tmp_path: Path):
     vocab = WordVocab.build(TEXTS)
     m = BagOfWordsLM(vocab, temperature=1.0)
     logp, _ = m.token_logprobs(m.encode(["x"], [m.tokenize_response("cd src")]))
-    torch.testing.assert_close(logp, torch.full((1, 3), -torch.log(torch.tensor(float(len(vocab))))))
+    # uniform over every word except <pad>
+    torch.testing.assert_close(logp, torch.full((1, 3), -torch.log(torch.tensor(float(len(vocab) - 1)))))
     with torch.no_grad():
         m.pos.weight.add_(0.5)
         m.prompt_proj.weight[3, 4] = 2.0
@@ -113,6 +115,7 @@ def test_hf_response_logprobs_mask_the_prompt_and_ignore_padding(hf_policy: HFCa
         full = torch.tensor([p_ids + responses[row]])
         with torch.no_grad():
             logits = hf_policy.model(input_ids=full).logits[0].float()
+        logits[:, [hf_policy.pad_id, hf_policy.bos_id]] = -torch.inf  # padding and bos cannot be emitted
         lp = torch.log_softmax(logits[:-1], -1).gather(1, full[0, 1:, None]).squeeze(1)
         expected = lp[len(p_ids) - 1 :]  # only the response tokens are scored
         torch.testing.assert_close(logp[row, : len(responses[row])].detach(), expected, atol=1e-5, rtol=1e-5)
@@ -128,13 +131,28 @@ def test_hf_kv_cache_sampling_matches_uncached_greedy_decoding(hf_policy: HFCaus
         greedy = []
         with torch.no_grad():
             for _ in range(len(ids)):
-                nxt = int(hf_policy.model(input_ids=torch.tensor([seq])).logits[0, -1].argmax())
+                logits = hf_policy.model(input_ids=torch.tensor([seq])).logits[0, -1]
+                logits[[hf_policy.pad_id, hf_policy.bos_id]] = -torch.inf
+                nxt = int(logits.argmax())
                 greedy.append(nxt)
                 seq.append(nxt)
                 if nxt == hf_policy.eos_id:
                     break
         assert ids == greedy
         assert len(ids) == 5 or ids[-1] == hf_policy.eos_id
+
+
+def test_padding_and_bos_can_never_be_sampled(hf_policy: HFCausalLMPolicy):
+    bias = hf_policy.model.lm_head.weight.new_zeros(hf_policy.model.lm_head.weight.shape[0])
+    bias[[hf_policy.pad_id, hf_policy.bos_id]] = 100.0  # the raw model would pick them almost surely
+    hook = hf_policy.model.lm_head.register_forward_hook(lambda mod, inp, out: out + bias)
+    try:
+        out = hf_policy.sample(["cd src"] * 8, max_new_tokens=4, generator=torch.Generator().manual_seed(0))
+        logp, mask = hf_policy.token_logprobs(hf_policy.encode(["cd src"] * 8, out))
+    finally:
+        hook.remove()
+    assert not any(t in (hf_policy.pad_id, hf_policy.bos_id) for r in out for t in r)
+    assert torch.isfinite(logp).all() and mask.any()
 
 
 def test_build_policy_names(tmp_path: Path):
