@@ -19,7 +19,6 @@ import logging
 import math
 import os
 import random
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ import torch
 from torch import nn
 
 from dspy_rl.judges.base import JudgeItem, JudgeScore
+from dspy_rl.utils.atomic import atomic_torch_save
 
 logger = logging.getLogger(__name__)
 
@@ -156,18 +156,6 @@ def pairwise_accuracy(model: RewardModel, pairs: Sequence[PreferencePair], batch
     return wins / max(1, len(pairs))
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def train_preference_model(
     pairs: Iterable[PreferencePair],
     out_dir: str | os.PathLike[str],
@@ -208,7 +196,7 @@ def train_preference_model(
     tail = losses[-max(1, len(losses) // 10) :]
     summary = {"steps": train_cfg.steps, "final_loss": sum(tail) / len(tail), "train_pairs": len(pairs)}
     path = Path(out_dir) / CHECKPOINT_NAME
-    _atomic_save(
+    atomic_torch_save(
         {
             "format": CHECKPOINT_FORMAT,
             "model_config": dataclasses.asdict(model_cfg),

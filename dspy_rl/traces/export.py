@@ -8,7 +8,6 @@ file. Files are written atomically (temp file, then rename), so a reader never s
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from datetime import datetime, timezone
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dspy_rl.traces.store import TraceStore
+from dspy_rl.utils.atomic import atomic_write_bytes
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -27,10 +27,7 @@ def safe_name(value: str) -> str:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    atomic_write_bytes(path, json.dumps(obj, indent=2, sort_keys=True).encode(), fsync=False)
 
 
 def export_traces(

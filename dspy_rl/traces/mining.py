@@ -23,7 +23,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import sys
 import time
 from collections import defaultdict
@@ -37,6 +36,7 @@ from hydra.core.config_store import ConfigStore
 from dspy_rl.cli.config import compose, require, to_object
 from dspy_rl.traces.spans import Span
 from dspy_rl.traces.store import TRACE_END, TraceStore
+from dspy_rl.utils.atomic import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -209,12 +209,7 @@ def build_groups(spans: Iterable[Span]) -> tuple[dict[str, dict[tuple, _Group]],
 
 
 def _write_jsonl_atomic(path: Path, lines: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with tmp.open("w", encoding="utf-8") as f:
-        for line in lines:
-            f.write(json.dumps(line, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    atomic_write_bytes(path, "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode())
 
 
 def mine(store: TraceStore, cfg: MineConfig) -> MineReport:

@@ -1,54 +1,21 @@
-"""Atomic checkpoints: write to a temporary file in the same directory, fsync, then rename.
+"""Training checkpoints, written atomically (:mod:`dspy_rl.utils.atomic`).
 
-A reader therefore sees either the previous checkpoint or the new one, never a torn file, even if the process
-is SIGKILLed mid-write. ``latest`` names the newest checkpoint and is itself replaced atomically.
+A reader sees either the previous checkpoint or the new one, never a torn file, even if the process is SIGKILLed
+mid-write. ``latest`` names the newest checkpoint and is itself replaced atomically.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from dspy_rl.utils.atomic import atomic_torch_save, atomic_write_bytes
+
 log = logging.getLogger(__name__)
 CKPT_DIR = "checkpoints"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(run_dir: str | Path, iteration: int, state: dict[str, Any], keep: int = 3) -> Path:
