@@ -123,8 +123,11 @@ def plot_learning_curve(metrics_path: Path, out: Path) -> Path | None:
             ax2.plot(steps, [r.get(key, float("nan")) for r in rows], label=key, color=color)
     ax2.set(xlabel="env steps", ylabel="return", title="Episode return (A: first tool, B: later tools)")
     ax2.legend()
+    from matplotlib.ticker import EngFormatter
+
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 100k, 1.5M instead of overlapping digits
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
