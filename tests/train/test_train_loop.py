@@ -221,3 +221,10 @@ def test_sigterm_checkpoints_and_stops(tmp_path: Path) -> None:
     assert "interrupted by SIGTERM" in err
     ckpt = load_checkpoint(latest_checkpoint(tmp_path))
     assert ckpt["env_steps"] == _rows(tmp_path)[-1]["env_steps"]
+
+
+def test_wandb_logs_offline_without_an_api_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    run_training([*FAST, "total_env_steps=4096", "logging.wandb=true", f"run_dir={tmp_path}"])
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert runs and any(runs[0].glob("*.wandb")), "no offline W&B run was written"
