@@ -11,11 +11,12 @@ Each side runs in its own fresh subprocess, so their memory numbers do not mix:
 
 * ``samples/s``: completions trained per second of wall time, from the end of the first step (warm-up) to the end of
   the last one; each step = sample G completions for each prompt, score them, one loss/backward/optimizer step.
+  Each side runs ``--repeats`` times, alternating with the other; the median is reported (all values in the JSON).
 * ``peak RSS``: the process's peak resident set size (``getrusage(RUSAGE_SELF).ru_maxrss``) over its lifetime,
   imports included; ``setup RSS``: resident set size after imports and model loading, before training;
   ``train delta`` = peak - setup, the memory the training loop itself added. On CUDA also ``torch.cuda`` peak.
 
-    python bench/grpo_vs_trl.py --steps 30 --group-size 8 --prompts 8 --threads 1
+    python bench/grpo_vs_trl.py --steps 30 --group-size 8 --prompts 8 --threads 1 --repeats 3
 """
 
 from __future__ import annotations
@@ -192,6 +193,9 @@ def main() -> int:
     ap.add_argument("--embd", type=int, default=64)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--repeats", type=int, default=3, help="runs per side, alternating; the median is reported"
+    )
     ap.add_argument("--only", choices=["ours", "trl"], help="run one side only")
     ap.add_argument("--worker", choices=["ours", "trl"], help=argparse.SUPPRESS)
     ap.add_argument("--model-dir", help=argparse.SUPPRESS)
@@ -199,6 +203,8 @@ def main() -> int:
     args = ap.parse_args()
     if args.steps < 2:
         ap.error("--steps must be >= 2 (the first step is warm-up and not timed)")
+    if args.repeats < 1:
+        ap.error("--repeats must be >= 1")
 
     if args.worker:
         fn = _worker_ours if args.worker == "ours" else _worker_trl
@@ -212,31 +218,34 @@ def main() -> int:
     build_tiny_causal_lm(
         model_dir, load_task("tool_commands").texts(), n_layer=args.layers, n_embd=args.embd, n_head=2
     )
+    sides = [s for s in ("ours", "trl") if not args.only or s == args.only]
+    runs: dict[str, list[dict]] = {s: [] for s in sides}
+    keys = ("steps", "group_size", "prompts", "max_new_tokens", "lr", "beta", "threads", "device", "seed")
+    for rep in range(args.repeats):  # alternate sides so slow drifts in machine load hit both alike
+        for side in sides:
+            cmd = [sys.executable, __file__, "--worker", side, "--model-dir", str(model_dir)]
+            for k in keys:
+                cmd += [f"--{k.replace('_', '-')}", str(getattr(args, k))]
+            env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+            if proc.returncode != 0 or not lines:
+                sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
+                raise SystemExit(f"{side} worker failed with exit code {proc.returncode}")
+            runs[side].append(json.loads(lines[-1][len("RESULT ") :]))
+            print(
+                f"repeat {rep + 1}/{args.repeats} {side}: {runs[side][-1]['samples_per_s']:.1f} samples/s",
+                flush=True,
+            )
     results = []
-    for side in ("ours", "trl"):
-        if args.only and side != args.only:
-            continue
-        cmd = [sys.executable, __file__, "--worker", side, "--model-dir", str(model_dir)]
-        for k in (
-            "steps",
-            "group_size",
-            "prompts",
-            "max_new_tokens",
-            "lr",
-            "beta",
-            "threads",
-            "device",
-            "seed",
-        ):
-            cmd += [f"--{k.replace('_', '-')}", str(getattr(args, k))]
-        proc = subprocess.run(
-            cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"}
-        )
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-        if proc.returncode != 0 or not lines:
-            sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
-            raise SystemExit(f"{side} worker failed with exit code {proc.returncode}")
-        results.append(json.loads(lines[-1][len("RESULT ") :]))
+    for side in sides:  # median throughput over repeats; the largest memory seen
+        rs = sorted(runs[side], key=lambda r: r["samples_per_s"])
+        med = dict(rs[len(rs) // 2])
+        for k in ("peak_rss_mb", "setup_rss_mb", "train_delta_mb", "cuda_peak_mb"):
+            if k in med:
+                med[k] = max(r[k] for r in rs)
+        med["samples_per_s_all"] = [r["samples_per_s"] for r in runs[side]]
+        results.append(med)
 
     cols = ["name", "samples_per_s", "s_per_step", "peak_rss_mb", "setup_rss_mb", "train_delta_mb", "reward_first", "reward_last"]  # fmt: skip
     if args.device.startswith("cuda"):
@@ -282,8 +291,9 @@ def main() -> int:
                 "embd",
                 "device",
                 "seed",
+                "repeats",
             )
-        },  # fmt: skip
+        },
         "versions": {
             "torch": torch.__version__,
             "transformers": transformers.__version__,

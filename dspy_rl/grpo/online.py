@@ -31,7 +31,7 @@ def sample_groups(
 ) -> SampledGroups:
     """Sample ``group_size`` completions for each prompt (one batched call) and score them."""
     rep = [p for p in prompts for _ in range(group_size)]
-    responses = policy.sample(rep, max_new_tokens, generator=generator)
+    responses = policy.sample(list(prompts), max_new_tokens, generator=generator, repeats=group_size)
     completions = [policy.decode_response(r) for r in responses]
     # A response cut at max_new_tokens has no eos; it is scored and trained on as it was sampled.
     rewards = checked_rewards(reward_fn, rep, completions)

@@ -5,7 +5,7 @@ A text policy is an ``nn.Module`` with:
 * ``tokenize_response(text) -> list[int]`` (ends with eos) and ``decode_response(ids) -> str``;
 * ``encode(prompts, response_ids) -> batch`` and ``token_logprobs(batch) -> (logp (B, T), mask (B, T))``,
   the per-token log-probs of each response given its prompt (prompt tokens are not scored);
-* ``sample(prompts, max_new_tokens, generator) -> list[list[int]]``;
+* ``sample(prompts, max_new_tokens, generator, repeats) -> list[list[int]]`` (``repeats`` completions per prompt);
 * ``save_pretrained(dir)`` / ``from_pretrained(dir)`` and a ``device`` property.
 
 Implemented by :class:`dspy_rl.models.bow.BagOfWordsLM` and :class:`dspy_rl.models.hf.HFCausalLMPolicy`.
@@ -39,7 +39,11 @@ class TextPolicy(Protocol):
     def token_logprobs(self, batch: object) -> tuple[Tensor, Tensor]: ...
 
     def sample(
-        self, prompts: Sequence[str], max_new_tokens: int, generator: torch.Generator | None = None
+        self,
+        prompts: Sequence[str],
+        max_new_tokens: int,
+        generator: torch.Generator | None = None,
+        repeats: int = 1,
     ) -> list[list[int]]: ...
 
     def save_pretrained(self, directory: str | Path) -> None: ...

@@ -168,8 +168,15 @@ class BagOfWordsLM(nn.Module):
         prompts: Sequence[str],
         max_new_tokens: int,
         generator: torch.Generator | None = None,
+        repeats: int = 1,
     ) -> list[list[int]]:
-        """Ancestral sampling at ``self.temperature``; each response ends at ``<eos>`` or ``max_new_tokens``."""
+        """Ancestral sampling at ``self.temperature``; each response ends at ``<eos>`` or ``max_new_tokens``.
+
+        ``repeats``: completions per prompt, returned prompt-major (``prompts[i]``'s are ``i*repeats ...``).
+        """
+        if repeats < 1:
+            raise ValueError(f"repeats must be >= 1, got {repeats}")
+        prompts = [p for p in prompts for _ in range(repeats)]
         bags = self.prompt_bags(prompts)
         b = len(prompts)
         prev = torch.full((b,), len(self.vocab), dtype=torch.long, device=self.device)

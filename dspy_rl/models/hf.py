@@ -66,6 +66,7 @@ class HFCausalLMPolicy(nn.Module):
         ban = torch.zeros(vocab, dtype=torch.bool)
         ban[sorted(banned)] = True
         self.register_buffer("_banned", ban, persistent=False)
+        self._prompt_cache: dict[str, list[int]] = {}
 
     @classmethod
     def from_pretrained(
@@ -110,12 +111,18 @@ class HFCausalLMPolicy(nn.Module):
 
     # ----- encoding -----
     def _prompt_ids(self, prompt: str) -> list[int]:
-        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        if self.bos_id is not None:
-            ids = [self.bos_id] + ids
-        if not ids:
-            raise ValueError(f"prompt {prompt!r} encodes to no tokens and the tokenizer has no bos token")
-        return ids
+        # A prompt is tokenized G times per step (sampling) plus G times (scoring): memoize (bounded).
+        ids = self._prompt_cache.get(prompt)
+        if ids is None:
+            ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            if self.bos_id is not None:
+                ids = [self.bos_id] + ids
+            if not ids:
+                raise ValueError(f"prompt {prompt!r} encodes to no tokens and the tokenizer has no bos token")
+            if len(self._prompt_cache) >= 65536:
+                self._prompt_cache.clear()
+            self._prompt_cache[prompt] = ids
+        return list(ids)
 
     def tokenize_response(self, text: str) -> list[int]:
         """Token ids of ``text`` followed by eos."""
@@ -179,24 +186,36 @@ class HFCausalLMPolicy(nn.Module):
         prompts: Sequence[str],
         max_new_tokens: int,
         generator: torch.Generator | None = None,
+        repeats: int = 1,
     ) -> list[list[int]]:
-        """Ancestral sampling with a KV cache; each response ends at eos (kept) or after ``max_new_tokens``."""
+        """Ancestral sampling with a KV cache; each response ends at eos (kept) or after ``max_new_tokens``.
+
+        ``repeats``: completions per prompt, returned prompt-major (``prompts[i]``'s are ``i*repeats ...``). The
+        prompts are encoded once and their KV cache is copied ``repeats`` times.
+        """
+        if repeats < 1:
+            raise ValueError(f"repeats must be >= 1, got {repeats}")
         was_training = self.model.training
         self.model.eval()
         try:
             ids, att = self._left_pad([self._prompt_ids(p) for p in prompts])
             ids, att = ids.to(self.device), att.to(self.device)
             pos = (att.cumsum(1) - 1).clamp(min=0)
-            b = ids.shape[0]
-            done = torch.zeros(b, dtype=torch.bool, device=self.device)
-            out = torch.full((b, max_new_tokens), self.pad_id, dtype=torch.long, device=self.device)
-            lengths = torch.full((b,), max_new_tokens, dtype=torch.long)
             result = self.model(
                 input_ids=ids, attention_mask=att, position_ids=pos, use_cache=True, logits_to_keep=1
             )
+            cache, last_logits = result.past_key_values, result.logits[:, -1]
+            if repeats > 1:
+                cache.batch_repeat_interleave(repeats)
+                last_logits = last_logits.repeat_interleave(repeats, 0)
+                att, pos = att.repeat_interleave(repeats, 0), pos.repeat_interleave(repeats, 0)
+            b = att.shape[0]
+            done = torch.zeros(b, dtype=torch.bool, device=self.device)
+            out = torch.full((b, max_new_tokens), self.pad_id, dtype=torch.long, device=self.device)
+            lengths = torch.full((b,), max_new_tokens, dtype=torch.long)
             next_pos = pos[:, -1:] + 1
             for t in range(max_new_tokens):
-                logits = result.logits[:, -1].float() / self.temperature
+                logits = last_logits.float() / self.temperature
                 probs = torch.softmax(logits.masked_fill(self._banned[: logits.shape[-1]], float("-inf")), -1)
                 nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)
                 nxt = torch.where(done, torch.full_like(nxt, self.pad_id), nxt)
@@ -211,9 +230,10 @@ class HFCausalLMPolicy(nn.Module):
                     input_ids=nxt[:, None],
                     attention_mask=att,
                     position_ids=next_pos,
-                    past_key_values=result.past_key_values,
+                    past_key_values=cache,
                     use_cache=True,
                 )
+                cache, last_logits = result.past_key_values, result.logits[:, -1]
                 next_pos = next_pos + 1
         finally:
             self.model.train(was_training)

@@ -140,6 +140,9 @@ def test_hf_kv_cache_sampling_matches_uncached_greedy_decoding(hf_policy: HFCaus
                     break
         assert ids == greedy
         assert len(ids) == 5 or ids[-1] == hf_policy.eos_id
+    # repeats: one prompt encoding, the KV cache copied per completion, prompt-major order
+    repeated = cold.sample(prompts, max_new_tokens=5, generator=torch.Generator().manual_seed(0), repeats=3)
+    assert repeated == [ids for ids in sampled for _ in range(3)]
 
 
 def test_padding_and_bos_can_never_be_sampled(hf_policy: HFCausalLMPolicy):
