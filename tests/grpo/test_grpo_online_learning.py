@@ -61,9 +61,9 @@ def test_online_with_a_custom_reward_callable(tmp_path: Path):
 
 @pytest.mark.slow
 def test_online_bow_reaches_high_reward(tmp_path: Path):
-    summary = train(_cfg(tmp_path, "model=bow", "steps=500", "lr=0.05", "group_size=16", "eval_every=250"))
+    summary = train(_cfg(tmp_path, "model=bow", "steps=600", "lr=0.03", "group_size=16", "eval_every=300"))
     assert summary.eval_reward[0] <= 0.3
-    assert summary.eval_reward[500] >= 0.8, summary.eval_reward
+    assert summary.eval_reward[600] >= 0.8, summary.eval_reward
 
 
 def test_online_tiny_gpt2_runs_end_to_end(tmp_path: Path):
