@@ -1,6 +1,6 @@
 """Sweep benchmark: cumulative cost to reach 95% of the best score, ours (protein, carbs) vs random and Optuna.
 
-    python bench/sweep_benchmark.py                          # 3 synthetic objectives x 5 seeds
+    python bench/sweep_benchmark.py                          # 3 synthetic objectives x 5 seeds, all searchers
     python bench/sweep_benchmark.py --seeds 8 --objectives branin,hartmann6,ppo_like
     python bench/sweep_benchmark.py --ppo --ppo-seeds 5      # plus a small real PPO sweep (slow: minutes)
 
@@ -173,9 +173,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--objectives", default="branin,hartmann6,ppo_like")
     ap.add_argument("--searchers", default="protein,carbs,random,optuna")
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--trials", type=int, default=100, help="trial cap for the GP searchers")
+    ap.add_argument("--trials", type=int, default=200, help="trial cap for the GP searchers")
+    ap.add_argument("--peer-trials", type=int, default=400, help="trial cap for Optuna")
     ap.add_argument(
-        "--peer-trials", type=int, default=400, help="trial cap for random and Optuna (cheap to run)"
+        "--random-trials",
+        type=int,
+        default=20000,
+        help="trial cap for random search (free to run; avoids censoring)",
     )
     ap.add_argument("--parallel", type=int, default=1)
     ap.add_argument(
@@ -198,7 +202,9 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-    caps = {s: (args.peer_trials if s in ("random", "optuna") else args.trials) for s in searchers}
+    caps = {
+        s: {"random": args.random_trials, "optuna": args.peer_trials}.get(s, args.trials) for s in searchers
+    }
     seeds = list(range(args.seeds))
     report: dict[str, Any] = {"args": vars(args), "objectives": {}}
     for name in [o.strip() for o in args.objectives.split(",") if o.strip()]:
