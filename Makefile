@@ -11,7 +11,7 @@ export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup build train test test-all rust-test lint format bench pufferlib kafka-start kafka-stop clean
+.PHONY: help setup build train test test-all rust-test lint format bench bench-all pufferlib kafka-start kafka-stop clean
 
 help: ## list the targets
 	@echo "dspy-rl — make targets:"
@@ -56,9 +56,17 @@ format: setup ## format Python and Rust sources
 	$(BIN)/ruff format dspy_rl tests bench scripts && $(BIN)/ruff check --fix dspy_rl tests bench scripts
 	cd rust_env && cargo fmt
 
-bench: setup ## run the benchmarks (peers in the same run); results in bench/results/, summary in bench/RESULTS.md
+bench: setup ## run the main benchmarks (peers in the same run); JSON in bench/results/, summary in bench/RESULTS.md
 	$(BIN)/python bench/env_throughput.py
 	$(BIN)/python bench/ppo_vs_rllib.py
+	$(BIN)/python bench/grpo_vs_ppo_env.py
+
+bench-all: bench ## also the GRPO-vs-TRL, judge load, Kafka ingest (needs kafka-start) and sweep benchmarks
+	$(BIN)/pip install -q "trl>=1.16" "optuna>=3.6"
+	$(BIN)/python bench/grpo_vs_trl.py --steps 30 --repeats 3
+	$(BIN)/python bench/judge_load.py --workload llm-stub
+	$(BIN)/python bench/kafka_ingest.py --events 100000 --rounds 3
+	$(BIN)/python bench/sweep_benchmark.py
 
 pufferlib: $(VENV)/.pufferlib-installed ## build and install pufferlib 3.0.0 headless next to RLlib's pins (optional)
 

@@ -24,6 +24,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _head_logs(ray_tmp: str) -> str:
+    tails = []
+    for name in ("dashboard_JobHead.log", "dashboard_agent.log", "job-driver-*.log"):
+        for path in Path(ray_tmp).glob(f"session_latest/logs/{name}"):
+            tails.append(
+                f"\n--- {path.name}\n" + "\n".join(path.read_text(errors="replace").splitlines()[-25:])
+            )
+    return "".join(tails)
+
+
 def test_submit_requires_a_command() -> None:
     from dspy_rl.cli.submit import _parse
 
@@ -101,7 +111,7 @@ def test_submit_short_training_job(tmp_path: Path) -> None:
             timeout=420,
             env=env,
         )
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:] + _head_logs(ray_tmp)
         assert "SUCCEEDED" in proc.stdout
         assert "completed: env_steps=2048" in proc.stdout  # the job's own log, followed by the client
         assert (run_dir / "checkpoints" / "latest").exists()
