@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
 
         cfg = load_config(["sweep=ppo_tiny"])
         space = SearchSpace.from_spec(cfg.sweep.parameters)
-        run_root = Path(args.out).parent / "ppo_runs"
+        run_root = Path(args.out).parent / "ppo_runs" / time.strftime("%Y%m%d-%H%M%S")
         ppo_searchers = [s for s in searchers if s != "carbs"]
         bench = bench_objective(
             "ppo_tiny (real PPO, cost = env steps)",
