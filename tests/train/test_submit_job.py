@@ -65,6 +65,19 @@ def test_submit_short_training_job(tmp_path: Path) -> None:
             "--num-cpus=2",
             f"--temp-dir={ray_tmp}",
             "--disable-usage-stats",
+            # Every fixed default port moved: the test session's own Ray instance already holds them.
+            *(
+                f"--{name}={_free_port()}"
+                for name in (
+                    "dashboard-agent-listen-port",
+                    "dashboard-agent-grpc-port",
+                    "metrics-export-port",
+                    "runtime-env-agent-port",
+                    "ray-client-server-port",
+                    "node-manager-port",
+                    "object-manager-port",
+                )
+            ),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
