@@ -126,7 +126,7 @@ def test_submit_short_training_job(tmp_path: Path) -> None:
         )
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:] + _head_logs(ray_tmp)
         assert "SUCCEEDED" in proc.stdout
-        assert "completed: env_steps=2048" in proc.stdout  # the job's own log, followed by the client
+        assert "completed: env_steps=2,048" in proc.stdout  # the job's own log, followed by the client
         assert (run_dir / "checkpoints" / "latest").exists()
     finally:
         os.killpg(head.pid, signal.SIGTERM)
