@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from dspy_rl.learners.grpo import grpo_loss, kl_coef
-from dspy_rl.models.policy import POLICIES, MultiPolicy
+from dspy_rl.learners.ppo import PPOLearner
+from dspy_rl.models.policy import MultiPolicy
 
 GRPO_BATCH_KEYS = (
     "obs",
@@ -49,8 +49,10 @@ class GRPOHyper:
         return cls(**{k: getattr(algo, k) for k in cls.__dataclass_fields__})
 
 
-class GRPOEnvLearner:
-    """Same surface as :class:`~dspy_rl.learners.ppo.PPOLearner` (update, wrap, state_dict), GRPO inside."""
+class GRPOEnvLearner(PPOLearner):
+    """:class:`~dspy_rl.learners.ppo.PPOLearner`'s loop with the GRPO objective: no critic is trained."""
+
+    keys = GRPO_BATCH_KEYS
 
     def __init__(
         self,
@@ -60,38 +62,23 @@ class GRPOEnvLearner:
         seed: int = 0,
         mixed_precision: bool = False,
     ) -> None:
-        self.model = model.to(device)
+        super().__init__(model, hp, device, seed, mixed_precision)
         self.reference = copy.deepcopy(self.model).requires_grad_(False).eval()
-        self.forward_model: nn.Module = self.model
-        self.hp, self.device = hp, device
-        self.amp = mixed_precision and device.type == "cuda"
-        self.optimizers = {
-            p: torch.optim.Adam(self.model.nets[p].actor.parameters(), lr=hp.lr, eps=1e-5) for p in POLICIES
-        }
-        self.generator = torch.Generator().manual_seed(seed)
         self.updates = 0
+        self.beta = 0.0
 
-    def wrap(self, wrapper: nn.Module) -> None:
-        self.forward_model = wrapper
+    def _trained_params(self, policy: str) -> Any:
+        return self.model.nets[policy].actor.parameters()
+
+    def _prepare(self, data: dict[str, torch.Tensor]) -> None:
+        self.beta = kl_coef(self.updates, self.hp.kl_target, self.hp.kl_warmup)
 
     def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
-        data = {k: torch.from_numpy(np.ascontiguousarray(batch[k])).to(self.device) for k in GRPO_BATCH_KEYS}
-        n = data["obs"].shape[0]
-        beta = kl_coef(self.updates, self.hp.kl_target, self.hp.kl_warmup)
-        sums: dict[str, float] = {}
-        count = 0
-        mb = min(self.hp.minibatch_size, n)
-        for _ in range(self.hp.epochs):
-            perm = torch.randperm(n, generator=self.generator).to(self.device)
-            for start in range(0, n - mb + 1, mb):
-                stats = self._step({k: v[perm[start : start + mb]] for k, v in data.items()}, beta)
-                for k, v in stats.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                count += 1
+        metrics = super().update(batch)
         self.updates += 1
-        return {**{k: v / max(count, 1) for k, v in sums.items()}, "kl_beta": beta}
+        return {**metrics, "kl_beta": self.beta}
 
-    def _step(self, mb: dict[str, torch.Tensor], beta: float) -> dict[str, float]:
+    def _losses(self, mb: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         args = (mb["obs"], mb["tool_mask"], mb["arg_mask"], mb["phase"], mb["tools"], mb["args"])
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = self.forward_model(*args)
@@ -113,35 +100,21 @@ class GRPOEnvLearner:
                 mask,
                 ref_logp=ref_logp.float(),
                 clip_eps=self.hp.clip,
-                beta=beta,
+                beta=self.beta,
                 aggregation="token",
             )
             loss = loss + res.loss
             metrics.update({f"{p}/{k}": v for k, v in res.metrics().items()})
-        for opt in self.optimizers.values():
-            opt.zero_grad(set_to_none=True)
-        loss.backward()
-        for p in POLICIES:
-            metrics[f"{p}/grad_norm"] = float(
-                nn.utils.clip_grad_norm_(self.model.nets[p].actor.parameters(), self.hp.max_grad_norm)
-            )
-            self.optimizers[p].step()
-        metrics["loss"] = float(loss.detach())
-        return metrics
+        return loss, metrics
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "model": {k: v.cpu() for k, v in self.model.state_dict().items()},
-            "reference": {k: v.cpu() for k, v in self.reference.state_dict().items()},
-            "optimizers": {p: o.state_dict() for p, o in self.optimizers.items()},
-            "generator": self.generator.get_state(),
+            **super().state_dict(),
             "updates": self.updates,
+            "reference": {k: v.cpu() for k, v in self.reference.state_dict().items()},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.reference.load_state_dict(state.get("reference", state["model"]))
-        for p, o in self.optimizers.items():
-            o.load_state_dict(state["optimizers"][p])
-        self.generator.set_state(state["generator"])
-        self.updates = state.get("updates", 0)
+        super().load_state_dict(state)
+        self.reference.load_state_dict(state["reference"])
+        self.updates = state["updates"]

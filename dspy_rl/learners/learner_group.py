@@ -13,8 +13,8 @@ import numpy as np
 import ray
 import torch
 
-from dspy_rl.learners.grpo_env import GRPO_BATCH_KEYS, GRPOEnvLearner, GRPOHyper
-from dspy_rl.learners.ppo import BATCH_KEYS, PPOHyper, PPOLearner
+from dspy_rl.learners.grpo_env import GRPOEnvLearner, GRPOHyper
+from dspy_rl.learners.ppo import PPOHyper, PPOLearner
 from dspy_rl.models.policy import MultiPolicy, state_to_numpy
 
 log = logging.getLogger(__name__)
@@ -34,15 +34,19 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def learner_class(hp: PPOHyper | GRPOHyper) -> type[PPOLearner]:
+    return GRPOEnvLearner if isinstance(hp, GRPOHyper) else PPOLearner
+
+
 def batch_keys(hp: PPOHyper | GRPOHyper) -> tuple[str, ...]:
-    return GRPO_BATCH_KEYS if isinstance(hp, GRPOHyper) else BATCH_KEYS
+    """The rollout arrays the algorithm of ``hp`` trains on."""
+    return learner_class(hp).keys
 
 
 def make_learner(
     spec: dict[str, int], hp: PPOHyper | GRPOHyper, device: torch.device, seed: int, mixed_precision: bool
-) -> PPOLearner | GRPOEnvLearner:
-    cls = GRPOEnvLearner if isinstance(hp, GRPOHyper) else PPOLearner
-    return cls(MultiPolicy(**spec), hp, device, seed, mixed_precision)
+) -> PPOLearner:
+    return learner_class(hp)(MultiPolicy(**spec), hp, device, seed, mixed_precision)
 
 
 class _LearnerActor:

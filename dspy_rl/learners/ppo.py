@@ -118,13 +118,16 @@ class PPOLearner:
     """Owns the policies and their optimizers; ``update`` runs PPO epochs over one batch.
 
     ``model`` may be wrapped (``wrap``) in DistributedDataParallel by a learner actor; gradients are then
-    all-reduced across learners during backward.
+    all-reduced across learners during backward. Subclasses (env GRPO) change ``keys``, ``_prepare``,
+    ``_losses`` and ``_trained_params``; the minibatch loop, optimizer steps and state handling are shared.
     """
+
+    keys: tuple[str, ...] = BATCH_KEYS
 
     def __init__(
         self,
         model: MultiPolicy,
-        hp: PPOHyper,
+        hp: Any,
         device: torch.device,
         seed: int = 0,
         mixed_precision: bool = False,
@@ -133,28 +136,30 @@ class PPOLearner:
         self.forward_model: nn.Module = self.model
         self.hp, self.device = hp, device
         self.amp = mixed_precision and device.type == "cuda"
-        self.optimizers = {
-            p: torch.optim.Adam(self.model.nets[p].parameters(), lr=hp.lr, eps=1e-5) for p in POLICIES
-        }
+        self.optimizers = {p: torch.optim.Adam(self._trained_params(p), lr=hp.lr, eps=1e-5) for p in POLICIES}
         self.generator = torch.Generator().manual_seed(seed)
+
+    def _trained_params(self, policy: str) -> Any:
+        return self.model.nets[policy].parameters()
 
     def wrap(self, wrapper: nn.Module) -> None:
         self.forward_model = wrapper
 
-    def _tensors(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        return {
-            k: torch.from_numpy(np.ascontiguousarray(batch[k])).to(self.device, non_blocking=True)
-            for k in BATCH_KEYS
-        }
-
-    def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
-        data = self._tensors(batch)
-        n = data["obs"].shape[0]
+    def _prepare(self, data: dict[str, torch.Tensor]) -> None:
+        """Per-batch preprocessing in place: per-policy sample weights and advantage normalization."""
         first = (data["phase"] == 0).float()
-        weights = {"A": first, "B": 1.0 - first, "C": data["arg_active"].float()}
+        data["w_A"], data["w_B"], data["w_C"] = first, 1.0 - first, data["arg_active"].float()
         # Advantages are normalized per policy over the samples that policy acted on.
         data["adv_tool"] = _normalize(_normalize(data["adv_tool"], first), 1.0 - first)
-        data["adv_arg"] = _normalize(data["adv_arg"], weights["C"])
+        data["adv_arg"] = _normalize(data["adv_arg"], data["w_C"])
+
+    def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
+        data = {
+            k: torch.from_numpy(np.ascontiguousarray(batch[k])).to(self.device, non_blocking=True)
+            for k in self.keys
+        }
+        self._prepare(data)
+        n = data["obs"].shape[0]
         sums: dict[str, float] = {}
         count = 0
         mb = min(self.hp.minibatch_size, n)
@@ -162,38 +167,35 @@ class PPOLearner:
             perm = torch.randperm(n, generator=self.generator).to(self.device)
             for start in range(0, n - mb + 1, mb):
                 idx = perm[start : start + mb]
-                stats = self._step(
-                    {k: v[idx] for k, v in data.items()}, {p: w[idx] for p, w in weights.items()}
-                )
-                for k, v in stats.items():
+                for k, v in self._step({k: v[idx] for k, v in data.items()}).items():
                     sums[k] = sums.get(k, 0.0) + v
                 count += 1
         return {k: v / max(count, 1) for k, v in sums.items()}
 
-    def _step(self, mb: dict[str, torch.Tensor], w: dict[str, torch.Tensor]) -> dict[str, float]:
+    def _losses(self, mb: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         hp = self.hp
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = self.forward_model(
                 mb["obs"], mb["tool_mask"], mb["arg_mask"], mb["phase"], mb["tools"], mb["args"]
             )
-        streams = {
-            "A": (out.logp_tool, mb["logp_tool"], mb["adv_tool"], out.v_tool, mb["ret_tool"], out.ent_tool),
-            "B": (out.logp_tool, mb["logp_tool"], mb["adv_tool"], out.v_tool, mb["ret_tool"], out.ent_tool),
-            "C": (out.logp_arg, mb["logp_arg"], mb["adv_arg"], out.v_arg, mb["ret_arg"], out.ent_arg),
-        }
+        tool = (out.logp_tool, mb["logp_tool"], mb["adv_tool"], out.v_tool, mb["ret_tool"], out.ent_tool)
+        arg = (out.logp_arg, mb["logp_arg"], mb["adv_arg"], out.v_arg, mb["ret_arg"], out.ent_arg)
         loss = torch.zeros((), device=self.device)
         metrics: dict[str, float] = {}
-        for p in POLICIES:
-            logp, old, adv, v, ret, ent = streams[p]
-            terms = ppo_terms(logp, old, adv, v.float(), ret, ent, w[p], hp.clip)
+        for p, (logp, old, adv, v, ret, ent) in {"A": tool, "B": tool, "C": arg}.items():
+            terms = ppo_terms(logp, old, adv, v.float(), ret, ent, mb[f"w_{p}"], hp.clip)
             loss = loss + terms["pg_loss"] + hp.vf_coef * terms["v_loss"] - hp.ent_coef * terms["entropy"]
             metrics.update({f"{p}/{k}": float(t.detach()) for k, t in terms.items()})
+        return loss, metrics
+
+    def _step(self, mb: dict[str, torch.Tensor]) -> dict[str, float]:
+        loss, metrics = self._losses(mb)
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
         loss.backward()
         for p in POLICIES:
             metrics[f"{p}/grad_norm"] = float(
-                nn.utils.clip_grad_norm_(self.model.nets[p].parameters(), hp.max_grad_norm)
+                nn.utils.clip_grad_norm_(self._trained_params(p), self.hp.max_grad_norm)
             )
             self.optimizers[p].step()
         metrics["loss"] = float(loss.detach())
