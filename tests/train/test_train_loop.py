@@ -228,3 +228,27 @@ def test_wandb_logs_offline_without_an_api_key(tmp_path: Path, monkeypatch: pyte
     run_training([*FAST, "total_env_steps=4096", "logging.wandb=true", f"run_dir={tmp_path}"])
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert runs and any(runs[0].glob("*.wandb")), "no offline W&B run was written"
+
+
+def test_adaptive_runner_pool_grows_when_learners_starve_and_shrinks_when_rollouts_queue(
+    tmp_path: Path,
+) -> None:
+    from dspy_rl.train import Trainer
+
+    cfg = load_config(
+        [
+            *FAST,
+            "runtime.num_env_runners=2",
+            "runtime.adaptive_runners=true",
+            "runtime.max_env_runners=4",
+            f"run_dir={tmp_path}",
+        ]
+    )
+    target = Trainer(cfg)._make_runner_controller(2)
+    grown = target(2.0, 0.2, 2)  # the learner waited on rollouts for 90% of the iteration
+    assert grown == 3
+    assert target(2.0, 0.2, grown) == 4
+    assert target(2.0, 0.2, 4) == 4  # clamped at runtime.max_env_runners
+    shrunk = target(0.1, 1.0, 4)  # finished rollouts waited 10x their sampling time for the learner
+    assert shrunk < 4
+    assert target(0.1, 1.0, 1) == 1  # never below one runner
