@@ -137,9 +137,10 @@ echo "install_pufferlib: building (NO_OCEAN=1 NO_TRAIN=$NO_TRAIN)"
 CONSTRAINTS="$WORK/constraints.txt"
 "$PYTHON" -m pip list --format=freeze --exclude-editable | grep -E '^[A-Za-z0-9_.-]+==' \
   | grep -viE '^(pufferlib|gym|gym-notices|gym_notices)==' >"$CONSTRAINTS"
-RUNTIME_DEPS=("gym==0.23.1")  # pufferlib.spaces does `import gym`; 0.23.1 is the newest within its old pin
+# pufferlib.spaces does `import gym` (0.23.1 is the newest within its old pin); pufferlib.vector imports psutil.
+RUNTIME_DEPS=("gym==0.23.1" psutil)
 if [[ "$NO_TRAIN" == "0" ]]; then
-  RUNTIME_DEPS+=(rich rich_argparse imageio pynvml psutil)
+  RUNTIME_DEPS+=(rich rich_argparse imageio pynvml)
 fi
 "$PYTHON" -m pip install -c "$CONSTRAINTS" "${RUNTIME_DEPS[@]}"
 
