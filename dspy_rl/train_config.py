@@ -19,7 +19,8 @@ class EnvConfig:
     suite: str = "default"
     """Task suite: a name in envs/suites (easy, default, hard) or a path to a suite file."""
     backend: str = "rust"
-    """``rust`` (the batched Rust VecToolEnv) or ``python`` (the pure-Python reference; slow)."""
+    """``rust`` (the batched Rust VecToolEnv), ``python`` (the pure-Python reference; slow) or ``auto`` (Rust
+    when the extension is built, else Python)."""
     num_envs: int = 256
     """Environments stepped together by each EnvRunner."""
     seed: int = 0
@@ -30,7 +31,12 @@ class EnvConfig:
     """``error`` raises on a masked/out-of-range action, ``penalty`` rewards it negatively."""
 
     def __post_init__(self) -> None:
-        require(self.backend in ("rust", "python"), "env.backend", self.backend, "'rust' or 'python'")
+        require(
+            self.backend in ("rust", "python", "auto"),
+            "env.backend",
+            self.backend,
+            "'rust', 'python' or 'auto'",
+        )
         require(self.num_envs >= 1, "env.num_envs", self.num_envs, "an integer >= 1")
         require(self.num_threads >= 0, "env.num_threads", self.num_threads, "an integer >= 0")
         require(

@@ -31,7 +31,8 @@ from hydra.core.config_store import ConfigStore
 
 from dspy_rl.cli.config import ConfigError, asdict, compose, require, to_object
 from dspy_rl.envs import SuiteError, VecEnv, resolve_suite
-from dspy_rl.envs.gym_env import ADAPTER_BACKENDS, make_vec_env
+from dspy_rl.envs.gym_env import make_vec_env
+from dspy_rl.train_config import EnvConfig
 
 logger = logging.getLogger(__name__)
 
@@ -40,35 +41,8 @@ ALIASES = {"suite": "env.suite", "backend": "env.backend", "num_envs": "env.num_
 
 
 @dataclass
-class EvalEnvConfig:
-    suite: str = "default"
-    """Task suite: a name in envs/suites (easy, default, hard) or a path to a suite file."""
-    backend: str = "rust"
-    """``rust``, ``python`` (the slow reference) or ``auto`` (Rust when built, else Python)."""
-    num_envs: int = 256
-    """Envs stepped together (capped at ``episodes``)."""
-    seed: int = 0
-    """Environment seed."""
-    num_threads: int = 0
-    """Rayon threads inside the Rust VecToolEnv (0 = all cores)."""
-    invalid_action: str = "error"
-    """``error`` raises on a masked action (every built-in policy respects the masks), ``penalty`` scores it."""
-
-    def __post_init__(self) -> None:
-        require(self.backend in ADAPTER_BACKENDS, "env.backend", self.backend, f"one of {ADAPTER_BACKENDS}")
-        require(self.num_envs >= 1, "env.num_envs", self.num_envs, "an integer >= 1")
-        require(self.num_threads >= 0, "env.num_threads", self.num_threads, "an integer >= 0")
-        require(
-            self.invalid_action in ("error", "penalty"),
-            "env.invalid_action",
-            self.invalid_action,
-            "'error' or 'penalty'",
-        )
-
-
-@dataclass
 class EvalConfig:
-    env: EvalEnvConfig = field(default_factory=EvalEnvConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
     """Environment settings (group ``env/``)."""
     policy: str = "random"
     """Policy to evaluate: ``random``, ``oracle`` or ``checkpoint``."""

@@ -25,15 +25,18 @@ class RolloutSpec:
 
 
 def make_env(env_cfg: dict[str, Any], seed: int) -> Any:
-    from dspy_rl.envs import VecToolEnv
+    from dspy_rl.envs import VecToolEnv, rust_available
 
+    backend = env_cfg.get("backend", "rust")
+    if backend == "auto":
+        backend = "rust" if rust_available() else "python"
     return VecToolEnv(
         num_envs=env_cfg["num_envs"],
         suite=env_cfg["suite"],
         seed=seed,
         num_threads=env_cfg.get("num_threads", 0),
         invalid_action=env_cfg.get("invalid_action", "error"),
-        backend=env_cfg.get("backend", "rust"),
+        backend=backend,
     )
 
 
