@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from dspy_rl.learners.grpo import grpo_loss, kl_coef
-from dspy_rl.learners.ppo import PPOLearner
+from dspy_rl.learners.ppo import LearnerHyper, PPOLearner
 from dspy_rl.models.policy import MultiPolicy
 
 GRPO_BATCH_KEYS = (
@@ -35,18 +35,9 @@ GRPO_BATCH_KEYS = (
 
 
 @dataclass
-class GRPOHyper:
-    lr: float = 1e-3
-    clip: float = 0.2
-    epochs: int = 4
-    minibatch_size: int = 2048
-    max_grad_norm: float = 1.0
+class GRPOHyper(LearnerHyper):
     kl_target: float = 0.01
     kl_warmup: int = 10
-
-    @classmethod
-    def from_config(cls, algo: Any) -> GRPOHyper:
-        return cls(**{k: getattr(algo, k) for k in cls.__dataclass_fields__})
 
 
 class GRPOEnvLearner(PPOLearner):

@@ -100,18 +100,24 @@ def ppo_terms(
 
 
 @dataclass
-class PPOHyper:
+class LearnerHyper:
+    """Settings every learner's update loop uses (a subset of the ``algo`` config)."""
+
     lr: float = 1e-3
     clip: float = 0.2
-    vf_coef: float = 0.5
-    ent_coef: float = 0.01
     epochs: int = 4
     minibatch_size: int = 2048
     max_grad_norm: float = 1.0
 
     @classmethod
-    def from_config(cls, algo: Any) -> PPOHyper:
+    def from_config(cls, algo: Any) -> Any:
         return cls(**{k: getattr(algo, k) for k in cls.__dataclass_fields__})
+
+
+@dataclass
+class PPOHyper(LearnerHyper):
+    vf_coef: float = 0.5
+    ent_coef: float = 0.01
 
 
 class PPOLearner:
