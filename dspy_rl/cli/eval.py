@@ -96,19 +96,16 @@ def oracle_policy(cfg: EvalConfig) -> Policy:
 
 
 def checkpoint_policy(cfg: EvalConfig) -> Policy:
-    try:
-        from dspy_rl.policies import load_policy  # provided by the trainer
-    except ImportError as exc:
-        raise ConfigError(
-            "policy=checkpoint needs dspy_rl.policies.load_policy, which this installation does not provide yet "
-            f"({exc}); evaluate policy=random or policy=oracle instead"
-        ) from exc
     import torch
+
+    from dspy_rl.policies import load_policy
 
     try:
         policy = load_policy(cfg.checkpoint)
     except FileNotFoundError as exc:
         raise ConfigError(f"checkpoint={cfg.checkpoint!r} does not exist: {exc}") from exc
+    except ValueError as exc:
+        raise ConfigError(f"checkpoint={cfg.checkpoint!r}: {exc}") from exc
 
     def act(env: VecEnv) -> tuple[np.ndarray, np.ndarray]:
         out = policy.act(

@@ -18,7 +18,7 @@ from dspy_rl.cli.config import ConfigError
 from dspy_rl.train import load_config, run_training
 from dspy_rl.utils.checkpoint import latest_checkpoint, load_checkpoint
 
-from ._helpers import FAST
+from ._helpers import BACKEND, FAST
 
 
 def _rows(run_dir: Path) -> list[dict]:
@@ -80,6 +80,19 @@ def test_learns_clearly_better_than_random(tmp_path: Path) -> None:
     assert ckpt["env_steps"] == 90112 and set(ckpt["learner"]["optimizers"]) == {"A", "B", "C"}
     for p in "ABC":
         assert f"{p}/entropy" in rows[-1] and f"{p}/pg_loss" in rows[-1]
+
+
+def test_trained_checkpoint_evaluates_through_the_eval_cli(tmp_path: Path) -> None:
+    from dspy_rl.cli import eval as eval_cli
+
+    run_training([*FAST, "total_env_steps=8192", f"run_dir={tmp_path}"])
+    cfg = eval_cli.load_config(
+        ["policy=checkpoint", f"checkpoint={tmp_path}", "episodes=64", f"backend={BACKEND}"]
+    )
+    result = eval_cli.evaluate(cfg)
+    assert result.episodes == 64 and 0.0 <= result.success_rate <= 1.0 and result.mean_length > 0
+    with pytest.raises(ConfigError, match="does not exist"):
+        eval_cli.evaluate(eval_cli.load_config(["policy=checkpoint", f"checkpoint={tmp_path / 'missing'}"]))
 
 
 def test_runner_actors_and_ddp_learners(ray_session, tmp_path: Path) -> None:
