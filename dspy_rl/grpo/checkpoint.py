@@ -1,4 +1,4 @@
-"""Atomic checkpoints: write to a temporary file in the same directory, fsync, then ``os.replace``.
+"""Atomic checkpoints (:mod:`dspy_rl.utils.atomic`): temporary file, fsync, then ``os.replace``.
 
 A crash mid-write leaves the previous checkpoint intact; a reader never sees a half-written file.
 """
@@ -6,11 +6,12 @@ A crash mid-write leaves the previous checkpoint intact; a reader never sees a h
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from dspy_rl.utils.atomic import atomic_torch_save
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -18,18 +19,7 @@ CHECKPOINT_NAME = "checkpoint.pt"
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
     """Atomically write ``state`` (anything ``torch.save`` accepts) to ``path``."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_torch_save(state, target)
     return target
 
 

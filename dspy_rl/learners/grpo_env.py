@@ -17,21 +17,10 @@ import numpy as np
 import torch
 
 from dspy_rl.learners.grpo import grpo_loss, kl_coef
-from dspy_rl.learners.ppo import LearnerHyper, PPOLearner
+from dspy_rl.learners.ppo import STEP_KEYS, LearnerHyper, PPOLearner
 from dspy_rl.models.policy import MultiPolicy
 
-GRPO_BATCH_KEYS = (
-    "obs",
-    "tool_mask",
-    "arg_mask",
-    "phase",
-    "tools",
-    "args",
-    "arg_active",
-    "logp_tool",
-    "logp_arg",
-    "adv",
-)
+GRPO_BATCH_KEYS = (*STEP_KEYS, "adv")  # one group-relative advantage per step, no critic targets
 
 
 @dataclass

@@ -19,22 +19,10 @@ from torch import nn
 
 from dspy_rl.models.policy import POLICIES, MultiPolicy
 
-#: Arrays every batch carries (flat, one row per env step), as produced by the EnvRunners.
-BATCH_KEYS = (
-    "obs",
-    "tool_mask",
-    "arg_mask",
-    "phase",
-    "tools",
-    "args",
-    "arg_active",
-    "logp_tool",
-    "logp_arg",
-    "adv_tool",
-    "ret_tool",
-    "adv_arg",
-    "ret_arg",
-)
+#: Per-step arrays every algorithm's batch carries (flat, one row per env step), as produced by the EnvRunners.
+STEP_KEYS = ("obs", "tool_mask", "arg_mask", "phase", "tools", "args", "arg_active", "logp_tool", "logp_arg")
+#: PPO adds GAE advantages and returns for the tool stream (A/B) and the argument stream (C).
+BATCH_KEYS = (*STEP_KEYS, "adv_tool", "ret_tool", "adv_arg", "ret_arg")
 
 
 def compute_gae(

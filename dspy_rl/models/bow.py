@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+
+from dspy_rl.models import response_logprobs
+from dspy_rl.utils.atomic import atomic_torch_save, atomic_write_bytes
 
 PAD, UNK, EOS = "<pad>", "<unk>", "<eos>"
 
@@ -157,10 +159,7 @@ class BagOfWordsLM(nn.Module):
         bos = torch.full((b, 1), len(self.vocab), dtype=torch.long, device=self.device)
         prev = torch.cat([bos, batch.response_ids[:, :-1]], dim=1)
         logits = self._logits(batch.prompt_bow, prev, torch.arange(t, device=self.device))
-        # Padding targets are replaced by <eos> (a token the policy can emit) so every gathered entry is finite.
-        targets = torch.where(batch.mask, batch.response_ids, self.vocab.eos_id)
-        logp = torch.gather(logits, -1, targets[..., None]).squeeze(-1) - torch.logsumexp(logits, -1)
-        return torch.where(batch.mask, logp, 0.0), batch.mask
+        return response_logprobs(logits, batch.response_ids, batch.mask, self.vocab.eos_id), batch.mask
 
     @torch.no_grad()
     def sample(
@@ -213,10 +212,8 @@ class BagOfWordsLM(nn.Module):
             "max_positions": self.max_positions,
             "temperature": self.temperature,
         }
-        _atomic_write_bytes(d / "config.json", json.dumps(config, indent=1).encode())
-        with tempfile.NamedTemporaryFile(dir=d, delete=False, suffix=".tmp") as f:
-            torch.save({k: v.cpu() for k, v in self.state_dict().items()}, f)
-        os.replace(f.name, d / "model.pt")
+        atomic_write_bytes(d / "config.json", json.dumps(config, indent=1).encode())
+        atomic_torch_save({k: v.cpu() for k, v in self.state_dict().items()}, d / "model.pt")
 
     @classmethod
     def from_pretrained(
@@ -243,9 +240,3 @@ class BagOfWordsLM(nn.Module):
             return path.is_file() and json.loads(path.read_text()).get("model_type") == "bow"
         except (OSError, ValueError):
             return False
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as f:
-        f.write(data)
-    os.replace(f.name, path)

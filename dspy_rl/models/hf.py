@@ -22,6 +22,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from dspy_rl.models import response_logprobs
+
 logger = logging.getLogger(__name__)
 
 
@@ -175,10 +177,7 @@ class HFCausalLMPolicy(nn.Module):
         )
         logits = out.logits[:, :-1].float() / self.temperature  # position i predicts response token i
         logits = logits.masked_fill(self._banned[: logits.shape[-1]], float("-inf"))
-        # Padding targets are replaced by eos (a token the policy can emit) so every gathered entry is finite.
-        targets = torch.where(batch.mask, batch.response_ids, self.eos_id)
-        logp = torch.gather(logits, -1, targets[..., None]).squeeze(-1) - torch.logsumexp(logits, -1)
-        return torch.where(batch.mask, logp, 0.0), batch.mask
+        return response_logprobs(logits, batch.response_ids, batch.mask, self.eos_id), batch.mask
 
     @torch.no_grad()
     def sample(
