@@ -1,10 +1,12 @@
 """Our multi-policy PPO vs RLlib PPO (new API stack, multi-agent) on the same ToolEnv, in one run.
 
-Both train policies A/B/C on the `default` suite with 64x64 MLPs, 4 epochs over batches of comparable size,
-on this machine's CPUs. RLlib sees the env through our RLlib adapter (batched env runner, action masking).
-Reports env steps/s, wall seconds to a rolling 0.9 success rate, and the ratios.
+Both train policies A/B/C on the `default` suite with the PPO settings of `conf/algo/ppo.yaml` (network width,
+epochs, minibatch size, lr, gamma, lambda, clip, coefficients), the same batch per iteration (envs x rollout
+length) and one EnvRunner actor, on this machine's CPUs. RLlib sees the env through our RLlib adapter (batched env
+runner, action masking). Reports env steps/s, wall seconds to a rolling 0.9 success rate, and the ratios.
+Extra ``key=value`` arguments are Hydra overrides of `conf/train.yaml` applied to both frameworks.
 
-    python bench/ppo_vs_rllib.py [--budget-s 300] [--target 0.9] [--out bench/results/ppo_vs_rllib.json]
+    python bench/ppo_vs_rllib.py [--budget-s 300] [--target 0.9] [algo.epochs=4 algo.minibatch_size=2048 ...]
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ os.environ.setdefault("WANDB_MODE", "offline")
 log = logging.getLogger("bench.ppo_vs_rllib")
 
 
-def run_ours(budget_s: float, target: float, num_envs: int) -> dict[str, Any]:
+def run_ours(budget_s: float, target: float, overrides: list[str], steps: int) -> dict[str, Any]:
     from dspy_rl.train import run_training
 
     t_target: list[float] = []
@@ -38,10 +40,9 @@ def run_ours(budget_s: float, target: float, num_envs: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as run_dir:
         result = run_training(
             [
-                f"env.num_envs={num_envs}",
-                "algo.rollout_len=32",
+                *overrides,
                 "runtime.num_env_runners=1",
-                "total_env_steps=1000000",
+                f"total_env_steps={steps}",
                 "logging.progress_bar=false",
                 "logging.plot=false",
                 "logging.tensorboard=false",
@@ -62,11 +63,13 @@ def run_ours(budget_s: float, target: float, num_envs: int) -> dict[str, Any]:
     }
 
 
-def run_rllib(budget_s: float, target: float, num_envs: int) -> dict[str, Any]:
+def run_rllib(budget_s: float, target: float, cfg: Any) -> dict[str, Any]:
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.callbacks.callbacks import RLlibCallback
 
     from dspy_rl.envs.rllib_env import configure
+
+    algo = cfg.algo
 
     class SuccessCallback(RLlibCallback):
         def on_episode_end(self, *, episode: Any, metrics_logger: Any = None, **kwargs: Any) -> None:
@@ -80,21 +83,26 @@ def run_rllib(budget_s: float, target: float, num_envs: int) -> dict[str, Any]:
         .env_runners(num_env_runners=1, num_cpus_per_env_runner=1)
         .learners(num_learners=0)
         .training(
-            train_batch_size_per_learner=num_envs * 32,
-            minibatch_size=2048,
-            num_epochs=4,
-            lr=1e-3,
-            gamma=0.99,
-            lambda_=0.95,
-            entropy_coeff=0.01,
-            vf_loss_coeff=0.5,
-            grad_clip=1.0,
+            train_batch_size_per_learner=cfg.env.num_envs * algo.rollout_len,
+            minibatch_size=algo.minibatch_size,
+            num_epochs=algo.epochs,
+            lr=algo.lr,
+            gamma=algo.gamma,
+            lambda_=algo.gae_lambda,
+            clip_param=algo.clip,
+            entropy_coeff=algo.ent_coef,
+            vf_loss_coeff=algo.vf_coef,
+            grad_clip=algo.max_grad_norm,
+            grad_clip_by="global_norm",
         )
         .callbacks(SuccessCallback)
         .reporting(metrics_num_episodes_for_smoothing=2000)
     )
     config = configure(
-        config, {"suite": "default", "invalid_action": "error"}, num_envs_per_env_runner=num_envs
+        config,
+        {"suite": cfg.env.suite, "invalid_action": "error"},
+        num_envs_per_env_runner=cfg.env.num_envs,
+        hidden=(algo.hidden, algo.hidden),
     )
     algo = config.build_algo()
     start = time.perf_counter()
@@ -138,16 +146,30 @@ def main() -> None:
     )
     parser.add_argument("--budget-s", type=float, default=300.0, help="wall-clock cap for RLlib")
     parser.add_argument("--target", type=float, default=0.9, help="rolling success rate to time")
-    parser.add_argument("--num-envs", type=int, default=256, help="envs per env runner (both frameworks)")
+    parser.add_argument("--steps", type=int, default=1_000_000, help="env steps for our run")
     parser.add_argument("--out", default="bench/results/ppo_vs_rllib.json")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides of conf/train.yaml for both frameworks")
     args = parser.parse_args()
+    from dspy_rl.train import load_config
+
+    cfg = load_config(args.overrides)  # validated before anything starts
+    log.info(
+        "both frameworks: suite=%s envs=%d rollout_len=%d epochs=%d minibatch=%d hidden=%d lr=%g",
+        cfg.env.suite,
+        cfg.env.num_envs,
+        cfg.algo.rollout_len,
+        cfg.algo.epochs,
+        cfg.algo.minibatch_size,
+        cfg.algo.hidden,
+        cfg.algo.lr,
+    )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     import ray
 
     ray.init(num_cpus=max(os.cpu_count() or 1, 3), include_dashboard=False, log_to_driver=False)
     try:
-        ours = run_ours(args.budget_s, args.target, args.num_envs)
-        rllib = run_rllib(args.budget_s, args.target, args.num_envs)
+        ours = run_ours(args.budget_s, args.target, args.overrides, args.steps)
+        rllib = run_rllib(args.budget_s, args.target, cfg)
     finally:
         ray.shutdown()
     rows = [ours, rllib]
@@ -170,7 +192,12 @@ def main() -> None:
         )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"rows": rows, "steps_per_s_ratio": ratio, "cpus": os.cpu_count()}, indent=2))
+    out.write_text(
+        json.dumps(
+            {"rows": rows, "steps_per_s_ratio": ratio, "cpus": os.cpu_count(), "overrides": args.overrides},
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -139,9 +139,9 @@ class Trainer:
 
         self._start_ray()
         if self.device.type == "cpu" and rt.num_learners == 0:
-            # Sampling and learning alternate, but OpenMP threads that spin while EnvRunner processes hold the
-            # other cores slow the learner down several-fold; leave one core per runner.
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) - rt.num_env_runners))
+            # Small-batch PPO gains little from intra-op threads, and OpenMP threads that spin while another
+            # process (an EnvRunner, another job) holds a core slow the learner down by 10x and more.
+            torch.set_num_threads(rt.torch_threads)
         spec = RolloutSpec(algo.rollout_len, algo.gamma, algo.gae_lambda, algo.hidden)
         # Fresh env streams after a resume, so a resumed run does not replay the episodes it already saw.
         offset = 7919 * iteration
@@ -220,31 +220,54 @@ class Trainer:
                 },
             )
 
+        # With runner actors, the next rollout is sampled while the learner trains on this one (the policy lags
+        # one update behind, which PPO's ratio clipping absorbs); sampling and learning then overlap on two cores.
+        overlap = pool is not None and rt.async_sampling
+        pending = None
+        resize_to: int | None = None
+
+        def submit(trained_steps: int) -> Any:
+            """Ask every runner for its share of the next batch (the runs stop at exactly total_env_steps)."""
+            import ray
+
+            weights = ray.put(learners.weights())
+            if grpo:  # one whole episode per env, in snapshot groups
+                request = pool.submit(weights, algo.group_size, method="sample_groups")
+            else:
+                per_step = cfg.env.num_envs * len(pool)
+                steps = min(algo.rollout_len, -(-(cfg.total_env_steps - trained_steps) // per_step))
+                request = pool.submit(weights, steps, method="sample")
+            request.version = iteration
+            return request
+
         try:
             while env_steps < cfg.total_env_steps:
                 t0 = time.perf_counter()
                 remaining = cfg.total_env_steps - env_steps
-                n_runners = len(pool) if pool is not None else 1
-                # The last iteration samples only what is left, so the run ends at exactly total_env_steps.
-                steps_needed = min(algo.rollout_len, -(-remaining // (cfg.env.num_envs * n_runners)))
-                weights = learners.weights()
-                # PPO: rollout_len steps of every env. GRPO: one whole episode per env, in snapshot groups.
-                method, args = ("sample_groups", (algo.group_size,)) if grpo else ("sample", (steps_needed,))
+                policy_lag = 0
                 if pool is not None:
-                    import ray
-
-                    rollouts = pool.sample(ray.put(weights), *args, method=method)
+                    request = pending if pending is not None else submit(env_steps)
+                    rollouts, policy_lag, pending = pool.collect(request), iteration - request.version, None
+                    if resize_to is not None:
+                        pool.resize(resize_to)
+                        resize_to = None
+                elif grpo:
+                    rollouts = [local_runner.sample_groups(learners.weights(), algo.group_size)]
                 else:
-                    rollouts = [getattr(local_runner, method)(weights, *args)]
+                    steps = min(algo.rollout_len, -(-remaining // cfg.env.num_envs))
+                    rollouts = [local_runner.sample(learners.weights(), steps)]
+                n_runners = len(rollouts)
                 t_sample = time.perf_counter() - t0
                 batch = {k: np.concatenate([r[k] for r in rollouts]) for k in batch_keys(hp)}
                 if not grpo and batch["obs"].shape[0] > remaining:
                     batch = {k: v[:remaining] for k, v in batch.items()}
+                # GRPO counts every env step executed (idle steps of finished envs included), not just trained ones.
+                new_steps = sum(r["stats"]["env_steps"] for r in rollouts) if grpo else batch["obs"].shape[0]
+                if overlap and env_steps + new_steps < cfg.total_env_steps:
+                    pending = submit(env_steps + new_steps)
                 t1 = time.perf_counter()
                 train_metrics = learners.update(batch)
                 t_learn = time.perf_counter() - t1
-                # GRPO counts every env step executed (idle steps of finished envs included), not just trained ones.
-                new_steps = sum(r["stats"]["env_steps"] for r in rollouts) if grpo else batch["obs"].shape[0]
                 env_steps += new_steps
                 iteration += 1
                 stats = [r["stats"] for r in rollouts]
@@ -267,6 +290,7 @@ class Trainer:
                     n_runners,
                 )
                 last["runner_replacements"] = pool.replacements if pool is not None else 0
+                last["policy_lag"] = policy_lag  # updates between the sampling weights and the trained ones
                 if first_90 is None and len(recent_success) >= 200 and last["success_rate"] >= 0.9:
                     first_90 = {"env_steps": env_steps, "wall_s": last["wall_s"]}
                 if iteration % cfg.logging.log_every == 0 or env_steps >= cfg.total_env_steps:
@@ -274,7 +298,10 @@ class Trainer:
                 if report is not None:
                     report(dict(last))
                 if controller is not None:
-                    pool.resize(controller(t_sample, t_learn, n_runners))
+                    resize_to = controller(t_sample, t_learn, n_runners)
+                    if pending is None:  # otherwise after the rollouts in flight are collected
+                        pool.resize(resize_to)
+                        resize_to = None
                 if iteration % cfg.checkpoint_every == 0:
                     checkpoint()
                     last_ckpt = iteration

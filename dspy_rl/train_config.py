@@ -113,6 +113,12 @@ class RuntimeConfig:
     """``null`` starts Ray in-process; ``auto`` or an address connects to a running cluster."""
     num_cpus: int | None = None
     """CPUs given to an in-process Ray instance (null = all)."""
+    torch_threads: int = 1
+    """Intra-op threads of a CPU learner in the driver. More help only with large minibatches on an otherwise
+    idle machine; oversubscribed OpenMP threads slow small-batch updates by an order of magnitude."""
+    async_sampling: bool = True
+    """With EnvRunner actors, sample the next batch while the learner trains on this one (one update of policy
+    lag, corrected by PPO's importance ratio); ``false`` alternates sampling and learning."""
     adaptive_runners: bool = False
     """Grow/shrink the EnvRunner pool with the adaptive concurrency controller."""
     max_env_runners: int = 4
@@ -121,6 +127,7 @@ class RuntimeConfig:
     def __post_init__(self) -> None:
         require(self.num_env_runners >= 0, "runtime.num_env_runners", self.num_env_runners, "an integer >= 0")
         require(self.num_learners >= 0, "runtime.num_learners", self.num_learners, "an integer >= 0")
+        require(self.torch_threads >= 1, "runtime.torch_threads", self.torch_threads, "an integer >= 1")
         require(
             self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
             "runtime.device",

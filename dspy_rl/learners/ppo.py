@@ -78,13 +78,16 @@ def ppo_terms(
     log_ratio = logp - old_logp
     ratio = log_ratio.exp()
     pg = torch.maximum(-adv * ratio, -adv * ratio.clamp(1 - clip, 1 + clip))
-    return {
+    terms = {
         "pg_loss": _masked_mean(pg, weight),
         "v_loss": _masked_mean(0.5 * (value - ret) ** 2, weight),
         "entropy": _masked_mean(entropy, weight),
-        "approx_kl": _masked_mean((ratio - 1) - log_ratio, weight).detach(),
-        "clipfrac": _masked_mean(((ratio - 1).abs() > clip).float(), weight).detach(),
     }
+    with torch.no_grad():  # diagnostics: keep them out of the autograd graph
+        ratio, log_ratio = ratio.detach(), log_ratio.detach()
+        terms["approx_kl"] = _masked_mean((ratio - 1) - log_ratio, weight)
+        terms["clipfrac"] = _masked_mean(((ratio - 1).abs() > clip).float(), weight)
+    return terms
 
 
 @dataclass
@@ -130,7 +133,10 @@ class PPOLearner:
         self.forward_model: nn.Module = self.model
         self.hp, self.device = hp, device
         self.amp = mixed_precision and device.type == "cuda"
-        self.optimizers = {p: torch.optim.Adam(self._trained_params(p), lr=hp.lr, eps=1e-5) for p in POLICIES}
+        # Fused Adam (one kernel per optimizer) is several times faster than the per-tensor loop on CPU too.
+        self.optimizers = {
+            p: torch.optim.Adam(self._trained_params(p), lr=hp.lr, eps=1e-5, fused=True) for p in POLICIES
+        }
         self.generator = torch.Generator().manual_seed(seed)
 
     def _trained_params(self, policy: str) -> Any:
@@ -154,19 +160,20 @@ class PPOLearner:
         }
         self._prepare(data)
         n = data["obs"].shape[0]
-        sums: dict[str, float] = {}
+        sums: dict[str, torch.Tensor] = {}
         count = 0
         mb = min(self.hp.minibatch_size, n)
         for _ in range(self.hp.epochs):
             perm = torch.randperm(n, generator=self.generator).to(self.device)
+            shuffled = {k: v.index_select(0, perm) for k, v in data.items()}  # one gather per epoch
             for start in range(0, n - mb + 1, mb):
-                idx = perm[start : start + mb]
-                for k, v in self._step({k: v[idx] for k, v in data.items()}).items():
-                    sums[k] = sums.get(k, 0.0) + v
+                for k, v in self._step({k: v[start : start + mb] for k, v in shuffled.items()}).items():
+                    sums[k] = sums[k] + v if k in sums else v
                 count += 1
-        return {k: v / max(count, 1) for k, v in sums.items()}
+        # Metrics stay tensors until here: one host sync per update, not one per metric per minibatch.
+        return {k: float(v) / max(count, 1) for k, v in sums.items()}
 
-    def _losses(self, mb: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def _losses(self, mb: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         hp = self.hp
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = self.forward_model(
@@ -175,24 +182,24 @@ class PPOLearner:
         tool = (out.logp_tool, mb["logp_tool"], mb["adv_tool"], out.v_tool, mb["ret_tool"], out.ent_tool)
         arg = (out.logp_arg, mb["logp_arg"], mb["adv_arg"], out.v_arg, mb["ret_arg"], out.ent_arg)
         loss = torch.zeros((), device=self.device)
-        metrics: dict[str, float] = {}
+        metrics: dict[str, torch.Tensor] = {}
         for p, (logp, old, adv, v, ret, ent) in {"A": tool, "B": tool, "C": arg}.items():
             terms = ppo_terms(logp, old, adv, v.float(), ret, ent, mb[f"w_{p}"], hp.clip)
             loss = loss + terms["pg_loss"] + hp.vf_coef * terms["v_loss"] - hp.ent_coef * terms["entropy"]
-            metrics.update({f"{p}/{k}": float(t.detach()) for k, t in terms.items()})
+            metrics.update({f"{p}/{k}": t.detach() for k, t in terms.items()})
         return loss, metrics
 
-    def _step(self, mb: dict[str, torch.Tensor]) -> dict[str, float]:
+    def _step(self, mb: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         loss, metrics = self._losses(mb)
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
         loss.backward()
         for p in POLICIES:
-            metrics[f"{p}/grad_norm"] = float(
-                nn.utils.clip_grad_norm_(self._trained_params(p), self.hp.max_grad_norm)
+            metrics[f"{p}/grad_norm"] = nn.utils.clip_grad_norm_(
+                self._trained_params(p), self.hp.max_grad_norm, foreach=True
             )
             self.optimizers[p].step()
-        metrics["loss"] = float(loss.detach())
+        metrics["loss"] = loss.detach()
         return metrics
 
     def state_dict(self) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import ray
@@ -13,6 +13,18 @@ from dspy_rl.runners.env_runner import EnvRunner, RolloutSpec
 
 log = logging.getLogger(__name__)
 _ACTOR_FAILURES = (RayActorError, ActorDiedError, ActorUnavailableError)
+
+
+@dataclass
+class Pending:
+    """Rollouts in flight: one object ref per runner index, and what to resample a lost one with."""
+
+    refs: dict[int, ray.ObjectRef]
+    weights_ref: ray.ObjectRef
+    args: tuple[Any, ...]
+    method: str
+    version: int = 0
+    """The caller's count of policy updates when the weights were sent (to report the policy lag)."""
 
 
 class RunnerPool:
@@ -56,12 +68,15 @@ class RunnerPool:
     def env_info(self) -> dict[str, int]:
         return ray.get(next(iter(self.runners.values())).env_info.remote())
 
-    def sample(self, weights_ref: ray.ObjectRef, *args: Any, method: str = "sample") -> list[dict[str, Any]]:
-        """One rollout from every runner (``EnvRunner.<method>(weights, *args)``); dead runners are replaced
-        and resampled (once per call)."""
-        pending = {i: getattr(r, method).remote(weights_ref, *args) for i, r in self.runners.items()}
+    def submit(self, weights_ref: ray.ObjectRef, *args: Any, method: str = "sample") -> Pending:
+        """Start one rollout on every runner (``EnvRunner.<method>(weights, *args)``) without waiting."""
+        refs = {i: getattr(r, method).remote(weights_ref, *args) for i, r in self.runners.items()}
+        return Pending(refs, weights_ref, args, method)
+
+    def collect(self, pending: Pending) -> list[dict[str, Any]]:
+        """Wait for a :meth:`submit`; a runner that died is replaced and its rollout sampled again (once)."""
         results: list[dict[str, Any]] = []
-        for i, ref in pending.items():
+        for i, ref in pending.refs.items():
             try:
                 results.append(ray.get(ref))
             except _ACTOR_FAILURES as exc:
@@ -69,11 +84,16 @@ class RunnerPool:
                 self._kill_quietly(i)
                 self._spawn(i)
                 self.replacements += 1
-                results.append(ray.get(getattr(self.runners[i], method).remote(weights_ref, *args)))
+                retry = getattr(self.runners[i], pending.method).remote(pending.weights_ref, *pending.args)
+                results.append(ray.get(retry))
         return results
 
+    def sample(self, weights_ref: ray.ObjectRef, *args: Any, method: str = "sample") -> list[dict[str, Any]]:
+        """One rollout from every runner, waited for (:meth:`submit` then :meth:`collect`)."""
+        return self.collect(self.submit(weights_ref, *args, method=method))
+
     def resize(self, target: int) -> None:
-        """Grow or shrink the pool to ``target`` runners (at least one)."""
+        """Grow or shrink the pool to ``target`` runners (at least one); call it with nothing in flight."""
         target = max(1, target)
         for i in range(len(self.runners), target):
             self._spawn(i)

@@ -95,6 +95,28 @@ def test_trained_checkpoint_evaluates_through_the_eval_cli(tmp_path: Path) -> No
         eval_cli.evaluate(eval_cli.load_config(["policy=checkpoint", f"checkpoint={tmp_path / 'missing'}"]))
 
 
+@pytest.mark.parametrize(("async_sampling", "lag"), [(True, 1), (False, 0)])
+def test_async_sampling_overlaps_one_batch_and_stops_at_the_exact_total(
+    ray_session, tmp_path: Path, async_sampling: bool, lag: int
+) -> None:
+    """With async sampling the runner samples batch k+1 (with the weights before update k) while the learner
+    trains on batch k: every batch after the first is one update behind. Synchronous sampling has no lag."""
+    rows: list[dict] = []
+    result = run_training(
+        [
+            *FAST,
+            "runtime.num_env_runners=1",
+            f"runtime.async_sampling={str(async_sampling).lower()}",
+            "total_env_steps=14000",  # not a multiple of the 2048-step batch: the last one is partial
+            f"run_dir={tmp_path}",
+        ],
+        report=rows.append,
+    )
+    assert result["env_steps"] == 14000
+    assert [r["policy_lag"] for r in rows] == [0] + [lag] * (len(rows) - 1)
+    assert [r["env_steps"] for r in rows][-2:] == [12288, 14000]
+
+
 def test_runner_actors_and_ddp_learners(ray_session, tmp_path: Path) -> None:
     """Two EnvRunner actors and two DDP learner actors (gloo); the ranks stay identical."""
     from dspy_rl.learners.learner_group import LearnerGroup
