@@ -66,9 +66,9 @@ class AlgoConfig:
     """Value loss coefficient."""
     ent_coef: float = 0.01
     """Entropy bonus coefficient."""
-    epochs: int = 4
+    epochs: int = 1
     """Passes over each batch."""
-    minibatch_size: int = 2048
+    minibatch_size: int = 1024
     """Samples per gradient step (split across learners when there are several)."""
     max_grad_norm: float = 1.0
     """Per-policy gradient norm clip."""

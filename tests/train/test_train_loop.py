@@ -67,17 +67,18 @@ def test_forcing_cuda_without_gpu_fails_clearly(tmp_path: Path) -> None:
 
 def test_learns_clearly_better_than_random(tmp_path: Path) -> None:
     """A small budget in the driver: random-level success (~0.1) must rise well above it."""
+    total = 2048 * 64
     result = run_training(
-        [*FAST, "total_env_steps=90112", "seed=1", f"run_dir={tmp_path}", "logging.plot=true"]
+        [*FAST, f"total_env_steps={total}", "seed=1", f"run_dir={tmp_path}", "logging.plot=true"]
     )
     rows = _rows(tmp_path)
     assert rows[0]["iter_success_rate"] < 0.3
     assert result["success_rate"] >= 0.6, result
-    assert result["env_steps"] == 90112
+    assert result["env_steps"] == total
     assert (tmp_path / "config.yaml").exists() and (tmp_path / "learning_curve.png").stat().st_size > 10_000
     assert any((tmp_path / "tb").iterdir())
     ckpt = load_checkpoint(latest_checkpoint(tmp_path))
-    assert ckpt["env_steps"] == 90112 and set(ckpt["learner"]["optimizers"]) == {"A", "B", "C"}
+    assert ckpt["env_steps"] == total and set(ckpt["learner"]["optimizers"]) == {"A", "B", "C"}
     for p in "ABC":
         assert f"{p}/entropy" in rows[-1] and f"{p}/pg_loss" in rows[-1]
 
