@@ -2,7 +2,7 @@
 
     python bench/sweep_benchmark.py                          # 3 synthetic objectives x 5 seeds, all searchers
     python bench/sweep_benchmark.py --seeds 8 --objectives branin,hartmann6,ppo_like
-    python bench/sweep_benchmark.py --ppo --ppo-seeds 5      # plus a small real PPO sweep (slow: minutes)
+    python bench/sweep_benchmark.py --ppo --ppo-seeds 5      # plus a real PPO sweep (conf/sweep/ppo_cost.yaml)
 
 Every searcher runs in the same process against the same objective, one trial at a time (``--parallel`` keeps
 several outstanding). For each (objective, searcher, seed) we record the cumulative cost of all trials up to and
@@ -20,6 +20,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import statistics
 import sys
 import time
@@ -27,7 +28,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+# One thread per BLAS/OpenMP pool: on a shared 2-core machine, busy-waiting worker pools made PPO trials ~20x slower.
+# (Set before numpy/torch load them; the cost measured here, env steps, does not depend on it.)
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -48,8 +54,11 @@ def run_one(
     trials: int,
     parallel: int,
     stop_score: float | None,
+    options: Mapping[str, Any] | None = None,
 ) -> tuple[list[TrialRecord], float]:
-    searcher = make_searcher(searcher_name, space, "score", "max", "cost", seed=seed)
+    # ``options`` (e.g. the sweep's declared ``fidelity``) go to our searchers only; random and Optuna take none.
+    opts = dict(options or {}) if searcher_name in ("protein", "carbs") else {}
+    searcher = make_searcher(searcher_name, space, "score", "max", "cost", seed=seed, **opts)
     t0 = time.perf_counter()
     # With a known threshold nothing after the first trial that reaches it changes the measurement.
     records = run_direct(searcher, objective, trials, parallel=parallel, stop_score=stop_score)
@@ -87,12 +96,28 @@ def bench_objective(
     seeds: list[int],
     caps: Mapping[str, int],
     parallel: int,
+    options: Mapping[str, Any] | None = None,
+    reuse: Mapping[str, Mapping[int, tuple[list[TrialRecord], float]]] | None = None,
+    partial: Path | None = None,
 ) -> dict[str, Any]:
     raw: dict[str, list[list[TrialRecord]]] = {s: [] for s in searchers}
     times: dict[str, list[float]] = {s: [] for s in searchers}
     for seed in seeds:
         for s in searchers:
-            recs, dt = run_one(s, objective, space, seed, caps[s], parallel, threshold)
+            if reuse and seed in reuse.get(s, {}):  # this searcher's trials from an earlier identical run
+                recs, dt = reuse[s][seed]
+                raw[s].append(recs)
+                times[s].append(dt)
+                log.info("%s seed %d %-8s reused %d trials", label, seed, s, len(recs))
+                continue
+            recs, dt = run_one(s, objective, space, seed, caps[s], parallel, threshold, options)
+            if partial is not None:  # every finished run, as it finishes (long PPO benchmarks)
+                with partial.open("a") as f:
+                    rows = [[r.trial_id, r.config, r.score, r.cost] for r in recs]
+                    f.write(
+                        json.dumps({"label": label, "searcher": s, "seed": seed, "s": dt, "records": rows})
+                        + "\n"
+                    )
             raw[s].append(recs)
             times[s].append(dt)
             best = max((r.score for r in recs if r.score is not None), default=float("nan"))
@@ -117,6 +142,7 @@ def bench_objective(
                     "trials": len(recs),
                     "failures": sum(r.score is None for r in recs),
                     "searcher_s": times[s][i],
+                    "records": [[r.trial_id, r.config, r.score, r.cost] for r in recs],
                 }
             )
     return {"label": label, "runs": results, "summary": summarize(results)}
@@ -168,6 +194,30 @@ class PPOObjective:
         return (float(score) if score is not None and math.isfinite(score) else None), float(out["env_steps"])
 
 
+def load_reuse(
+    path: str, sweep: str, caps: Mapping[str, int]
+) -> dict[str, dict[int, tuple[list[TrialRecord], float]]]:
+    """PPO trial records of an earlier run of the same sweep, per searcher and seed (only where the caps match)."""
+    prev = json.loads(Path(path).read_text())
+    bench = prev["objectives"].get(sweep)
+    if bench is None:
+        return {}
+    prev_args = prev["args"]
+    prev_caps = {
+        s: prev_args["ppo_peer_trials"] if s in ("random", "optuna") else prev_args["ppo_trials"]
+        for s in bench["runs"]
+    }
+    out: dict[str, dict[int, tuple[list[TrialRecord], float]]] = {}
+    for s, runs in bench["runs"].items():
+        if caps.get(s) != prev_caps[s]:
+            continue
+        out[s] = {
+            r["seed"]: ([TrialRecord(t, c, sc, co) for t, c, sc, co in r["records"]], r["searcher_s"])
+            for r in runs
+        }
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--objectives", default="branin,hartmann6,ppo_like")
@@ -183,10 +233,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--parallel", type=int, default=1)
     ap.add_argument(
-        "--ppo", action="store_true", help="also run a small real PPO sweep (conf/sweep/ppo_tiny.yaml)"
+        "--ppo", action="store_true", help="also run a real PPO sweep (conf/sweep/<--ppo-sweep>.yaml)"
     )
+    ap.add_argument("--ppo-sweep", default="ppo_cost", help="the sweep definition of the real PPO sweep")
     ap.add_argument("--ppo-seeds", type=int, default=5)
-    ap.add_argument("--ppo-trials", type=int, default=10)
+    ap.add_argument("--ppo-trials", type=int, default=24, help="PPO trial cap for our searcher")
+    ap.add_argument("--ppo-peer-trials", type=int, default=24, help="PPO trial cap for random and Optuna")
+    ap.add_argument(
+        "--ppo-reuse",
+        default=None,
+        help="a previous output JSON: reuse its PPO trials for the searchers and seeds it has (same sweep and "
+        "caps), run only the rest (PPO trials are deterministic given the config; a searcher's trials do not "
+        "depend on the other searchers)",
+    )
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "sweep_benchmark.json"))
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -225,23 +284,33 @@ def main(argv: list[str] | None = None) -> int:
         report["objectives"][name] = bench
         print_table(bench)
     if args.ppo:
+        import torch
+
         from dspy_rl.cli.sweep import load_config
 
-        cfg = load_config(["sweep=ppo_tiny"])
+        torch.set_num_threads(1)  # one core per trial; the cost (env steps) does not depend on it
+        cfg = load_config([f"sweep={args.ppo_sweep}"])
         space = SearchSpace.from_spec(cfg.sweep.parameters)
         run_root = Path(args.out).parent / "ppo_runs" / time.strftime("%Y%m%d-%H%M%S")
         ppo_searchers = [s for s in searchers if s != "carbs"]
+        ppo_caps = {
+            s: args.ppo_peer_trials if s in ("random", "optuna") else args.ppo_trials for s in ppo_searchers
+        }
+        reuse = load_reuse(args.ppo_reuse, args.ppo_sweep, ppo_caps) if args.ppo_reuse else None
         bench = bench_objective(
-            "ppo_tiny (real PPO, cost = env steps)",
+            f"{args.ppo_sweep} (real PPO, cost = env steps)",
             PPOObjective(list(cfg.sweep.fixed), run_root),
             space,
             None,
             ppo_searchers,
             list(range(args.ppo_seeds)),
-            {s: args.ppo_trials for s in ppo_searchers},
+            ppo_caps,
             1,
+            {"fidelity": cfg.sweep.fidelity} if cfg.sweep.fidelity else None,
+            reuse,
+            Path(args.out).with_suffix(".partial.jsonl"),
         )
-        report["objectives"]["ppo_tiny"] = bench
+        report["objectives"][args.ppo_sweep] = bench
         print_table(bench)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -57,6 +57,9 @@ class SweepDef:
     fixed: list[str] = field(default_factory=list)
     #: name -> {space: linear|log|pow2|logit|int|choice, min, max | values}
     parameters: dict[str, Any] = field(default_factory=dict)
+    #: the searched parameter that sets each trial's budget (e.g. ``total_env_steps``), or None. protein/carbs
+    #: then run their warm-up at its cheapest value and raise it step by step (multi-fidelity); the others ignore it
+    fidelity: str | None = None
 
 
 @dataclass
@@ -116,6 +119,12 @@ class SweepConfig:
         require(bool(s.metric), "sweep.metric", s.metric, "a reported result key, e.g. success_rate")
         require(bool(s.cost), "sweep.cost", s.cost, "wall_s | env_steps")
         require(
+            s.fidelity is None or s.fidelity in s.parameters,
+            "sweep.fidelity",
+            s.fidelity,
+            "null or one of the searched parameters",
+        )
+        require(
             self.objective != "train" or bool(s.parameters),
             "sweep.parameters",
             s.parameters,
@@ -132,6 +141,13 @@ class SweepConfig:
     @property
     def objective(self) -> str:
         return self.sweep.objective
+
+
+def fidelity_option(cfg: SweepConfig) -> dict[str, Any]:
+    """``{"fidelity": name}`` for protein/carbs when the sweep declares its budget parameter, else nothing."""
+    if cfg.sweep.fidelity is None or cfg.searcher not in ("protein", "carbs"):
+        return {}
+    return {"fidelity": cfg.sweep.fidelity}
 
 
 def load_config(argv: Sequence[str] = ()) -> SweepConfig:
@@ -266,6 +282,7 @@ def run_sweep(cfg: SweepConfig) -> dict[str, Any]:
                 seed=cfg.seed,
                 num_warmup=cfg.num_warmup,
                 max_suggestion_cost=cfg.max_suggestion_cost,
+                **fidelity_option(cfg),
                 **dict(cfg.searcher_options),
             )
             run_dir.mkdir(parents=True, exist_ok=True)

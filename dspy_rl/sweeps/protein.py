@@ -12,6 +12,12 @@ Each model-based suggestion:
 4. **Acquisition** -- ``UCB(x)`` rescaled to [0, 1] over the candidates, times a Gaussian weight of the distance between
    the predicted log-cost and the target, times the predicted success probability; candidates predicted over
    ``max_suggestion_cost`` are excluded.
+
+With a declared ``fidelity`` parameter (multi-fidelity mode: the warm-up ran at its cheapest value) step 3 works on
+that parameter directly: the budget of model step ``k`` is fidelity level ``(k + 1) mod L`` (levels cheapest
+first), so the budget is raised one level at a time from the warm-up's and then cycles cheap-to-dear; every
+candidate is placed at that budget and step 4 is the rescaled UCB there (the score GP spans the fidelity dimension,
+so what the cheap trials showed carries over to the dearer budget).
 """
 
 from __future__ import annotations
@@ -86,7 +92,22 @@ class ProteinSearcher(CostAwareSearcher):
         uniform = ctx.rng.random((n_global, d))
         return self._snap_all(np.concatenate([local, uniform]))
 
+    def _propose_fidelity(self, ctx: ModelContext) -> np.ndarray:
+        levels = self.fidelity_levels()
+        level = float(levels[(ctx.step + 1) % len(levels)])
+        cands = self._candidates(ctx)
+        cands[:, self.fidelity_index] = level
+        mu, sd, lc = self._predict(ctx, cands)
+        ucb = mu + self.ucb_beta * sd
+        span = ucb.max() - ucb.min()
+        u = (ucb - ucb.min()) / span if span > 1e-12 else np.ones_like(ucb)
+        factor = self._penalties(ctx, cands, lc)
+        ctx.extra.update(fidelity_level=level)
+        return self._pick(cands, (u + 1e-6) * factor, factor, lc)
+
     def _propose(self, ctx: ModelContext) -> np.ndarray:
+        if self.fidelity is not None:
+            return self._propose_fidelity(ctx)
         cands = self._candidates(ctx)
         mu, sd, lc = self._predict(ctx, cands)
         ucb = mu + self.ucb_beta * sd

@@ -8,6 +8,9 @@ What lives here (and not in the algorithm files):
 * Observations: each finished trial becomes ``(x in unit cube, score, cost)``; errored trials or trials without a
   finite metric become failures.
 * Quasi-random warm-up: the first ``num_warmup`` suggestions are scrambled Sobol points.
+* Fidelity (optional): with ``fidelity=<parameter>`` (the searched parameter that sets a trial's budget, e.g.
+  ``total_env_steps``) the warm-up runs every Sobol point at that parameter's cheapest value, and the subclasses
+  choose the budget of model-based suggestions from :meth:`CostAwareSearcher.fidelity_levels`.
 * Surrogates: one :class:`~dspy_rl.sweeps.gp.ExactGP` for the score (maximize orientation) and one for log-cost.
 * Pending trials: a "kriging believer" -- each running trial is added to both GPs as a fantasy observation at the
   model's own prediction, which collapses the variance there, so parallel suggestions spread out.
@@ -87,6 +90,8 @@ class CostAwareSearcher(Searcher):
         kernel: ``"matern52"`` or ``"rbf"``.
         num_candidates: candidates scored by the acquisition per suggestion.
         failure_radius: lengthscale (unit cube) over which a failed trial lowers the predicted success.
+        fidelity: name of the searched parameter that sets each trial's budget (multi-fidelity mode), or None.
+            The warm-up is then cheap (that parameter at its minimum); its default size is ``max(4, dim // 2 + 1)``.
     """
 
     name = "cost_aware"
@@ -103,6 +108,7 @@ class CostAwareSearcher(Searcher):
         kernel: str = "matern52",
         num_candidates: int = 512,
         failure_radius: float = 0.15,
+        fidelity: str | None = None,
     ):
         if mode is not None and mode not in ("max", "min"):
             raise ValueError(f"mode={mode!r}; use 'max' or 'min'")
@@ -125,6 +131,7 @@ class CostAwareSearcher(Searcher):
         self.kernel = kernel
         self.num_candidates = int(num_candidates)
         self.failure_radius = float(failure_radius)
+        self.fidelity = fidelity
         self.observations: list[Observation] = []
         self._pending: dict[str, list[float]] = {}
         self._last_result: dict[str, dict[str, float]] = {}
@@ -140,6 +147,26 @@ class CostAwareSearcher(Searcher):
     # ------------------------------------------------------------------------------------------ configuration
     def _set_space(self, space: SearchSpace | Mapping[str, Mapping[str, Any]]) -> None:
         self._space = space if isinstance(space, SearchSpace) else SearchSpace.from_spec(space)
+        if self.fidelity is not None and self.fidelity not in self._space.names:
+            raise SpaceError(
+                f"fidelity={self.fidelity!r} is not a searched parameter; choose one of {self._space.names}"
+            )
+
+    @property
+    def fidelity_index(self) -> int | None:
+        """Position of the fidelity parameter in the unit vector (None without one)."""
+        return None if self.fidelity is None else self.space.names.index(self.fidelity)
+
+    def fidelity_levels(self, num: int = 5) -> np.ndarray:
+        """The distinct unit-cube values of the fidelity parameter, cheapest first (``num`` for continuous ones)."""
+        i = self.fidelity_index
+        if i is None:
+            raise RuntimeError("no fidelity parameter")
+        param = self.space.params[i]
+        levels = np.unique(np.round(param.snap_unit(np.linspace(0.0, 1.0, 257)), 12))
+        if len(levels) > num:  # continuous, or many discrete values: ``num`` spread over the range
+            levels = np.unique(np.round(param.snap_unit(np.linspace(0.0, 1.0, num)), 12))
+        return levels
 
     @property
     def space(self) -> SearchSpace:
@@ -153,6 +180,8 @@ class CostAwareSearcher(Searcher):
     def num_warmup(self) -> int:
         if self._num_warmup_arg is not None:
             return self._num_warmup_arg
+        if self.fidelity is not None:  # cheap points, but each warm-up trial still costs: about half as many
+            return max(4, self.space.dim // 2 + 1)
         return max(4, 2 * self.space.dim)
 
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
@@ -198,7 +227,10 @@ class CostAwareSearcher(Searcher):
         if self._sobol_drawn:
             engine.fast_forward(self._sobol_drawn)
         self._sobol_drawn += 1
-        return engine.draw(1, dtype=torch.float64)[0].numpy()
+        x = engine.draw(1, dtype=torch.float64)[0].numpy()
+        if self.fidelity is not None:  # multi-fidelity warm-up: every point at the cheapest budget
+            x[self.fidelity_index] = 0.0
+        return x
 
     def _model_context(self, ok: list[Observation]) -> ModelContext:
         x = np.array([o.x for o in ok], dtype=np.float64)
@@ -376,6 +408,7 @@ class CostAwareSearcher(Searcher):
             "score_gp": asdict(self._score_gp.hyper) if self._score_gp.hyper else None,
             "cost_gp": asdict(self._cost_gp.hyper) if self._cost_gp.hyper else None,
             "seed": self.seed,
+            "fidelity": self.fidelity,
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -404,6 +437,11 @@ class CostAwareSearcher(Searcher):
         self._rng = np.random.default_rng()
         self._rng.bit_generator.state = state["rng"]
         self.seed = int(state["seed"])
+        if state.get("fidelity", self.fidelity) != self.fidelity:
+            raise ValueError(
+                f"the saved searcher state has fidelity={state.get('fidelity')!r}, this searcher "
+                f"{self.fidelity!r}; restore with the same sweep config"
+            )
         self._score_gp.hyper = GPHyper(**state["score_gp"]) if state["score_gp"] else None
         self._cost_gp.hyper = GPHyper(**state["cost_gp"]) if state["cost_gp"] else None
         self._fitted_on = len(self._successes()) if self._score_gp.hyper else -1

@@ -129,6 +129,7 @@ def test_cli_resume_needs_a_run_dir_with_a_sweep(ray_session, tmp_path) -> None:
         (["sweep=branin", "sweep.mode=maximize"], "sweep.mode"),
         (["sweep=branin", "sweep.objective=synthetic:nope"], "unknown synthetic objective"),
         (["sweep=branin", "+sweep.parameters.x1.space=cubic"], "choose one of"),
+        (["sweep=ppo_cost", "sweep.fidelity=algo.gamma"], "sweep.fidelity"),
     ],
 )
 def test_cli_rejects_bad_configs_with_a_message(argv: list[str], match: str, tmp_path) -> None:
