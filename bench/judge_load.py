@@ -15,7 +15,7 @@ that takes ``--service-ms`` per call, one call at a time per replica: an I/O-bou
 GPU model) whose capacity grows with replicas even on a small CPU box. ``embedding`` is all-MiniLM-L6-v2 on
 this machine's CPU (one torch thread per replica), which on a 2-core host cannot scale.
 
-Capacity C is calibrated first on ``fixed``: unloaded latency from 100 sequential requests, C from a closed
+Capacity C is calibrated first on ``fixed``: unloaded latency from ``--unloaded-n`` (300) sequential requests, C from a closed
 loop with 8 concurrent clients. Each variant then gets Poisson arrivals at 0.5x, 1x and 2x C, in that order on
 the same deployment (open loop: arrivals do not wait for answers), ``--phase-s`` seconds each. Per phase:
 p50/p99 latency, throughput, errors (non-200 or client timeout), the share of answers in which every judge
@@ -273,11 +273,14 @@ def main(argv: list[str] | None = None) -> int:
         help="llm-stub: LLM judge against a local endpoint with --service-ms per call (I/O-bound, like a "
         "remote or GPU model); embedding: all-MiniLM-L6-v2 on this CPU",
     )
+    ap.add_argument(
+        "--unloaded-n", type=int, default=300, help="sequential requests for the unloaded p50/p99 baseline"
+    )
     ap.add_argument("--service-ms", type=float, default=100.0, help="llm-stub: endpoint time per call")
     ap.add_argument(
         "--tolerance",
         type=float,
-        default=1.5,
+        default=1.1,
         help="controller latency_tolerance (adaptive variants): latency allowed above the no-load latency",
     )
     ap.add_argument("--serve-stub", type=int, default=0, help=argparse.SUPPRESS)
@@ -335,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         # calibration on the fixed deployment
         deploy(config("fixed", args.workload, port, args.deadline_s, stub_url, args.tolerance))
         asyncio.run(sequential(base, 10, items, 2))  # warm-up
-        unloaded = asyncio.run(sequential(base, 100, items, 2))
+        unloaded = asyncio.run(sequential(base, args.unloaded_n, items, 2))
         cap = asyncio.run(closed_loop(base, 8, 8.0, items, 2))
         capacity = cap["throughput_rps"]
         report["calibration"] = {"unloaded": unloaded, "closed_loop_8": cap, "capacity_rps": capacity}
