@@ -75,8 +75,9 @@ class RunLogger:
             self.wandb.log(row, step=step)
         if self.bar is not None:
             self.bar.update(advance)
+            # tqdm's own rate (env steps/s, smoothed) is on the bar; one iteration's rate reads low on a partial batch
             self.bar.set_postfix_str(
-                f"sps={metrics.get('env_steps_per_s', 0):,.0f} success={metrics.get('success_rate', 0):.2f} "
+                f"success={metrics.get('success_rate', 0):.2f} "
                 f"ret A/B/C={metrics.get('return_A', 0):.1f}/{metrics.get('return_B', 0):.1f}/"
                 f"{metrics.get('return_C', 0):.1f}",
                 refresh=False,
