@@ -87,6 +87,11 @@ def summarize(
     return out
 
 
+def record_rows(recs: list[TrialRecord]) -> list[list[Any]]:
+    """Trial records as JSON rows ``[trial_id, config, score, cost]`` (read back by :func:`load_reuse`)."""
+    return [[r.trial_id, r.config, r.score, r.cost] for r in recs]
+
+
 def bench_objective(
     label: str,
     objective: Callable,
@@ -113,11 +118,8 @@ def bench_objective(
             recs, dt = run_one(s, objective, space, seed, caps[s], parallel, threshold, options)
             if partial is not None:  # every finished run, as it finishes (long PPO benchmarks)
                 with partial.open("a") as f:
-                    rows = [[r.trial_id, r.config, r.score, r.cost] for r in recs]
-                    f.write(
-                        json.dumps({"label": label, "searcher": s, "seed": seed, "s": dt, "records": rows})
-                        + "\n"
-                    )
+                    row = {"label": label, "searcher": s, "seed": seed, "s": dt, "records": record_rows(recs)}
+                    f.write(json.dumps(row) + "\n")
             raw[s].append(recs)
             times[s].append(dt)
             best = max((r.score for r in recs if r.score is not None), default=float("nan"))
@@ -142,7 +144,7 @@ def bench_objective(
                     "trials": len(recs),
                     "failures": sum(r.score is None for r in recs),
                     "searcher_s": times[s][i],
-                    "records": [[r.trial_id, r.config, r.score, r.cost] for r in recs],
+                    "records": record_rows(recs),
                 }
             )
     return {"label": label, "runs": results, "summary": summarize(results)}

@@ -226,17 +226,21 @@ class Trainer:
         pending = None
         resize_to: int | None = None
 
+        def rollout_steps(trained_steps: int, n_runners: int) -> int:
+            """Steps per env of the next PPO batch: the last one samples only what is left, so the run ends at
+            exactly total_env_steps."""
+            per_step = cfg.env.num_envs * n_runners
+            return min(algo.rollout_len, -(-(cfg.total_env_steps - trained_steps) // per_step))
+
         def submit(trained_steps: int) -> Any:
-            """Ask every runner for its share of the next batch (the runs stop at exactly total_env_steps)."""
+            """Ask every runner for its share of the next batch."""
             import ray
 
             weights = ray.put(learners.weights())
             if grpo:  # one whole episode per env, in snapshot groups
                 request = pool.submit(weights, algo.group_size, method="sample_groups")
             else:
-                per_step = cfg.env.num_envs * len(pool)
-                steps = min(algo.rollout_len, -(-(cfg.total_env_steps - trained_steps) // per_step))
-                request = pool.submit(weights, steps, method="sample")
+                request = pool.submit(weights, rollout_steps(trained_steps, len(pool)), method="sample")
             request.version = iteration
             return request
 
@@ -254,8 +258,7 @@ class Trainer:
                 elif grpo:
                     rollouts = [local_runner.sample_groups(learners.weights(), algo.group_size)]
                 else:
-                    steps = min(algo.rollout_len, -(-remaining // cfg.env.num_envs))
-                    rollouts = [local_runner.sample(learners.weights(), steps)]
+                    rollouts = [local_runner.sample(learners.weights(), rollout_steps(env_steps, 1))]
                 n_runners = len(rollouts)
                 t_sample = time.perf_counter() - t0
                 batch = {k: np.concatenate([r[k] for r in rollouts]) for k in batch_keys(hp)}

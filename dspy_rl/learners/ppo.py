@@ -84,7 +84,6 @@ def ppo_terms(
         "entropy": _masked_mean(entropy, weight),
     }
     with torch.no_grad():  # diagnostics: keep them out of the autograd graph
-        ratio, log_ratio = ratio.detach(), log_ratio.detach()
         terms["approx_kl"] = _masked_mean((ratio - 1) - log_ratio, weight)
         terms["clipfrac"] = _masked_mean(((ratio - 1).abs() > clip).float(), weight)
     return terms

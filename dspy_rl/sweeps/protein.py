@@ -92,31 +92,23 @@ class ProteinSearcher(CostAwareSearcher):
         uniform = ctx.rng.random((n_global, d))
         return self._snap_all(np.concatenate([local, uniform]))
 
-    def _propose_fidelity(self, ctx: ModelContext) -> np.ndarray:
-        levels = self.fidelity_levels()
-        level = float(levels[(ctx.step + 1) % len(levels)])
+    def _propose(self, ctx: ModelContext) -> np.ndarray:
         cands = self._candidates(ctx)
-        cands[:, self.fidelity_index] = level
+        if self.fidelity is not None:  # every candidate at this step's budget level
+            levels = self.fidelity_levels()
+            level = float(levels[(ctx.step + 1) % len(levels)])
+            cands[:, self.fidelity_index] = level
         mu, sd, lc = self._predict(ctx, cands)
         ucb = mu + self.ucb_beta * sd
         span = ucb.max() - ucb.min()
         u = (ucb - ucb.min()) / span if span > 1e-12 else np.ones_like(ucb)
         factor = self._penalties(ctx, cands, lc)
-        ctx.extra.update(fidelity_level=level)
-        return self._pick(cands, (u + 1e-6) * factor, factor, lc)
-
-    def _propose(self, ctx: ModelContext) -> np.ndarray:
         if self.fidelity is not None:
-            return self._propose_fidelity(ctx)
-        cands = self._candidates(ctx)
-        mu, sd, lc = self._predict(ctx, cands)
-        ucb = mu + self.ucb_beta * sd
-        span = ucb.max() - ucb.min()
-        u = (ucb - ucb.min()) / span if span > 1e-12 else np.ones_like(ucb)
+            ctx.extra.update(fidelity_level=level)
+            return self._pick(cands, (u + 1e-6) * factor, factor, lc)
         target = self.cost_target(ctx.log_cost, ctx.step)
         width = self.cost_bandwidth * max(float(np.ptp(ctx.log_cost)), 1e-3)
         closeness = np.exp(-0.5 * ((lc - target) / width) ** 2)
-        factor = self._penalties(ctx, cands, lc)
         # 1e-3 keeps a total order among candidates far from the target (closeness underflows to 0 there).
         acq = (u + 1e-6) * (closeness + 1e-3) * factor
         ctx.extra.update(target_log_cost=target)
