@@ -301,12 +301,17 @@ class KafkaIngester:
             batch.error = exc
 
     def _writer_loop(self) -> None:
+        failed_generation = -1
         while True:
             batch = self._todo.get()
             if batch is None:
                 return
-            if batch.generation == self._generation:  # else: dropped by a rewind, will be polled again
+            # Skip batches dropped by a rewind, and the ones queued behind a failed write: the consumer rewinds
+            # to the failed batch and polls them again, so writing them now would dead-letter their records twice.
+            if batch.generation == self._generation and batch.generation != failed_generation:
                 self._write(batch)
+                if batch.error is not None:
+                    failed_generation = batch.generation
             self._done.put(batch)
 
     def _complete(self, batch: _Batch) -> None:
