@@ -59,7 +59,15 @@ class GRPOEnvLearner(PPOLearner):
         return {**metrics, "kl_beta": self.beta}
 
     def _losses(self, mb: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        args = (mb["obs"], mb["tool_mask"], mb["arg_mask"], mb["phase"], mb["tools"], mb["args"])
+        args = (
+            mb["obs"],
+            mb["tool_mask"],
+            mb["arg_mask"],
+            mb["phase"],
+            mb["tools"],
+            mb["args"],
+            mb["arg_active"],
+        )
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = self.forward_model(*args)
             with torch.no_grad():

@@ -5,7 +5,9 @@ the argument policy C. The team reward trains both streams; C's policy loss coun
 takes an argument (``arg_active``), since elsewhere its action has no effect and would only add noise.
 Each policy has its own actor, critic and Adam optimizer; because no parameter is shared, summing the three
 losses and stepping each optimizer is exactly three independent PPO updates, done in one backward pass (and
-one DDP all-reduce when distributed).
+one DDP all-reduce when distributed). The three policies' terms are computed together on ``(N, 3)`` tensors (one
+column per policy; ``w`` marks the samples a policy acted on): a third of the operations of a loop over the
+policies, which matters on CPU, where small ops cost more than their arithmetic.
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ def _normalize(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def _masked_mean(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    return (x * w).sum() / w.sum().clamp(min=1.0)
+    """Weighted mean over the samples (dim 0): one value per policy column."""
+    return (x * w).sum(0) / w.sum(0).clamp(min=1.0)
 
 
 def ppo_terms(
@@ -74,7 +77,7 @@ def ppo_terms(
     weight: torch.Tensor,
     clip: float,
 ) -> dict[str, torch.Tensor]:
-    """Clipped surrogate, value loss and entropy of one policy, averaged over the samples it acted on."""
+    """Clipped surrogate, value loss and entropy per policy (column), averaged over the samples it acted on."""
     log_ratio = logp - old_logp
     ratio = log_ratio.exp()
     pg = torch.maximum(-adv * ratio, -adv * ratio.clamp(1 - clip, 1 + clip))
@@ -87,6 +90,11 @@ def ppo_terms(
         terms["approx_kl"] = _masked_mean((ratio - 1) - log_ratio, weight)
         terms["clipfrac"] = _masked_mean(((ratio - 1).abs() > clip).float(), weight)
     return terms
+
+
+def _per_policy(tool: torch.Tensor, arg: torch.Tensor) -> torch.Tensor:
+    """``(N, 3)`` columns A, B, C of a per-step quantity: A and B share the tool stream, C has the argument's."""
+    return torch.stack((tool, tool, arg), 1)
 
 
 @dataclass
@@ -145,12 +153,15 @@ class PPOLearner:
         self.forward_model = wrapper
 
     def _prepare(self, data: dict[str, torch.Tensor]) -> None:
-        """Per-batch preprocessing in place: per-policy sample weights and advantage normalization."""
+        """Per-batch preprocessing in place: per-policy columns (A, B, C) of weights, old log-probs, advantages
+        (normalized per policy over the samples it acted on) and returns."""
         first = (data["phase"] == 0).float()
-        data["w_A"], data["w_B"], data["w_C"] = first, 1.0 - first, data["arg_active"].float()
-        # Advantages are normalized per policy over the samples that policy acted on.
-        data["adv_tool"] = _normalize(_normalize(data["adv_tool"], first), 1.0 - first)
-        data["adv_arg"] = _normalize(data["adv_arg"], data["w_C"])
+        w = torch.stack((first, 1.0 - first, data["arg_active"].float()), 1)
+        adv_tool = _normalize(_normalize(data.pop("adv_tool"), first), 1.0 - first)
+        data["w"] = w
+        data["adv"] = torch.stack((adv_tool, adv_tool, _normalize(data.pop("adv_arg"), w[:, 2])), 1)
+        data["old_logp"] = _per_policy(data.pop("logp_tool"), data.pop("logp_arg"))
+        data["ret"] = _per_policy(data.pop("ret_tool"), data.pop("ret_arg"))
 
     def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
         data = {
@@ -170,34 +181,54 @@ class PPOLearner:
                     sums[k] = sums[k] + v if k in sums else v
                 count += 1
         # Metrics stay tensors until here: one host sync per update, not one per metric per minibatch.
-        return {k: float(v) / max(count, 1) for k, v in sums.items()}
+        out: dict[str, float] = {}
+        for k, v in sums.items():
+            mean = torch.as_tensor(v, dtype=torch.float64) / max(count, 1)
+            if mean.ndim:  # one value per policy
+                out.update({f"{p}/{k}": x for p, x in zip(POLICIES, mean.tolist(), strict=True)})
+            else:
+                out[k] = mean.item()
+        return out
 
     def _losses(self, mb: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The summed loss and the metrics; a metric with one value per policy is a ``(3,)`` tensor."""
         hp = self.hp
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = self.forward_model(
-                mb["obs"], mb["tool_mask"], mb["arg_mask"], mb["phase"], mb["tools"], mb["args"]
+                mb["obs"],
+                mb["tool_mask"],
+                mb["arg_mask"],
+                mb["phase"],
+                mb["tools"],
+                mb["args"],
+                mb["arg_active"],
             )
-        tool = (out.logp_tool, mb["logp_tool"], mb["adv_tool"], out.v_tool, mb["ret_tool"], out.ent_tool)
-        arg = (out.logp_arg, mb["logp_arg"], mb["adv_arg"], out.v_arg, mb["ret_arg"], out.ent_arg)
-        loss = torch.zeros((), device=self.device)
-        metrics: dict[str, torch.Tensor] = {}
-        for p, (logp, old, adv, v, ret, ent) in {"A": tool, "B": tool, "C": arg}.items():
-            terms = ppo_terms(logp, old, adv, v.float(), ret, ent, mb[f"w_{p}"], hp.clip)
-            loss = loss + terms["pg_loss"] + hp.vf_coef * terms["v_loss"] - hp.ent_coef * terms["entropy"]
-            metrics.update({f"{p}/{k}": t.detach() for k, t in terms.items()})
-        return loss, metrics
+        terms = ppo_terms(
+            _per_policy(out.logp_tool, out.logp_arg),
+            mb["old_logp"],
+            mb["adv"],
+            _per_policy(out.v_tool, out.v_arg).float(),
+            mb["ret"],
+            _per_policy(out.ent_tool, out.ent_arg),
+            mb["w"],
+            hp.clip,
+        )
+        loss = (terms["pg_loss"] + hp.vf_coef * terms["v_loss"] - hp.ent_coef * terms["entropy"]).sum()
+        return loss, {k: t.detach() for k, t in terms.items()}
 
     def _step(self, mb: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         loss, metrics = self._losses(mb)
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
         loss.backward()
-        for p in POLICIES:
-            metrics[f"{p}/grad_norm"] = nn.utils.clip_grad_norm_(
-                self._trained_params(p), self.hp.max_grad_norm, foreach=True
-            )
-            self.optimizers[p].step()
+        metrics["grad_norm"] = torch.stack(
+            [
+                nn.utils.clip_grad_norm_(self._trained_params(p), self.hp.max_grad_norm, foreach=True)
+                for p in POLICIES
+            ]
+        )
+        for opt in self.optimizers.values():
+            opt.step()
         metrics["loss"] = loss.detach()
         return metrics
 

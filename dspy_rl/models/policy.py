@@ -127,12 +127,28 @@ class MultiPolicy(nn.Module):
         phase: torch.Tensor,
         tools: torch.Tensor,
         args: torch.Tensor,
+        arg_active: torch.Tensor | None = None,
     ) -> PolicyOutput:
+        """Log-probabilities, entropies and values of the given actions.
+
+        With ``arg_active`` (steps whose tool takes an argument), C runs on those rows only and its outputs are 0
+        on the others: the learners weight every C term by ``arg_active``, so those rows would cost compute (most
+        of C's, since most tools take no argument) and contribute nothing.
+        """
         tool_logits, v_tool = self._tool_logits_values(obs, phase == 0)
-        c = self.nets["C"]
         logp_tool, ent_tool = _log_prob_entropy(tool_logits, tool_mask, tools)
-        logp_arg, ent_arg = _log_prob_entropy(c.actor(obs), arg_mask, args)
-        return PolicyOutput(logp_tool, logp_arg, ent_tool, ent_arg, v_tool, c.value(obs))
+        c = self.nets["C"]
+        if arg_active is None:
+            logp_arg, ent_arg = _log_prob_entropy(c.actor(obs), arg_mask, args)
+            return PolicyOutput(logp_tool, logp_arg, ent_tool, ent_arg, v_tool, c.value(obs))
+        idx = arg_active.nonzero().squeeze(-1)
+        rows = obs.index_select(0, idx)
+        logp_arg, ent_arg = _log_prob_entropy(
+            c.actor(rows), arg_mask.index_select(0, idx), args.index_select(0, idx)
+        )
+        zeros = obs.new_zeros(obs.shape[0])
+        logp_arg, ent_arg, v_arg = (zeros.index_copy(0, idx, x) for x in (logp_arg, ent_arg, c.value(rows)))
+        return PolicyOutput(logp_tool, logp_arg, ent_tool, ent_arg, v_tool, v_arg)
 
     @torch.no_grad()
     def act(

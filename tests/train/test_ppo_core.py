@@ -82,3 +82,62 @@ def test_update_leaves_policies_without_samples_untouched() -> None:
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("nets.B.actor"))
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("nets.C.actor"))
     assert np.isfinite(metrics["loss"])
+
+
+def _random_batch(
+    n: int, obs_dim: int, num_tools: int, num_args: int, seed: int = 0
+) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    tool_mask = torch.rand(n, num_tools, generator=g) < 0.6
+    arg_mask = torch.rand(n, num_args, generator=g) < 0.6
+    tool_mask[:, 0] = arg_mask[:, 0] = True
+    return {
+        "obs": torch.randn(n, obs_dim, generator=g),
+        "tool_mask": tool_mask,
+        "arg_mask": arg_mask,
+        "phase": (torch.rand(n, generator=g) < 0.8).to(torch.uint8),
+        "tools": torch.zeros(n, dtype=torch.long),
+        "args": torch.zeros(n, dtype=torch.long),
+        "arg_active": torch.rand(n, generator=g) < 0.3,
+        "logp_tool": -torch.rand(n, generator=g),
+        "logp_arg": -torch.rand(n, generator=g),
+        "adv_tool": torch.randn(n, generator=g),
+        "ret_tool": torch.randn(n, generator=g),
+        "adv_arg": torch.randn(n, generator=g),
+        "ret_arg": torch.randn(n, generator=g),
+    }
+
+
+def test_per_policy_columns_equal_one_ppo_loss_per_policy() -> None:
+    """The learner's (N, 3) loss, with C evaluated on arg-active rows only, equals three separate PPO losses
+    computed the plain way (full forward, one ``ppo_terms`` per policy): same value, same gradients."""
+    torch.manual_seed(0)
+    hp = PPOHyper(vf_coef=0.5, ent_coef=0.01)
+    model = MultiPolicy(obs_dim=6, num_tools=5, num_args=3, hidden=16)
+    learner = PPOLearner(model, hp, torch.device("cpu"))
+    raw = _random_batch(512, 6, 5, 3)
+    mb = dict(raw)
+    learner._prepare(mb)
+    loss, metrics = learner._losses(mb)
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+
+    out = model(raw["obs"], raw["tool_mask"], raw["arg_mask"], raw["phase"], raw["tools"], raw["args"])
+    first = (raw["phase"] == 0).float()
+    weights = {"A": first, "B": 1.0 - first, "C": raw["arg_active"].float()}
+    streams = {
+        "A": (out.logp_tool, "tool", out.v_tool, out.ent_tool),
+        "B": (out.logp_tool, "tool", out.v_tool, out.ent_tool),
+        "C": (out.logp_arg, "arg", out.v_arg, out.ent_arg),
+    }
+    ref_loss = torch.zeros(())
+    for i, (p, (logp, s, v, ent)) in enumerate(streams.items()):
+        w = weights[p]
+        adv = raw[f"adv_{s}"]
+        adv = (adv - adv[w.bool()].mean()) / (adv[w.bool()].std() + 1e-8)  # normalized over the policy's rows
+        t = ppo_terms(logp, raw[f"logp_{s}"], adv, v, raw[f"ret_{s}"], ent, w, hp.clip)
+        ref_loss = ref_loss + t["pg_loss"] + hp.vf_coef * t["v_loss"] - hp.ent_coef * t["entropy"]
+        assert float(metrics["v_loss"][i]) == pytest.approx(float(t["v_loss"].detach()), rel=1e-5)
+    ref_grads = torch.autograd.grad(ref_loss, list(model.parameters()))
+    assert float(loss) == pytest.approx(float(ref_loss), rel=1e-5)
+    for g, r in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-6)
