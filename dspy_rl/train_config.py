@@ -21,12 +21,12 @@ class EnvConfig:
     backend: str = "rust"
     """``rust`` (the batched Rust VecToolEnv), ``python`` (the pure-Python reference; slow) or ``auto`` (Rust
     when the extension is built, else Python)."""
-    num_envs: int = 256
+    num_envs: int = 512
     """Environments stepped together by each EnvRunner."""
     seed: int = 0
     """Base environment seed; runner ``i`` uses ``seed + 1000 * i`` plus an iteration offset on resume."""
     num_threads: int = 0
-    """Rayon threads inside one VecToolEnv (0 = all cores, 1 = serial)."""
+    """Rayon threads inside one VecToolEnv (0 = all cores, or an EnvRunner actor's reserved CPUs; 1 = serial)."""
     invalid_action: str = "error"
     """``error`` raises on a masked/out-of-range action, ``penalty`` rewards it negatively."""
 
@@ -52,7 +52,7 @@ class AlgoConfig:
     name: str = "ppo"
     """``ppo`` (multi-policy PPO with critics and GAE) or ``grpo`` (group-relative, critic-free; groups of
     ``group_size`` rollouts replayed from one env snapshot)."""
-    rollout_len: int = 32
+    rollout_len: int = 16
     """Steps per env per iteration."""
     lr: float = 5e-3
     """Adam learning rate (one optimizer per policy)."""

@@ -43,6 +43,10 @@ class RunnerPool:
         run_tag: str,
         num_cpus_per_runner: float = 1.0,
     ) -> None:
+        if env_cfg.get("num_threads", 0) == 0:
+            # "All cores" means the cores this actor reserved: rayon threads beyond them would contend with the
+            # learner and the other runners for the CPUs Ray gave those.
+            env_cfg = {**env_cfg, "num_threads": max(1, int(num_cpus_per_runner))}
         self.env_cfg, self.spec, self.base_seed, self.run_tag = env_cfg, spec, base_seed, run_tag
         self._cls = ray.remote(num_cpus=num_cpus_per_runner, max_restarts=0)(EnvRunner)
         self._generation: dict[int, int] = {}

@@ -138,6 +138,6 @@ def test_per_policy_columns_equal_one_ppo_loss_per_policy() -> None:
         ref_loss = ref_loss + t["pg_loss"] + hp.vf_coef * t["v_loss"] - hp.ent_coef * t["entropy"]
         assert float(metrics["v_loss"][i]) == pytest.approx(float(t["v_loss"].detach()), rel=1e-5)
     ref_grads = torch.autograd.grad(ref_loss, list(model.parameters()))
-    assert float(loss) == pytest.approx(float(ref_loss), rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(float(ref_loss.detach()), rel=1e-5)
     for g, r in zip(grads, ref_grads, strict=True):
         torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-6)
