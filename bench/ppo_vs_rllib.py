@@ -6,7 +6,7 @@ length) and one EnvRunner actor, on this machine's CPUs. RLlib sees the env thro
 runner, action masking). Reports env steps/s, wall seconds to a rolling 0.9 success rate, and the ratios.
 Extra ``key=value`` arguments are Hydra overrides of `conf/train.yaml` applied to both frameworks.
 
-    python bench/ppo_vs_rllib.py [--budget-s 300] [--target 0.9] [algo.epochs=4 algo.minibatch_size=2048 ...]
+    python bench/ppo_vs_rllib.py [--budget-s 300] [--steps 10000000] [--target 0.9] [algo.epochs=4 ...]
 """
 
 from __future__ import annotations
@@ -148,7 +148,12 @@ def main() -> None:
     )
     parser.add_argument("--budget-s", type=float, default=300.0, help="wall-clock cap for RLlib")
     parser.add_argument("--target", type=float, default=0.9, help="rolling success rate to time")
-    parser.add_argument("--steps", type=int, default=1_000_000, help="env steps for our run")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=10_000_000,
+        help="env steps for our run (a training job's length: actor startup is a few seconds of it)",
+    )
     parser.add_argument("--out", default="bench/results/ppo_vs_rllib.json")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of conf/train.yaml for both frameworks")
     args = parser.parse_args()

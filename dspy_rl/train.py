@@ -260,6 +260,7 @@ class Trainer:
                 else:
                     rollouts = [local_runner.sample(learners.weights(), rollout_steps(env_steps, 1))]
                 n_runners = len(rollouts)
+                envs_total = cfg.env.num_envs * n_runners
                 t_sample = time.perf_counter() - t0
                 batch = {k: np.concatenate([r[k] for r in rollouts]) for k in batch_keys(hp)}
                 if not grpo and batch["obs"].shape[0] > remaining:
@@ -294,7 +295,10 @@ class Trainer:
                 )
                 last["runner_replacements"] = pool.replacements if pool is not None else 0
                 last["policy_lag"] = policy_lag  # updates between the sampling weights and the trained ones
-                if first_90 is None and len(recent_success) >= 200 and last["success_rate"] >= 0.9:
+                # Before every env has run episode_len steps, only episodes that succeeded early have ended: the
+                # rolling rate is biased high until then, so milestones and the early stop wait for it.
+                settled = len(recent_success) >= 200 and env_steps >= info["episode_len"] * envs_total
+                if first_90 is None and settled and last["success_rate"] >= 0.9:
                     first_90 = {"env_steps": env_steps, "wall_s": last["wall_s"]}
                 if iteration % cfg.logging.log_every == 0 or env_steps >= cfg.total_env_steps:
                     logger.log(env_steps, last, new_steps)
@@ -311,11 +315,7 @@ class Trainer:
                 if self._stop_signal is not None:
                     status = f"interrupted by {signal.Signals(self._stop_signal).name}"
                     break
-                if (
-                    cfg.target_success is not None
-                    and len(recent_success) >= 200
-                    and last["success_rate"] >= cfg.target_success
-                ):
+                if cfg.target_success is not None and settled and last["success_rate"] >= cfg.target_success:
                     status = "reached target_success"
                     break
             if last_ckpt != iteration:

@@ -84,6 +84,7 @@ class EnvRunner:
             "num_tools": e.num_tools,
             "num_args": e.num_args,
             "num_envs": e.num_envs,
+            "episode_len": e.episode_len,
         }
 
     def sample(self, weights: dict[str, np.ndarray], num_steps: int | None = None) -> dict[str, Any]:

@@ -28,7 +28,9 @@ def test_default_training_run_reaches_090_success(tmp_path: Path) -> None:
     print(f"default run: 0.9 success at env step {reached.group(1)} after {reached.group(2)} s")
 
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert rows[0]["iter_success_rate"] < 0.3  # starts at random level
+    # Starts at random level. The first iteration (16 steps < the suite's episode_len of 20) ends only episodes
+    # that succeeded early, so its rate is biased high; the next ones include the truncated episodes.
+    assert min(r["success_rate"] for r in rows[:3]) < 0.3
     assert rows[-1]["env_steps"] == 500_000 and rows[-1]["success_rate"] >= 0.9
     assert (tmp_path / "learning_curve.png").exists() and any((tmp_path / "tb").iterdir())
     assert (tmp_path / "config.yaml").exists() and any((tmp_path / "checkpoints").iterdir())
