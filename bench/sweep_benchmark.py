@@ -174,11 +174,13 @@ def print_table(bench: dict[str, Any], ours: str = "protein") -> None:
 
 
 class PPOObjective:
-    """A real `train` run per config (in-process, no extra actors); cost = env steps, score = success rate."""
+    """A real `train` run per config (in-process, no extra actors); cost = training env steps, score = the sweep's
+    metric (ppo_cost.yaml: ``eval_success_rate``, the trainer's final evaluation of the trained policy)."""
 
-    def __init__(self, fixed: list[str], run_root: Path):
+    def __init__(self, fixed: list[str], run_root: Path, metric: str):
         self.fixed = fixed
         self.run_root = run_root
+        self.metric = metric
         self.count = 0
 
     def __call__(self, config: Mapping[str, Any]) -> tuple[float | None, float]:
@@ -192,8 +194,16 @@ class PPOObjective:
         except (RuntimeError, ValueError, FloatingPointError) as exc:
             log.warning("PPO trial failed at %s: %s", dict(config), exc)
             return None, float(config.get("total_env_steps", 1))
-        score = out.get("success_rate")
-        return (float(score) if score is not None and math.isfinite(score) else None), float(out["env_steps"])
+        if self.metric not in out:
+            raise KeyError(
+                f"train reported no {self.metric!r} (keys: {sorted(out)}); check the sweep's fixed overrides"
+            )
+        score = out[self.metric]
+        log.debug(
+            "trial %d: %s=%.3f rolling success_rate=%.3f", self.count, self.metric, score, out["success_rate"]
+        )
+        # Cost: the env steps trained on (the evaluation's episodes are not part of the budget being searched).
+        return (float(score) if math.isfinite(score) else None), float(out["env_steps"])
 
 
 def load_reuse(
@@ -301,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         reuse = load_reuse(args.ppo_reuse, args.ppo_sweep, ppo_caps) if args.ppo_reuse else None
         bench = bench_objective(
             f"{args.ppo_sweep} (real PPO, cost = env steps)",
-            PPOObjective(list(cfg.sweep.fixed), run_root),
+            PPOObjective(list(cfg.sweep.fixed), run_root, cfg.sweep.metric),
             space,
             None,
             ppo_searchers,
