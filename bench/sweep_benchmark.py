@@ -6,7 +6,7 @@
 
 Every searcher runs in the same process against the same objective, one trial at a time (``--parallel`` keeps
 several outstanding). For each (objective, searcher, seed) we record the cumulative cost of all trials up to and
-including the first one scoring >= 95% of the best score (synthetic: the known optimum 1.0; PPO: the best success
+including the first one scoring >= 95% of the best score (synthetic: the known optimum 1.0; PPO: the best eval success
 rate any searcher found on that seed). A run that never gets there within its trial cap counts its whole cost and
 is marked censored (a lower bound, reported with ``>=``). Ratios are of medians over seeds; the table also shows
 the geometric mean of per-seed ratios against random (paired by seed).
@@ -174,11 +174,13 @@ def print_table(bench: dict[str, Any], ours: str = "protein") -> None:
 
 
 class PPOObjective:
-    """A real `train` run per config (in-process, no extra actors); cost = env steps, score = success rate."""
+    """A real `train` run per config (in-process, no extra actors); cost = training env steps, score = the sweep's
+    metric (ppo_cost.yaml: ``eval_success_rate``, the trainer's final evaluation of the trained policy)."""
 
-    def __init__(self, fixed: list[str], run_root: Path):
+    def __init__(self, fixed: list[str], run_root: Path, metric: str):
         self.fixed = fixed
         self.run_root = run_root
+        self.metric = metric
         self.count = 0
 
     def __call__(self, config: Mapping[str, Any]) -> tuple[float | None, float]:
@@ -192,31 +194,45 @@ class PPOObjective:
         except (RuntimeError, ValueError, FloatingPointError) as exc:
             log.warning("PPO trial failed at %s: %s", dict(config), exc)
             return None, float(config.get("total_env_steps", 1))
-        score = out.get("success_rate")
-        return (float(score) if score is not None and math.isfinite(score) else None), float(out["env_steps"])
+        if self.metric not in out:
+            raise KeyError(
+                f"train reported no {self.metric!r} (keys: {sorted(out)}); check the sweep's fixed overrides"
+            )
+        score = out[self.metric]
+        log.debug(
+            "trial %d: %s=%.3f rolling success_rate=%.3f", self.count, self.metric, score, out["success_rate"]
+        )
+        # Cost: the env steps trained on (the evaluation's episodes are not part of the budget being searched).
+        return (float(score) if math.isfinite(score) else None), float(out["env_steps"])
 
 
 def load_reuse(
-    path: str, sweep: str, caps: Mapping[str, int]
+    spec: str, sweep: str, caps: Mapping[str, int]
 ) -> dict[str, dict[int, tuple[list[TrialRecord], float]]]:
-    """PPO trial records of an earlier run of the same sweep, per searcher and seed (only where the caps match)."""
-    prev = json.loads(Path(path).read_text())
-    bench = prev["objectives"].get(sweep)
-    if bench is None:
-        return {}
-    prev_args = prev["args"]
-    prev_caps = {
-        s: prev_args["ppo_peer_trials"] if s in ("random", "optuna") else prev_args["ppo_trials"]
-        for s in bench["runs"]
-    }
+    """PPO trial records of earlier runs of the same sweep, per searcher and seed (only where the caps match).
+
+    ``spec`` is one output JSON (every searcher it holds) or comma-separated ``searcher=path`` entries, which take
+    each searcher from its own file (e.g. protein re-run after a searcher change, random/Optuna from before).
+    """
+    entries = [e.strip() for e in spec.split(",") if e.strip()]
+    sources = [e.partition("=")[::2] if "=" in e else ("", e) for e in entries]
     out: dict[str, dict[int, tuple[list[TrialRecord], float]]] = {}
-    for s, runs in bench["runs"].items():
-        if caps.get(s) != prev_caps[s]:
+    for only, path in sources:
+        prev = json.loads(Path(path).read_text())
+        bench = prev["objectives"].get(sweep)
+        if bench is None:
             continue
-        out[s] = {
-            r["seed"]: ([TrialRecord(t, c, sc, co) for t, c, sc, co in r["records"]], r["searcher_s"])
-            for r in runs
-        }
+        prev_args = prev["args"]
+        for s, runs in bench["runs"].items():
+            prev_cap = prev_args["ppo_peer_trials"] if s in ("random", "optuna") else prev_args["ppo_trials"]
+            if (only and s != only) or caps.get(s) != prev_cap:
+                continue
+            out.setdefault(s, {}).update(
+                {
+                    r["seed"]: ([TrialRecord(t, c, sc, co) for t, c, sc, co in r["records"]], r["searcher_s"])
+                    for r in runs
+                }
+            )
     return out
 
 
@@ -244,9 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--ppo-reuse",
         default=None,
-        help="a previous output JSON: reuse its PPO trials for the searchers and seeds it has (same sweep and "
-        "caps), run only the rest (PPO trials are deterministic given the config; a searcher's trials do not "
-        "depend on the other searchers)",
+        help="a previous output JSON, or comma-separated searcher=JSON entries: reuse their PPO trials for the "
+        "searchers and seeds they have (same sweep and caps), run only the rest (PPO trials are deterministic "
+        "given the config; a searcher's trials do not depend on the other searchers)",
     )
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "sweep_benchmark.json"))
     args = ap.parse_args(argv)
@@ -301,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         reuse = load_reuse(args.ppo_reuse, args.ppo_sweep, ppo_caps) if args.ppo_reuse else None
         bench = bench_objective(
             f"{args.ppo_sweep} (real PPO, cost = env steps)",
-            PPOObjective(list(cfg.sweep.fixed), run_root),
+            PPOObjective(list(cfg.sweep.fixed), run_root, cfg.sweep.metric),
             space,
             None,
             ppo_searchers,

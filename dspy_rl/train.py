@@ -6,6 +6,9 @@
     python -m dspy_rl.train ...                     # the same
 
 Programmatic: ``run_training(overrides, report=None) -> dict`` (used by sweeps and tests).
+
+With ``eval_episodes=N`` the trained policy (the last checkpoint) is evaluated on N episodes of separately seeded
+envs once training ends; ``eval_success_rate`` and ``eval_return`` join the result, metrics.jsonl and TensorBoard.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -38,6 +41,9 @@ from dspy_rl.utils.checkpoint import latest_checkpoint, load_checkpoint, save_ch
 from dspy_rl.utils.run_logger import RunLogger
 
 log = logging.getLogger(__name__)
+
+#: Default ``eval_seed`` offset from ``env.seed``: no ``env.seed + 1000 * runner + 7919 * resume_iteration`` hits it.
+EVAL_SEED_OFFSET = 1_000_007
 
 ALIASES = {
     "suite": "env.suite",
@@ -320,6 +326,12 @@ class Trainer:
                     break
             if last_ckpt != iteration:
                 checkpoint()
+            if cfg.eval_episodes > 0 and self._stop_signal is None:
+                evaluation = self.evaluate_final()
+                last.update(evaluation)
+                logger.log(env_steps, evaluation, 0)
+                if report is not None:
+                    report(dict(last))
         finally:
             restore_signals()
             logger.close()
@@ -338,6 +350,50 @@ class Trainer:
             self.run_dir,
         )
         return last
+
+    def evaluate_final(self) -> dict[str, float]:
+        """Evaluate the run's last checkpoint on ``eval_episodes`` episodes of fresh envs (``eval_seed``).
+
+        Uses ``dspy-rl eval``'s episode accounting (a fixed episode quota per env slot) on the policy exactly as
+        checkpointed; sampled actions draw from a torch generator seeded with the eval seed, so the result is
+        reproducible and the training RNG streams are left untouched.
+        """
+        from dspy_rl.cli.eval import EvalConfig, evaluate
+
+        cfg = self.cfg
+        ckpt = latest_checkpoint(self.run_dir)
+        if ckpt is None:
+            raise RuntimeError(f"no checkpoint under {self.run_dir} to evaluate")
+        seed = cfg.eval_seed if cfg.eval_seed is not None else cfg.env.seed + EVAL_SEED_OFFSET
+        eval_cfg = EvalConfig(
+            env=replace(cfg.env, seed=seed),
+            policy="checkpoint",
+            checkpoint=str(ckpt),
+            episodes=cfg.eval_episodes,
+            greedy=cfg.eval_greedy,
+            seed=seed,
+        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            res = evaluate(eval_cfg)
+        log.info(
+            "final eval of %s: success %.3f, return %.2f over %d episodes (%s, seed %d, %.1fs)",
+            ckpt.name,
+            res.success_rate,
+            res.mean_return,
+            res.episodes,
+            "greedy" if cfg.eval_greedy else "sampled",
+            seed,
+            res.seconds,
+        )
+        return {
+            "eval_success_rate": res.success_rate,
+            "eval_return": res.mean_return,
+            "eval_episode_length": res.mean_length,
+            "eval_episodes": res.episodes,
+            "eval_env_steps": res.env_steps,
+            "eval_s": res.seconds,
+        }
 
     @staticmethod
     def _metrics(
@@ -433,6 +489,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"episode_return={result['episode_return']:.2f} wall_s={result['wall_s']:.1f}; {milestone}\n"
         f"run dir: {result['run_dir']} (config.yaml, metrics.jsonl, tb/, checkpoints/, learning_curve.png)"
     )
+    if "eval_success_rate" in result:
+        print(
+            f"final eval ({result['eval_episodes']} episodes, eval_seed envs): "
+            f"eval_success_rate={result['eval_success_rate']:.3f} eval_return={result['eval_return']:.2f}"
+        )
     return 0 if result["status"] != "error" else 1
 
 

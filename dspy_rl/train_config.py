@@ -191,6 +191,16 @@ class TrainConfig:
     """A previous run directory to continue from its last checkpoint."""
     checkpoint_every: int = 10
     """Iterations between checkpoints."""
+    eval_episodes: int = 0
+    """Episodes of a final evaluation of the trained policy (the last checkpoint, through ``dspy-rl eval``'s code)
+    on envs seeded with ``eval_seed``, run once training ends; reported as ``eval_success_rate``/``eval_return``
+    (0 = no evaluation). Sweeps score trials by it: the rolling ``success_rate`` of a short run still averages the
+    episodes of the untrained start. Eval env steps are not counted in ``env_steps``."""
+    eval_greedy: bool = True
+    """Final evaluation: take each policy's most likely action (``false``: sample, as in training)."""
+    eval_seed: int | None = None
+    """Env seed of the final evaluation (null: ``env.seed + 1000007``, which no training env stream
+    ``env.seed + 1000 * runner + 7919 * resume_iteration`` takes)."""
 
     def __post_init__(self) -> None:
         if self.algo.name == "grpo":
@@ -208,6 +218,12 @@ class TrainConfig:
             "null or a float in (0, 1]",
         )
         require(self.checkpoint_every >= 1, "checkpoint_every", self.checkpoint_every, "an integer >= 1")
+        require(
+            self.eval_episodes >= 0,
+            "eval_episodes",
+            self.eval_episodes,
+            "an integer >= 0 (0 = no final eval)",
+        )
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict

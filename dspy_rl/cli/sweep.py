@@ -47,7 +47,8 @@ class SweepDef:
     name: str = "sweep"
     #: ``train`` (one PPO run per trial) or ``synthetic:<name>`` (see dspy_rl/sweeps/objectives.py)
     objective: str = "train"
-    #: result key to optimize (the trial's last reported value)
+    #: result key to optimize (the trial's last reported value); for PPO sweeps ``eval_success_rate`` (the
+    #: trained policy, evaluated with ``eval_episodes`` from ``fixed``) rather than the rolling ``success_rate``
     metric: str = "success_rate"
     #: ``max`` or ``min``
     mode: str = "max"
@@ -130,6 +131,16 @@ class SweepConfig:
             s.parameters,
             "a non-empty mapping",
         )
+        if self.objective == "train" and s.metric.startswith("eval_"):
+            episodes = [
+                f.partition("=")[2] for f in s.fixed if f.partition("=")[0].lstrip("+") == "eval_episodes"
+            ]
+            require(
+                bool(episodes) and episodes[-1].isdigit() and int(episodes[-1]) > 0,
+                "sweep.metric",
+                s.metric,
+                "a metric of the trainer's final evaluation together with eval_episodes=<n > 0> in sweep.fixed",
+            )
         if self.resume:
             require(
                 self.run_dir is not None,
@@ -178,7 +189,7 @@ def build_trainable(cfg: SweepConfig) -> Any:
     from dspy_rl.sweeps.trainables import synthetic_trainable, train_trainable
 
     if cfg.objective == "train":
-        fn = tune.with_parameters(train_trainable, fixed=list(cfg.sweep.fixed))
+        fn = tune.with_parameters(train_trainable, fixed=list(cfg.sweep.fixed), metric=cfg.sweep.metric)
     else:
         from dspy_rl.sweeps.objectives import get_objective
 

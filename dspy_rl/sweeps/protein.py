@@ -14,10 +14,10 @@ Each model-based suggestion:
    ``max_suggestion_cost`` are excluded.
 
 With a declared ``fidelity`` parameter (multi-fidelity mode: the warm-up ran at its cheapest value) step 3 works on
-that parameter directly: the budget of model step ``k`` is fidelity level ``(k + 1) mod L`` (levels cheapest
-first), so the budget is raised one level at a time from the warm-up's and then cycles cheap-to-dear; every
-candidate is placed at that budget and step 4 is the rescaled UCB there (the score GP spans the fidelity dimension,
-so what the cheap trials showed carries over to the dearer budget).
+that parameter directly: model step ``k`` runs at fidelity level ``L - 1 - (k mod L)`` (levels cheapest first), so
+the first model step takes the most promising point straight to the top budget and the budget then steps down to
+the cheapest and around again; every candidate is placed at that budget and step 4 is the rescaled UCB there (the
+score GP spans the fidelity dimension, so what the cheap trials showed carries over to the dearer budget).
 """
 
 from __future__ import annotations
@@ -79,6 +79,16 @@ class ProteinSearcher(CostAwareSearcher):
         )
         return lo + float(frac) * (hi - lo)
 
+    def next_fidelity_level(self, ctx: ModelContext) -> float:
+        """The budget level of model step ``k``: levels cycle from the dearest down to the cheapest and around.
+
+        The warm-up ran at the cheapest level, so the first model step takes the most promising point straight to
+        the top budget (is what the cheap trials found still best at full budget?), and the cheaper levels that
+        follow refine the model before the next full-budget trial, one top-budget trial per ``L`` model steps.
+        """
+        levels = self.fidelity_levels()
+        return float(levels[len(levels) - 1 - ctx.step % len(levels)])
+
     def _candidates(self, ctx: ModelContext) -> np.ndarray:
         n, d = self.num_candidates, ctx.x.shape[1]
         front = pareto_front(ctx.y, ctx.log_cost)
@@ -95,8 +105,7 @@ class ProteinSearcher(CostAwareSearcher):
     def _propose(self, ctx: ModelContext) -> np.ndarray:
         cands = self._candidates(ctx)
         if self.fidelity is not None:  # every candidate at this step's budget level
-            levels = self.fidelity_levels()
-            level = float(levels[(ctx.step + 1) % len(levels)])
+            level = self.next_fidelity_level(ctx)
             cands[:, self.fidelity_index] = level
         mu, sd, lc = self._predict(ctx, cands)
         ucb = mu + self.ucb_beta * sd

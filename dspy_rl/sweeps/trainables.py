@@ -39,20 +39,36 @@ def trial_overrides(config: Mapping[str, Any], fixed: Sequence[str], run_dir: st
     return [*fixed, *searched, f"run_dir={quoted}"]
 
 
-def train_trainable(config: dict[str, Any], fixed: Sequence[str] = ()) -> None:
-    """One ``train`` run with the trial's hyperparameters as overrides of conf/train.yaml."""
+def train_trainable(config: dict[str, Any], fixed: Sequence[str] = (), metric: str = "success_rate") -> None:
+    """One ``train`` run with the trial's hyperparameters as overrides of conf/train.yaml.
+
+    Forwards the trainer's reports that carry ``metric`` (Tune requires the metric in every result): each
+    iteration's for a training metric such as ``success_rate``, only the final one for ``eval_success_rate``
+    (the trainer's evaluation of the trained policy, with ``eval_episodes`` > 0 among the fixed overrides).
+    """
     from dspy_rl.train import run_training
 
     trial_dir = tune.get_context().get_trial_dir() or os.getcwd()
     run_dir = os.path.join(trial_dir, "train")
     overrides = trial_overrides(config, fixed, run_dir)
     logger.info("trial overrides: %s", " ".join(overrides))
+    reported = False
 
     def report(metrics: dict[str, Any]) -> None:
-        clean = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        tune.report(clean)
+        nonlocal reported
+        if metric in metrics:
+            clean = {
+                k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+            }
+            tune.report(clean)
+            reported = True
 
     run_training(overrides, report=report)
+    if not reported:
+        raise RuntimeError(
+            f"the trial never reported the sweep metric {metric!r}; for eval_* metrics add eval_episodes=<n> "
+            "to the sweep's fixed overrides"
+        )
 
 
 def synthetic_trainable(config: dict[str, Any], objective: str = "branin", metric: str = "score") -> None:

@@ -73,7 +73,7 @@ class RunLogger:
                     self.tb.add_scalar(k, v, step)
         if self.wandb is not None:
             self.wandb.log(row, step=step)
-        if self.bar is not None:
+        if self.bar is not None and "success_rate" in metrics:  # not the final-eval row
             self.bar.update(advance)
             # tqdm's own rate (env steps/s, smoothed) is on the bar; one iteration's rate reads low on a partial batch
             self.bar.set_postfix_str(

@@ -152,7 +152,7 @@ def _fidelity_objective(c) -> tuple[float, float]:
     return float(closeness * np.log2(c["steps"]) / 14.0), float(c["steps"])
 
 
-def test_fidelity_mode_warms_up_at_the_cheapest_budget_then_raises_it_level_by_level() -> None:
+def test_fidelity_mode_warms_up_cheap_then_cycles_the_budget_from_the_top_down() -> None:
     space = _fidelity_space()
     s = ProteinSearcher(space, metric="score", mode="max", cost_metric="cost", seed=0, fidelity="steps")
     assert s.num_warmup == 4
@@ -165,8 +165,8 @@ def test_fidelity_mode_warms_up_at_the_cheapest_budget_then_raises_it_level_by_l
         score, cost = _fidelity_objective(c)
         s.on_trial_complete(f"t{i}", {"score": score, "cost": cost})
     assert budgets[:4] == [1024] * 4  # Sobol warm-up, every point at the cheapest budget
-    # model steps 0, 1, 2, ...: one level up from the warm-up's, to the top, then cycling cheap-to-dear
-    assert budgets[4:14] == [2048, 4096, 8192, 16384, 1024, 2048, 4096, 8192, 16384, 1024]
+    # model steps 0, 1, 2, ...: the top budget first (does the cheap leader hold at full budget?), then down
+    assert budgets[4:14] == [16384, 8192, 4096, 2048, 1024, 16384, 8192, 4096, 2048, 1024]
     # the non-budget coordinates of the warm-up are still spread out (Sobol), not all equal
     assert len({round(o.config["lr"], 8) for o in s.observations[:4]}) == 4
 

@@ -13,7 +13,6 @@ import cloudpickle
 import pytest
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter
-from ray.tune.stopper import Stopper
 
 from dspy_rl.cli.config import ConfigError
 from dspy_rl.cli.sweep import main as sweep_main
@@ -21,31 +20,36 @@ from dspy_rl.sweeps.objectives import get_objective
 from dspy_rl.sweeps.protein import ProteinSearcher
 from dspy_rl.sweeps.trainables import synthetic_trainable
 
-# Tuner.restore unpickles the stopper from the experiment; pickle this module's classes by value so that works
+# Tuner.restore unpickles the searcher from the experiment; pickle this module's classes by value so that works
 # whatever name pytest imported it under.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
-class InterruptAfterTrials(Stopper):
-    """Interrupt the experiment like Ctrl-C once ``n`` trials have reported, while ``flag`` exists.
+class InterruptingProtein(ProteinSearcher):
+    """Protein that interrupts the experiment like Ctrl-C once it has recorded ``interrupt_at`` observations, while
+    ``flag`` exists, and then suggests nothing more: the saved state holds ``interrupt_at`` observations, plus at
+    most the other trial that was running (whether it finishes before Tune's loop exits depends on timing).
 
     Tune handles SIGUSR1 like SIGINT (save the experiment state, end ``fit()``, resumable); a stopper's
     ``stop_all`` instead marks the search finished, which a restore would not continue.
     """
 
-    def __init__(self, n: int, flag: str):
-        self.n, self.flag, self.seen, self.sent = n, flag, set(), False
+    def __init__(self, *args, interrupt_at: int, flag: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.interrupt_at, self.flag, self.sent = interrupt_at, flag, False
 
-    def __call__(self, trial_id: str, result: dict) -> bool:
-        self.seen.add(trial_id)
-        if len(self.seen) >= self.n and os.path.exists(self.flag) and not self.sent:
-            if callable(signal.getsignal(signal.SIGUSR1)):  # only when Tune's handler is installed
-                os.kill(os.getpid(), signal.SIGUSR1)
-                self.sent = True
-        return False
+    def _interrupting(self) -> bool:
+        return self.sent and os.path.exists(self.flag)
 
-    def stop_all(self) -> bool:
-        return False
+    def suggest(self, trial_id: str) -> dict | None:
+        return None if self._interrupting() else super().suggest(trial_id)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        super().on_trial_complete(trial_id, result, error)
+        if not self.sent and len(self.observations) >= self.interrupt_at and os.path.exists(self.flag):
+            assert callable(signal.getsignal(signal.SIGUSR1)), "Tune's SIGUSR1 handler is not installed"
+            os.kill(os.getpid(), signal.SIGUSR1)
+            self.sent = True
 
 
 def _searcher_state(exp_dir: str) -> dict:
@@ -57,8 +61,15 @@ def _searcher_state(exp_dir: str) -> dict:
 def test_tuner_restore_continues_the_sweep_with_its_model(ray_session, tmp_path) -> None:
     flag = tmp_path / "interrupt"
     flag.touch()
-    searcher = ProteinSearcher(
-        get_objective("branin").space, metric="score", mode="max", cost_metric="cost", num_warmup=3, seed=0
+    searcher = InterruptingProtein(
+        get_objective("branin").space,
+        metric="score",
+        mode="max",
+        cost_metric="cost",
+        num_warmup=3,
+        seed=0,
+        interrupt_at=4,
+        flag=str(flag),
     )
     trainable = tune.with_parameters(synthetic_trainable, objective="branin")
     tuner = tune.Tuner(
@@ -70,14 +81,13 @@ def test_tuner_restore_continues_the_sweep_with_its_model(ray_session, tmp_path)
             mode="max",
             reuse_actors=True,
         ),
-        run_config=tune.RunConfig(
-            name="exp", storage_path=str(tmp_path), stop=InterruptAfterTrials(4, str(flag)), verbose=0
-        ),
+        run_config=tune.RunConfig(name="exp", storage_path=str(tmp_path), verbose=0),
     )
     tuner.fit()
     exp_dir = str(tmp_path / "exp")
     first = _searcher_state(exp_dir)
-    assert 3 <= len(first["observations"]) < 7  # the trial that triggered the stop may not have completed
+    assert len(first["observations"]) in (4, 5)  # 5: the other running trial finished before the loop exited
+    assert len(first["observations"]) + len(first["pending"]) <= 5  # nothing suggested after the interrupt
     assert first["model_steps"] >= 1  # the GP was already in use before the interruption
 
     flag.unlink()
@@ -130,6 +140,7 @@ def test_cli_resume_needs_a_run_dir_with_a_sweep(ray_session, tmp_path) -> None:
         (["sweep=branin", "sweep.objective=synthetic:nope"], "unknown synthetic objective"),
         (["sweep=branin", "+sweep.parameters.x1.space=cubic"], "choose one of"),
         (["sweep=ppo_cost", "sweep.fidelity=algo.gamma"], "sweep.fidelity"),
+        (["sweep=ppo_tiny", "~sweep.fixed"], "together with eval_episodes"),  # eval metric, no final eval
     ],
 )
 def test_cli_rejects_bad_configs_with_a_message(argv: list[str], match: str, tmp_path) -> None:
