@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from dspy_rl.learners.grpo import grpo_loss, kl_coef
-from dspy_rl.learners.ppo import STEP_KEYS, LearnerHyper, PPOLearner
+from dspy_rl.learners.ppo import MODEL_INPUTS, STEP_KEYS, LearnerHyper, PPOLearner
 from dspy_rl.models.policy import MultiPolicy
 
 GRPO_BATCH_KEYS = (*STEP_KEYS, "adv")  # one group-relative advantage per step, no critic targets
@@ -59,15 +59,7 @@ class GRPOEnvLearner(PPOLearner):
         return {**metrics, "kl_beta": self.beta}
 
     def _losses(self, mb: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        args = (
-            mb["obs"],
-            mb["tool_mask"],
-            mb["arg_mask"],
-            mb["phase"],
-            mb["tools"],
-            mb["args"],
-            mb["arg_active"],
-        )
+        args = [mb[k] for k in MODEL_INPUTS]
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = self.forward_model(*args)
             with torch.no_grad():

@@ -25,6 +25,8 @@ from dspy_rl.models.policy import POLICIES, MultiPolicy
 STEP_KEYS = ("obs", "tool_mask", "arg_mask", "phase", "tools", "args", "arg_active", "logp_tool", "logp_arg")
 #: PPO adds GAE advantages and returns for the tool stream (A/B) and the argument stream (C).
 BATCH_KEYS = (*STEP_KEYS, "adv_tool", "ret_tool", "adv_arg", "ret_arg")
+#: The batch keys ``MultiPolicy.forward`` takes, in its argument order (``arg_active``: C runs on those rows only).
+MODEL_INPUTS = ("obs", "tool_mask", "arg_mask", "phase", "tools", "args", "arg_active")
 
 
 def compute_gae(
@@ -194,15 +196,7 @@ class PPOLearner:
         """The summed loss and the metrics; a metric with one value per policy is a ``(3,)`` tensor."""
         hp = self.hp
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            out = self.forward_model(
-                mb["obs"],
-                mb["tool_mask"],
-                mb["arg_mask"],
-                mb["phase"],
-                mb["tools"],
-                mb["args"],
-                mb["arg_active"],
-            )
+            out = self.forward_model(*(mb[k] for k in MODEL_INPUTS))
         terms = ppo_terms(
             _per_policy(out.logp_tool, out.logp_arg),
             mb["old_logp"],
