@@ -59,7 +59,8 @@ class SweepDef:
     #: name -> {space: linear|log|pow2|logit|int|choice, min, max | values}
     parameters: dict[str, Any] = field(default_factory=dict)
     #: the searched parameter that sets each trial's budget (e.g. ``total_env_steps``), or None. protein/carbs
-    #: then run their warm-up at its cheapest value and raise it step by step (multi-fidelity); the others ignore it
+    #: then run their warm-up at its cheapest value, and protein's model steps cycle its levels from the dearest
+    #: down (multi-fidelity); the others ignore it
     fidelity: str | None = None
 
 
