@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 
 from dspy_rl.learners.ppo import PPOHyper, PPOLearner, compute_gae, ppo_terms
-from dspy_rl.models.policy import MultiPolicy
+from dspy_rl.models.policy import POLICIES, MultiPolicy
 
 
 def test_gae_matches_hand_computation() -> None:
@@ -141,3 +143,38 @@ def test_per_policy_columns_equal_one_ppo_loss_per_policy() -> None:
     assert float(loss.detach()) == pytest.approx(float(ref_loss.detach()), rel=1e-5)
     for g, r in zip(grads, ref_grads, strict=True):
         torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-6)
+
+
+def test_flat_optimizer_step_equals_per_parameter_adam_with_clipping() -> None:
+    """The learner keeps each policy's parameters in one flat tensor (one Adam kernel, one clipping op per
+    policy). Three updates must move the weights exactly as per-parameter Adam after ``clip_grad_norm_``, with
+    clipping engaged, and the model's parameters must stay the live views the optimizer updates."""
+    torch.manual_seed(0)
+    hp = PPOHyper(lr=1e-2, epochs=1, minibatch_size=256, max_grad_norm=0.05)
+    model = MultiPolicy(obs_dim=6, num_tools=5, num_args=3, hidden=16)
+    ref_model = copy.deepcopy(model)
+    learner = PPOLearner(model, hp, torch.device("cpu"))
+    ref = PPOLearner(ref_model, hp, torch.device("cpu"))  # only its loss is used
+    ref_opts = {p: torch.optim.Adam(ref_model.nets[p].parameters(), lr=hp.lr, eps=1e-5) for p in POLICIES}
+    for seed in range(3):
+        raw = _random_batch(256, 6, 5, 3, seed=seed)
+        metrics = learner.update({k: v.numpy() for k, v in raw.items()})
+        mb = dict(raw)
+        ref._prepare(mb)
+        loss, _ = ref._losses(mb)  # one minibatch = the whole batch, so the shuffle does not matter
+        ref_model.zero_grad(set_to_none=True)
+        loss.backward()
+        for p in POLICIES:
+            norm = torch.nn.utils.clip_grad_norm_(ref_model.nets[p].parameters(), hp.max_grad_norm)
+            assert metrics[f"{p}/grad_norm"] == pytest.approx(float(norm), rel=1e-4)
+            assert float(norm) > hp.max_grad_norm  # clipping engaged
+            ref_opts[p].step()
+    for (name, got), want in zip(model.state_dict().items(), ref_model.state_dict().values(), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6, msg=name)
+    assert all(
+        q.data_ptr() == learner.flat[p].data_ptr() + 4 * offset
+        for p in POLICIES
+        for q, offset in zip(
+            learner.params[p], np.cumsum([0] + [q.numel() for q in learner.params[p]][:-1]), strict=True
+        )
+    )
