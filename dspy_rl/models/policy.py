@@ -159,15 +159,27 @@ class MultiPolicy(nn.Module):
         phase: torch.Tensor,
         generator: torch.Generator | None = None,
         greedy: bool = False,
+        takes_arg: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, ...]:
-        """Sample (or argmax) tools and args; returns tools, args, logp_tool, logp_arg, v_tool, v_arg."""
+        """Sample (or argmax) tools and args; returns tools, args, logp_tool, logp_arg, v_tool, v_arg.
+
+        With ``takes_arg`` (per tool: does it take an argument), C's actor runs only on the rows whose sampled tool
+        takes one; the other rows get arg 0 (always a valid candidate, and ignored by such tools) with
+        log-probability 0, the value every learner weights out by ``arg_active``. C's critic still values every
+        row: the argument stream's GAE bootstraps through all steps.
+        """
         tool_logits, v_tool = self._tool_logits_values(obs, phase == 0)
+        tools, logp_tool = _sample(tool_logits, tool_mask, generator, greedy)
         c = self.nets["C"]
-        arg_logits = c.actor(obs)
-        tools = _sample(tool_logits.masked_fill(~tool_mask, _NEG), generator, greedy)
-        args = _sample(arg_logits.masked_fill(~arg_mask, _NEG), generator, greedy)
-        logp_tool = _masked_log_softmax(tool_logits, tool_mask)[0].gather(-1, tools.unsqueeze(-1)).squeeze(-1)
-        logp_arg = _masked_log_softmax(arg_logits, arg_mask)[0].gather(-1, args.unsqueeze(-1)).squeeze(-1)
+        if takes_arg is None:
+            args, logp_arg = _sample(c.actor(obs), arg_mask, generator, greedy)
+        else:
+            idx = takes_arg.index_select(0, tools).nonzero().squeeze(-1)
+            rows_args, rows_logp = _sample(
+                c.actor(obs.index_select(0, idx)), arg_mask.index_select(0, idx), generator, greedy
+            )
+            args = tools.new_zeros(tools.shape).index_copy_(0, idx, rows_args)
+            logp_arg = logp_tool.new_zeros(tools.shape).index_copy_(0, idx, rows_logp)
         return tools, args, logp_tool, logp_arg, v_tool, c.value(obs)
 
     @torch.no_grad()
@@ -176,12 +188,22 @@ class MultiPolicy(nn.Module):
         return v_tool, self.nets["C"].value(obs)
 
 
-def _sample(logits: torch.Tensor, generator: torch.Generator | None, greedy: bool) -> torch.Tensor:
+def _sample(
+    logits: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None, greedy: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Actions drawn from the masked softmax (or its argmax) and their log-probabilities.
+
+    Inverse-CDF sampling on the probabilities the log-probabilities need anyway: one uniform per row. Masked
+    actions have probability exactly 0, and ``u`` is in (0, 1], so they are never drawn.
+    """
+    logp_all, p = _masked_log_softmax(logits, mask)
     if greedy:
-        return logits.argmax(-1)
-    # Gumbel-max: one uniform draw per logit, cheaper than torch.multinomial for small action sets.
-    u = torch.rand(logits.shape, generator=generator, device=logits.device).clamp_(1e-10, 1.0)
-    return (logits - torch.log(-torch.log(u))).argmax(-1)
+        actions = p.argmax(-1)
+    else:
+        cdf = p.cumsum(-1)
+        u = 1.0 - torch.rand((p.shape[0], 1), generator=generator, device=p.device)
+        actions = (cdf < u * cdf[:, -1:]).sum(-1)
+    return actions, logp_all.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
 
 
 def state_to_numpy(module: nn.Module) -> dict[str, np.ndarray]:

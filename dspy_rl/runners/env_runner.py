@@ -53,6 +53,7 @@ class EnvRunner:
         from dspy_rl.envs import load_suite
 
         self.takes_arg = np.array([t.takes_arg for t in load_suite(env_cfg["suite"]).tools], dtype=bool)
+        self._takes_arg_t = torch.from_numpy(self.takes_arg)
         self.spec = spec
         self.policy = MultiPolicy(self.env.obs_dim, self.env.num_tools, self.env.num_args, spec.hidden)
         self.policy.eval()
@@ -105,6 +106,7 @@ class EnvRunner:
                 torch.from_numpy(b["arg_mask"][t]),
                 torch.from_numpy(b["phase"][t]),
                 self.generator,
+                takes_arg=self._takes_arg_t,
             )
             b["tools"][t], b["args"][t] = tools.numpy(), args.numpy()
             b["logp_tool"][t], b["logp_arg"][t] = lp_t.numpy(), lp_a.numpy()
@@ -188,7 +190,9 @@ class EnvRunner:
         steps: dict[str, list[np.ndarray]] = {k: [] for k in keys}
         alive_rows: list[np.ndarray] = []
         alive = np.ones(n, bool)
-        ret = np.zeros(n, np.float32)
+        # float64: rollouts whose rewards come in another order would otherwise differ by float32 rounding, which
+        # the group standardization would blow up into advantages of order 0.1.
+        ret = np.zeros(n, np.float64)
         success = np.zeros(n, bool)
         length = np.zeros(n, np.int32)
         executed = 0
@@ -206,6 +210,7 @@ class EnvRunner:
                 torch.from_numpy(amask),
                 torch.from_numpy(phase),
                 self.generator,
+                takes_arg=self._takes_arg_t,
             )
             tools_np, args_np = tools.numpy(), args.numpy()
             env.step(tools_np, args_np)
@@ -233,10 +238,10 @@ class EnvRunner:
         out["stats"] = {
             "env_steps": executed,
             "sample_s": sample_s,
-            "episode_return": ret,
+            "episode_return": ret.astype(np.float32),
             "episode_length": length,
             "episode_success": success,
             "return_A": first_reward,
-            "return_B": ret - first_reward,
+            "return_B": (ret - first_reward).astype(np.float32),
         }
         return out

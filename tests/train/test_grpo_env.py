@@ -32,14 +32,14 @@ def test_groups_replay_one_snapshot_and_advantages_are_group_relative() -> None:
     adv_first = out["adv"][first]
     for k in range(0, 32, g):
         grp = adv_first[k : k + g]
-        if np.ptp(ret[k : k + g]) > 0:
+        if np.ptp(ret[k : k + g]) > 1e-3:
             assert abs(grp.sum()) < 1e-4 and abs(grp.std(ddof=1) - 1) < 1e-2
             # a monotone transform of the returns within the group
             assert (
                 np.argsort(grp, kind="stable").tolist() == np.argsort(ret[k : k + g], kind="stable").tolist()
             )
-        else:
-            assert (grp == 0).all()
+        else:  # equal returns (up to float rounding): no signal
+            assert (np.abs(grp) < 1e-6).all()
 
 
 def test_env_grpo_learns_without_a_critic(tmp_path: Path) -> None:

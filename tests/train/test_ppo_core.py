@@ -55,6 +55,54 @@ def test_policy_masks_exclude_invalid_actions() -> None:
     assert (lp_t <= 0).all()
 
 
+def test_sampled_actions_follow_the_masked_softmax() -> None:
+    """Sampling draws each allowed action with its softmax probability (counts within 5 sigma over 60k draws),
+    never a masked one, and reports the log-probability of the action it drew; greedy takes the best allowed."""
+    torch.manual_seed(0)
+    model = MultiPolicy(obs_dim=6, num_tools=5, num_args=3, hidden=16)
+    with torch.no_grad():
+        model.nets["B"].actor[-1].bias.copy_(
+            torch.tensor([3.0, 0.5, -1.0, 0.0, 1.0])
+        )  # a peaked distribution
+    n = 60_000
+    obs = torch.randn(1, 6).expand(n, 6)
+    tool_mask = torch.tensor([False, True, True, True, True]).expand(n, 5)  # the likeliest tool is masked
+    phase = torch.ones(n, dtype=torch.uint8)
+    arg_mask = torch.ones(n, 3, dtype=torch.bool)
+    gen = torch.Generator().manual_seed(1)
+    tools, _, lp_t, _, _, _ = model.act(obs, tool_mask, arg_mask, phase, gen)
+    logits = model.nets["B"].actor(obs[:1])[0].masked_fill(~tool_mask[0], float("-inf"))
+    p = torch.softmax(logits, -1)
+    counts = torch.bincount(tools, minlength=5).float()
+    assert counts[0] == 0
+    sigma = (n * p * (1 - p)).sqrt()
+    assert ((counts - n * p).abs() <= 5 * sigma + 1e-6).all(), (counts / n, p)
+    torch.testing.assert_close(lp_t, p.log()[tools])
+    greedy, *_ = model.act(obs[:4], tool_mask[:4], arg_mask[:4], phase[:4], greedy=True)
+    assert greedy.tolist() == [int(p.argmax())] * 4
+
+
+def test_arg_policy_acts_only_where_the_sampled_tool_takes_an_argument() -> None:
+    """With ``takes_arg``, rows whose tool takes no argument get arg 0 and log-prob 0 (C's actor is not run
+    there); the others get a valid arg with C's log-probability of it; C's value covers every row."""
+    torch.manual_seed(0)
+    model = MultiPolicy(obs_dim=6, num_tools=5, num_args=3, hidden=16)
+    n = 512
+    obs, phase = torch.randn(n, 6), torch.randint(0, 2, (n,), dtype=torch.uint8)
+    tool_mask = torch.ones(n, 5, dtype=torch.bool)
+    arg_mask = torch.rand(n, 3) < 0.5
+    arg_mask[:, 0] = True
+    takes_arg = torch.tensor([True, False, True, False, False])
+    tools, args, _, lp_a, _, v_a = model.act(obs, tool_mask, arg_mask, phase, takes_arg=takes_arg)
+    active = takes_arg[tools]
+    assert 0 < int(active.sum()) < n
+    assert (args[~active] == 0).all() and (lp_a[~active] == 0).all()
+    assert arg_mask[active, args[active]].all()
+    out = model(obs, tool_mask, arg_mask, phase, tools, args)
+    torch.testing.assert_close(lp_a[active], out.logp_arg[active])
+    torch.testing.assert_close(v_a, out.v_arg)
+
+
 def test_update_leaves_policies_without_samples_untouched() -> None:
     """A acts only at phase 0; a batch with no phase-0 rows must not move A's actor (independent policies)."""
     torch.manual_seed(0)
