@@ -35,7 +35,7 @@ from dspy_rl.cli.config import ConfigError, compose, to_object
 from dspy_rl.learners.grpo_env import GRPOHyper
 from dspy_rl.learners.learner_group import LearnerGroup, batch_keys, resolve_device
 from dspy_rl.learners.ppo import PPOHyper
-from dspy_rl.runners.env_runner import EnvRunner, RolloutSpec
+from dspy_rl.runners.env_runner import EnvRunner, RolloutSpec, env_info, make_env
 from dspy_rl.train_config import TrainConfig
 from dspy_rl.utils.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from dspy_rl.utils.run_logger import RunLogger
@@ -162,7 +162,11 @@ class Trainer:
                 cfg.env.seed + offset,
                 run_tag=f"{os.getpid()}-{id(self)}",
             )
-            info = pool.env_info()
+            # The actors start in the background (seconds: a Python process importing torch), and building the
+            # learner takes seconds too (the optimizers import torch._dynamo): read the env's dimensions from a
+            # one-env probe instead of from an actor, so that the two overlap.
+            probe = make_env({**self._env_cfg(offset), "num_envs": 1, "num_threads": 1}, cfg.env.seed)
+            info = env_info(probe) | {"num_envs": cfg.env.num_envs}
         else:
             local_runner = EnvRunner(
                 self._env_cfg(offset), spec, cfg.env.seed + offset, torch_threads=torch.get_num_threads()

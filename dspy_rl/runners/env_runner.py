@@ -40,6 +40,17 @@ def make_env(env_cfg: dict[str, Any], seed: int) -> Any:
     )
 
 
+def env_info(env: Any) -> dict[str, int]:
+    """The dimensions a learner needs to build the policies for ``env``'s suite, and its batch shape."""
+    return {
+        "obs_dim": env.obs_dim,
+        "num_tools": env.num_tools,
+        "num_args": env.num_args,
+        "num_envs": env.num_envs,
+        "episode_len": env.episode_len,
+    }
+
+
 class EnvRunner:
     """Samples ``rollout_len`` steps from every env with the current weights and computes GAE.
 
@@ -79,14 +90,7 @@ class EnvRunner:
         self._ret_b = np.zeros(n, np.float32)
 
     def env_info(self) -> dict[str, int]:
-        e = self.env
-        return {
-            "obs_dim": e.obs_dim,
-            "num_tools": e.num_tools,
-            "num_args": e.num_args,
-            "num_envs": e.num_envs,
-            "episode_len": e.episode_len,
-        }
+        return env_info(self.env)
 
     def sample(self, weights: dict[str, np.ndarray], num_steps: int | None = None) -> dict[str, Any]:
         """Roll out ``num_steps`` (default ``rollout_len``) steps; returns flat arrays plus episode stats."""
