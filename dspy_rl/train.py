@@ -37,7 +37,7 @@ from dspy_rl.learners.learner_group import LearnerGroup, batch_keys, resolve_dev
 from dspy_rl.learners.ppo import PPOHyper
 from dspy_rl.runners.env_runner import EnvRunner, RolloutSpec, env_info, make_env
 from dspy_rl.train_config import TrainConfig
-from dspy_rl.utils.checkpoint import CheckpointWriter, latest_checkpoint, load_checkpoint
+from dspy_rl.utils.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from dspy_rl.utils.run_logger import RunLogger
 
 log = logging.getLogger(__name__)
@@ -210,10 +210,9 @@ class Trainer:
         last_ckpt = -1
         first_90: dict[str, Any] | None = None
 
-        writer = CheckpointWriter(self.run_dir)
-
         def checkpoint() -> None:
-            writer.save(
+            save_checkpoint(
+                self.run_dir,
                 iteration,
                 {
                     "iteration": iteration,
@@ -331,7 +330,6 @@ class Trainer:
                     break
             if last_ckpt != iteration:
                 checkpoint()
-            writer.wait()
             if cfg.eval_episodes > 0 and self._stop_signal is None:
                 evaluation = self.evaluate_final()
                 last.update(evaluation)
@@ -339,7 +337,6 @@ class Trainer:
                 if report is not None:
                     report(dict(last))
         finally:
-            writer.wait(raise_error=False)  # an error on the way out: still leave the last write complete
             restore_signals()
             logger.close()
             learners.shutdown()
