@@ -54,7 +54,7 @@ class AlgoConfig:
     ``group_size`` rollouts replayed from one env snapshot)."""
     rollout_len: int = 16
     """Steps per env per iteration."""
-    lr: float = 5e-3
+    lr: float = 1e-2
     """Adam learning rate (one optimizer per policy)."""
     gamma: float = 0.99
     """Discount factor."""
@@ -68,7 +68,7 @@ class AlgoConfig:
     """Entropy bonus coefficient."""
     epochs: int = 1
     """Passes over each batch."""
-    minibatch_size: int = 2048
+    minibatch_size: int = 4096
     """Samples per gradient step (split across learners when there are several)."""
     max_grad_norm: float = 1.0
     """Per-policy gradient norm clip."""
