@@ -58,8 +58,9 @@ def run_one(
     stop_score: float | None,
     options: Mapping[str, Any] | None = None,
 ) -> tuple[list[TrialRecord], float]:
-    # ``options`` (e.g. the sweep's declared ``fidelity``) go to our searchers only; random and Optuna take none.
-    opts = dict(options or {}) if searcher_name in ("protein", "carbs") else {}
+    # ``options`` (the declared ``fidelity``) go to protein only: carbs refuses a fidelity, random and Optuna take
+    # no options (they search the budget as an ordinary parameter).
+    opts = dict(options or {}) if searcher_name == "protein" else {}
     searcher = make_searcher(searcher_name, space, "score", "max", "cost", seed=seed, **opts)
     t0 = time.perf_counter()
     # With a known threshold nothing after the first trial that reaches it changes the measurement.
@@ -255,6 +256,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--parallel", type=int, default=1)
     ap.add_argument(
+        "--fidelity",
+        action="store_true",
+        help="synthetic objectives: give protein each objective's budget parameter as its fidelity (multi-fidelity "
+        "mode, as the PPO sweeps declare it); the other searchers search it as an ordinary parameter",
+    )
+    ap.add_argument(
         "--ppo", action="store_true", help="also run a real PPO sweep (conf/sweep/<--ppo-sweep>.yaml)"
     )
     ap.add_argument("--ppo-sweep", default="ppo_cost", help="the sweep definition of the real PPO sweep")
@@ -319,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
             seeds,
             caps,
             args.parallel,
+            {"fidelity": obj.fidelity} if args.fidelity and obj.fidelity else None,
         )
         report["objectives"][name] = bench
         print_table(bench)
