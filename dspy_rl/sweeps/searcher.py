@@ -165,14 +165,15 @@ class CostAwareSearcher(Searcher):
         """Position of the fidelity parameter in the unit vector (None without one)."""
         return None if self.fidelity is None else self.space.names.index(self.fidelity)
 
-    def fidelity_levels(self, num: int = 5) -> np.ndarray:
-        """The distinct unit-cube values of the fidelity parameter, cheapest first (``num`` for continuous ones)."""
+    def fidelity_levels(self, num: int = 5, max_discrete: int = 16) -> np.ndarray:
+        """The unit-cube budget levels of the fidelity parameter, cheapest first: every value of a discrete one with
+        at most ``max_discrete`` values (e.g. pow2 8192..524288: 7 levels), else ``num`` spread over the range."""
         i = self.fidelity_index
         if i is None:
             raise RuntimeError("no fidelity parameter")
         param = self.space.params[i]
         levels = np.unique(np.round(param.snap_unit(np.linspace(0.0, 1.0, 257)), 12))
-        if len(levels) > num:  # continuous, or many discrete values: ``num`` spread over the range
+        if len(levels) > max_discrete:  # continuous, or many discrete values
             levels = np.unique(np.round(param.snap_unit(np.linspace(0.0, 1.0, num)), 12))
         return levels
 

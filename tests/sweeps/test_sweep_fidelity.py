@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from dspy_rl.sweeps.carbs import CarbsSearcher
+from dspy_rl.sweeps.protein import ProteinSearcher
 from dspy_rl.sweeps.fidelity import cheapest_uncertain_level, next_level_up
 
 LEVELS = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
@@ -78,3 +79,15 @@ def test_carbs_refuses_a_fidelity_parameter_with_a_message() -> None:
     CarbsSearcher(
         space, metric="score", mode="max", cost_metric="cost"
     )  # the budget as an ordinary parameter
+
+
+def test_every_value_of_a_pow2_budget_is_a_level() -> None:
+    spec = {
+        "lr": {"space": "log", "min": 1e-5, "max": 1e-1},
+        "steps": {"space": "pow2", "min": 8192, "max": 524288},
+    }
+    s = ProteinSearcher(spec, metric="score", mode="max", cost_metric="cost", fidelity="steps")
+    budgets = [s.space.from_unit(np.array([0.5, u]))["steps"] for u in s.fidelity_levels()]
+    assert budgets == [8192 * 2**k for k in range(7)]
+    s = ProteinSearcher({**spec, "steps": {"space": "log", "min": 1e3, "max": 1e6}}, fidelity="steps")
+    assert len(s.fidelity_levels()) == 5  # continuous: 5 levels spread over the range
