@@ -1,4 +1,4 @@
-"""The multi-fidelity budget rule (dspy_rl/sweeps/fidelity.py) on a hand-made predictor, and carbs refusing it."""
+"""The multi-fidelity budget rule (dspy_rl/sweeps/fidelity.py) on a hand-made predictor, budget levels, carbs refusing it."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from dspy_rl.sweeps.carbs import CarbsSearcher
-from dspy_rl.sweeps.protein import ProteinSearcher
 from dspy_rl.sweeps.fidelity import cheapest_uncertain_level, next_level_up
+from dspy_rl.sweeps.protein import ProteinSearcher
 
 LEVELS = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
 
