@@ -230,7 +230,9 @@ class CostAwareSearcher(Searcher):
         x = np.clip(np.asarray(self._propose(ctx), dtype=np.float64), 0.0, 1.0)
         if self.fidelity is not None:
             i, levels = self.fidelity_index, self.fidelity_levels()
-            run = [o.x[i] for o in self.observations] + [p[i] for p in self._pending.values()]
+            # Finished trials only: with several trials in flight the budget still climbs on evidence, one level
+            # above the dearest result, not one level per pending trial.
+            run = [o.x[i] for o in self.observations]
             x[i] = cheapest_uncertain_level(
                 x,
                 i,

@@ -175,6 +175,18 @@ def test_fidelity_mode_warms_up_cheap_then_climbs_the_budget_only_as_far_as_need
     assert len({round(o.config["lr"], 8) for o in s.observations[:4]}) == 4
 
 
+def test_fidelity_mode_with_trials_in_flight_climbs_on_finished_results_only() -> None:
+    space = _fidelity_space()
+    s = ProteinSearcher(space, "score", "max", "cost", seed=0, fidelity="steps", num_warmup=4)
+    for i in range(4):  # warm-up at the cheapest budget, all finished
+        c = s.suggest(f"w{i}")
+        s.on_trial_complete(f"w{i}", dict(zip(("score", "cost"), _fidelity_objective(c), strict=True)))
+    in_flight = [s.suggest(f"p{i}")["steps"] for i in range(4)]  # nothing finishes meanwhile
+    assert max(in_flight) <= 2048, (
+        in_flight
+    )  # one level above the dearest finished trial, however many are pending
+
+
 def test_fidelity_mode_reaches_a_top_score_for_less_cost_than_random_search() -> None:
     """Paired over seeds: cumulative cost until a trial scores >= 0.95 (only the top budget can)."""
     space = _fidelity_space()
