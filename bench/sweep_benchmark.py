@@ -3,11 +3,13 @@
     python bench/sweep_benchmark.py                          # 3 synthetic objectives x 5 seeds, all searchers
     python bench/sweep_benchmark.py --seeds 8 --objectives branin,hartmann6,ppo_like
     python bench/sweep_benchmark.py --ppo --ppo-seeds 5      # plus a real PPO sweep (conf/sweep/ppo_cost.yaml)
+    python bench/sweep_benchmark.py --objectives "" --ppo --ppo-sweep ppo_budget --ppo-seed-offset 5 --ppo-threshold 0.95
 
 Every searcher runs in the same process against the same objective, one trial at a time (``--parallel`` keeps
 several outstanding). For each (objective, searcher, seed) we record the cumulative cost of all trials up to and
 including the first one scoring >= 95% of the best score (synthetic: the known optimum 1.0; PPO: the best eval success
-rate any searcher found on that seed). A run that never gets there within its trial cap counts its whole cost and
+rate any searcher found on that seed, or with ``--ppo-threshold`` a fixed threshold, e.g. 0.95 = 95% of the largest
+possible success rate, at which each PPO run stops). A run that never gets there within its trial cap counts its whole cost and
 is marked censored (a lower bound, reported with ``>=``). Ratios are of medians over seeds; the table also shows
 the geometric mean of per-seed ratios against random (paired by seed).
 
@@ -56,8 +58,9 @@ def run_one(
     stop_score: float | None,
     options: Mapping[str, Any] | None = None,
 ) -> tuple[list[TrialRecord], float]:
-    # ``options`` (e.g. the sweep's declared ``fidelity``) go to our searchers only; random and Optuna take none.
-    opts = dict(options or {}) if searcher_name in ("protein", "carbs") else {}
+    # ``options`` (the declared ``fidelity``) go to protein only: carbs refuses a fidelity, random and Optuna take
+    # no options (they search the budget as an ordinary parameter).
+    opts = dict(options or {}) if searcher_name == "protein" else {}
     searcher = make_searcher(searcher_name, space, "score", "max", "cost", seed=seed, **opts)
     t0 = time.perf_counter()
     # With a known threshold nothing after the first trial that reaches it changes the measurement.
@@ -207,7 +210,7 @@ class PPOObjective:
 
 
 def load_reuse(
-    spec: str, sweep: str, caps: Mapping[str, int]
+    spec: str, sweep: str, caps: Mapping[str, int], threshold: float | None = None
 ) -> dict[str, dict[int, tuple[list[TrialRecord], float]]]:
     """PPO trial records of earlier runs of the same sweep, per searcher and seed (only where the caps match).
 
@@ -226,6 +229,8 @@ def load_reuse(
         for s, runs in bench["runs"].items():
             prev_cap = prev_args["ppo_peer_trials"] if s in ("random", "optuna") else prev_args["ppo_trials"]
             if (only and s != only) or caps.get(s) != prev_cap:
+                continue
+            if prev_args.get("ppo_threshold") != threshold:  # runs stop at a fixed threshold: not comparable
                 continue
             out.setdefault(s, {}).update(
                 {
@@ -251,10 +256,29 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--parallel", type=int, default=1)
     ap.add_argument(
+        "--fidelity",
+        action="store_true",
+        help="synthetic objectives: give protein each objective's budget parameter as its fidelity (multi-fidelity "
+        "mode, as the PPO sweeps declare it); the other searchers search it as an ordinary parameter",
+    )
+    ap.add_argument(
         "--ppo", action="store_true", help="also run a real PPO sweep (conf/sweep/<--ppo-sweep>.yaml)"
     )
     ap.add_argument("--ppo-sweep", default="ppo_cost", help="the sweep definition of the real PPO sweep")
-    ap.add_argument("--ppo-seeds", type=int, default=5)
+    ap.add_argument("--ppo-seeds", type=int, default=5, help="number of PPO seeds")
+    ap.add_argument(
+        "--ppo-seed-offset",
+        type=int,
+        default=0,
+        help="first PPO seed (seeds offset..offset+n-1): tune on one set of seeds, report on another",
+    )
+    ap.add_argument(
+        "--ppo-threshold",
+        type=float,
+        default=None,
+        help="fixed PPO score threshold (e.g. 0.95 for a success rate, whose maximum is 1.0); each run stops at its "
+        "first trial that reaches it. Default: 95%% of the best score any searcher found on that seed, no early stop",
+    )
     ap.add_argument("--ppo-trials", type=int, default=24, help="PPO trial cap for our searcher")
     ap.add_argument("--ppo-peer-trials", type=int, default=24, help="PPO trial cap for random and Optuna")
     ap.add_argument(
@@ -266,6 +290,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "sweep_benchmark.json"))
     args = ap.parse_args(argv)
+    if args.ppo_seeds < 1 or args.ppo_seed_offset < 0:
+        ap.error("need --ppo-seeds >= 1 and --ppo-seed-offset >= 0")
+    if args.ppo_threshold is not None and not math.isfinite(args.ppo_threshold):
+        ap.error("--ppo-threshold must be a finite number")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     for noisy in ("dspy_rl", "ray", "optuna"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -298,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
             seeds,
             caps,
             args.parallel,
+            {"fidelity": obj.fidelity} if args.fidelity and obj.fidelity else None,
         )
         report["objectives"][name] = bench
         print_table(bench)
@@ -314,14 +343,18 @@ def main(argv: list[str] | None = None) -> int:
         ppo_caps = {
             s: args.ppo_peer_trials if s in ("random", "optuna") else args.ppo_trials for s in ppo_searchers
         }
-        reuse = load_reuse(args.ppo_reuse, args.ppo_sweep, ppo_caps) if args.ppo_reuse else None
+        reuse = (
+            load_reuse(args.ppo_reuse, args.ppo_sweep, ppo_caps, args.ppo_threshold)
+            if args.ppo_reuse
+            else None
+        )
         bench = bench_objective(
             f"{args.ppo_sweep} (real PPO, cost = env steps)",
             PPOObjective(list(cfg.sweep.fixed), run_root, cfg.sweep.metric),
             space,
-            None,
+            args.ppo_threshold,
             ppo_searchers,
-            list(range(args.ppo_seeds)),
+            list(range(args.ppo_seed_offset, args.ppo_seed_offset + args.ppo_seeds)),
             ppo_caps,
             1,
             {"fidelity": cfg.sweep.fidelity} if cfg.sweep.fidelity else None,

@@ -58,9 +58,9 @@ class SweepDef:
     fixed: list[str] = field(default_factory=list)
     #: name -> {space: linear|log|pow2|logit|int|choice, min, max | values}
     parameters: dict[str, Any] = field(default_factory=dict)
-    #: the searched parameter that sets each trial's budget (e.g. ``total_env_steps``), or None. protein/carbs
-    #: then run their warm-up at its cheapest value, and protein's model steps cycle its levels from the dearest
-    #: down (multi-fidelity); the others ignore it
+    #: the searched parameter that sets each trial's budget (e.g. ``total_env_steps``), or None. protein
+    #: then runs its warm-up at its cheapest value and gives each model step the cheapest budget level the model
+    #: is still uncertain about (multi-fidelity, dspy_rl/sweeps/fidelity.py); carbs refuses it; the others ignore it
     fidelity: str | None = None
 
 
@@ -127,6 +127,13 @@ class SweepConfig:
             "null or one of the searched parameters",
         )
         require(
+            s.fidelity is None or self.searcher != "carbs",
+            "sweep.fidelity",
+            s.fidelity,
+            "null with searcher=carbs (its cost cap never rises above the observed costs, so it would stay at the "
+            "cheapest budget of a fidelity warm-up): set sweep.fidelity=null or use searcher=protein",
+        )
+        require(
             self.objective != "train" or bool(s.parameters),
             "sweep.parameters",
             s.parameters,
@@ -156,8 +163,8 @@ class SweepConfig:
 
 
 def fidelity_option(cfg: SweepConfig) -> dict[str, Any]:
-    """``{"fidelity": name}`` for protein/carbs when the sweep declares its budget parameter, else nothing."""
-    if cfg.sweep.fidelity is None or cfg.searcher not in ("protein", "carbs"):
+    """``{"fidelity": name}`` for protein when the sweep declares its budget parameter, else nothing."""
+    if cfg.sweep.fidelity is None or cfg.searcher != "protein":
         return {}
     return {"fidelity": cfg.sweep.fidelity}
 

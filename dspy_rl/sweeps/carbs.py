@@ -13,6 +13,10 @@ searcher is local and improvement-based:
    cost* (the best observed score among points at most that expensive), times the predicted success probability.
    A cheap point that matches an expensive one is an improvement; a point that merely matches the best score at a
    higher cost is not.
+
+No multi-fidelity mode: from a cheap warm-up (the budget parameter at its minimum) the cost cap of step 2 and the
+front baseline of step 3 stay at the cheapest observed cost, so this algorithm would never raise the budget; the
+constructor rejects ``fidelity`` (use :mod:`.protein`).
 """
 
 from __future__ import annotations
@@ -58,6 +62,13 @@ class CarbsSearcher(CostAwareSearcher):
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
+        if self.fidelity is not None:
+            raise ValueError(
+                f"CarbsSearcher does not support fidelity={self.fidelity!r}: its cost cap and Pareto baseline never "
+                "reach above the most expensive observation, so from a cheap multi-fidelity warm-up it would stay at "
+                "the cheapest budget; use ProteinSearcher for a fidelity sweep, or search the budget as an ordinary "
+                "parameter (fidelity=None)"
+            )
         if not 0 < search_radius <= max_radius or radius_growth < 1 or expansion < 0:
             raise ValueError("need 0 < search_radius <= max_radius, radius_growth >= 1, expansion >= 0")
         self.base_radius = float(search_radius)

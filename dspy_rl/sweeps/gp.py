@@ -203,5 +203,12 @@ class ExactGP:
         return mean * self._y_std + self._y_mean, var.sqrt() * self._y_std
 
     @property
+    def prior_std(self) -> float:
+        """Prior standard deviation of the latent function in target units (the posterior std far from data)."""
+        if self.hyper is None:
+            raise RuntimeError("prior_std needs a fitted GP; call fit() first")
+        return math.exp(0.5 * self.hyper.log_signal) * self._y_std
+
+    @property
     def train_x(self) -> torch.Tensor | None:
         return self._x

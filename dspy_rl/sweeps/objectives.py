@@ -17,13 +17,15 @@ Score = float | None
 
 @dataclass(frozen=True)
 class SyntheticObjective:
-    """A named objective: its search space spec, its function and its optimum (max score)."""
+    """A named objective: its search space spec, its function, its optimum (max score) and its budget parameter
+    (``fidelity``: more of it costs more and raises the score, like a training budget), if it has one."""
 
     name: str
     description: str
     space: dict[str, dict[str, Any]]
     fn: Callable[[Mapping[str, Any]], tuple[Score, float]]
     optimum: float = 1.0
+    fidelity: str | None = None
 
     def __call__(self, config: Mapping[str, Any]) -> tuple[Score, float]:
         return self.fn(config)
@@ -103,6 +105,7 @@ OBJECTIVES: dict[str, SyntheticObjective] = {
             "steps": {"space": "log", "min": 1e4, "max": 1e6},
         },
         fn=_ppo_like,
+        fidelity="steps",
     ),
     "branin": SyntheticObjective(
         name="branin",
@@ -113,6 +116,7 @@ OBJECTIVES: dict[str, SyntheticObjective] = {
             "epochs": {"space": "int", "min": 1, "max": 64},
         },
         fn=_branin,
+        fidelity="epochs",
     ),
     "hartmann6": SyntheticObjective(
         name="hartmann6",
@@ -122,6 +126,7 @@ OBJECTIVES: dict[str, SyntheticObjective] = {
             "width": {"space": "pow2", "min": 8, "max": 512},
         },
         fn=_hartmann6,
+        fidelity="width",
     ),
 }
 

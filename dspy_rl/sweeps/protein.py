@@ -13,11 +13,12 @@ Each model-based suggestion:
    the predicted log-cost and the target, times the predicted success probability; candidates predicted over
    ``max_suggestion_cost`` are excluded.
 
-With a declared ``fidelity`` parameter (multi-fidelity mode: the warm-up ran at its cheapest value) step 3 works on
-that parameter directly: model step ``k`` runs at fidelity level ``L - 1 - (k mod L)`` (levels cheapest first), so
-the first model step takes the most promising point straight to the top budget and the budget then steps down to
-the cheapest and around again; every candidate is placed at that budget and step 4 is the rescaled UCB there (the
-score GP spans the fidelity dimension, so what the cheap trials showed carries over to the dearer budget).
+With a declared ``fidelity`` parameter (multi-fidelity mode: the warm-up ran at its cheapest value) steps 3-4
+become: every candidate is placed at the top budget and scored by the rescaled UCB there (what the final,
+full-budget result of that configuration may be; the score GP spans the fidelity dimension, so what cheaper
+trials showed carries over), times the predicted success probability. The base class then lowers the winner's
+budget to the cheapest level the model is still uncertain about (:mod:`.fidelity`), so the budget climbs only as
+far as the model needs to learn what more budget buys.
 """
 
 from __future__ import annotations
@@ -79,16 +80,6 @@ class ProteinSearcher(CostAwareSearcher):
         )
         return lo + float(frac) * (hi - lo)
 
-    def next_fidelity_level(self, ctx: ModelContext) -> float:
-        """The budget level of model step ``k``: levels cycle from the dearest down to the cheapest and around.
-
-        The warm-up ran at the cheapest level, so the first model step takes the most promising point straight to
-        the top budget (is what the cheap trials found still best at full budget?), and the cheaper levels that
-        follow refine the model before the next full-budget trial, one top-budget trial per ``L`` model steps.
-        """
-        levels = self.fidelity_levels()
-        return float(levels[len(levels) - 1 - ctx.step % len(levels)])
-
     def _candidates(self, ctx: ModelContext) -> np.ndarray:
         n, d = self.num_candidates, ctx.x.shape[1]
         front = pareto_front(ctx.y, ctx.log_cost)
@@ -104,16 +95,14 @@ class ProteinSearcher(CostAwareSearcher):
 
     def _propose(self, ctx: ModelContext) -> np.ndarray:
         cands = self._candidates(ctx)
-        if self.fidelity is not None:  # every candidate at this step's budget level
-            level = self.next_fidelity_level(ctx)
-            cands[:, self.fidelity_index] = level
+        if self.fidelity is not None:  # every candidate at the top budget (the base class may lower it)
+            cands[:, self.fidelity_index] = self.fidelity_levels()[-1]
         mu, sd, lc = self._predict(ctx, cands)
         ucb = mu + self.ucb_beta * sd
         span = ucb.max() - ucb.min()
         u = (ucb - ucb.min()) / span if span > 1e-12 else np.ones_like(ucb)
         factor = self._penalties(ctx, cands, lc)
         if self.fidelity is not None:
-            ctx.extra.update(fidelity_level=level)
             return self._pick(cands, (u + 1e-6) * factor, factor, lc)
         target = self.cost_target(ctx.log_cost, ctx.step)
         width = self.cost_bandwidth * max(float(np.ptp(ctx.log_cost)), 1e-3)

@@ -9,8 +9,9 @@ What lives here (and not in the algorithm files):
   finite metric become failures.
 * Quasi-random warm-up: the first ``num_warmup`` suggestions are scrambled Sobol points.
 * Fidelity (optional): with ``fidelity=<parameter>`` (the searched parameter that sets a trial's budget, e.g.
-  ``total_env_steps``) the warm-up runs every Sobol point at that parameter's cheapest value, and the subclasses
-  choose the budget of model-based suggestions from :meth:`CostAwareSearcher.fidelity_levels`.
+  ``total_env_steps``) the warm-up runs every Sobol point at that parameter's cheapest value; after each model-based
+  proposal the budget is lowered to the cheapest level the surrogate is still uncertain about
+  (:func:`~dspy_rl.sweeps.fidelity.cheapest_uncertain_level`), the same rule for every subclass.
 * Surrogates: one :class:`~dspy_rl.sweeps.gp.ExactGP` for the score (maximize orientation) and one for log-cost.
 * Pending trials: a "kriging believer" -- each running trial is added to both GPs as a fantasy observation at the
   model's own prediction, which collapses the variance there, so parallel suggestions spread out.
@@ -35,6 +36,7 @@ import numpy as np
 import torch
 from ray.tune.search import Searcher
 
+from dspy_rl.sweeps.fidelity import cheapest_uncertain_level, next_level_up
 from dspy_rl.sweeps.gp import ExactGP, GPHyper
 from dspy_rl.sweeps.spaces import SearchSpace, SpaceError
 
@@ -92,6 +94,8 @@ class CostAwareSearcher(Searcher):
         failure_radius: lengthscale (unit cube) over which a failed trial lowers the predicted success.
         fidelity: name of the searched parameter that sets each trial's budget (multi-fidelity mode), or None.
             The warm-up is then cheap (that parameter at its minimum); its default size is ``max(4, dim // 2 + 1)``.
+        fidelity_xi: multi-fidelity mode: the uncertainty (fraction of the score GP's prior std, at equal cost) a
+            cheaper budget level needs to be chosen over the proposed one; see :mod:`.fidelity`.
     """
 
     name = "cost_aware"
@@ -109,6 +113,7 @@ class CostAwareSearcher(Searcher):
         num_candidates: int = 512,
         failure_radius: float = 0.15,
         fidelity: str | None = None,
+        fidelity_xi: float = 0.5,
     ):
         if mode is not None and mode not in ("max", "min"):
             raise ValueError(f"mode={mode!r}; use 'max' or 'min'")
@@ -123,6 +128,8 @@ class CostAwareSearcher(Searcher):
             raise ValueError(f"num_candidates={num_candidates} must be >= 8")
         if not failure_radius > 0:
             raise ValueError(f"failure_radius={failure_radius} must be > 0")
+        if not fidelity_xi > 0:
+            raise ValueError(f"fidelity_xi={fidelity_xi} must be > 0")
         self._space: SearchSpace | None = None
         self.cost_metric = cost_metric
         self._num_warmup_arg = num_warmup
@@ -132,6 +139,7 @@ class CostAwareSearcher(Searcher):
         self.num_candidates = int(num_candidates)
         self.failure_radius = float(failure_radius)
         self.fidelity = fidelity
+        self.fidelity_xi = float(fidelity_xi)
         self.observations: list[Observation] = []
         self._pending: dict[str, list[float]] = {}
         self._last_result: dict[str, dict[str, float]] = {}
@@ -157,14 +165,15 @@ class CostAwareSearcher(Searcher):
         """Position of the fidelity parameter in the unit vector (None without one)."""
         return None if self.fidelity is None else self.space.names.index(self.fidelity)
 
-    def fidelity_levels(self, num: int = 5) -> np.ndarray:
-        """The distinct unit-cube values of the fidelity parameter, cheapest first (``num`` for continuous ones)."""
+    def fidelity_levels(self, num: int = 5, max_discrete: int = 16) -> np.ndarray:
+        """The unit-cube budget levels of the fidelity parameter, cheapest first: every value of a discrete one with
+        at most ``max_discrete`` values (e.g. pow2 8192..524288: 7 levels), else ``num`` spread over the range."""
         i = self.fidelity_index
         if i is None:
             raise RuntimeError("no fidelity parameter")
         param = self.space.params[i]
         levels = np.unique(np.round(param.snap_unit(np.linspace(0.0, 1.0, 257)), 12))
-        if len(levels) > num:  # continuous, or many discrete values: ``num`` spread over the range
+        if len(levels) > max_discrete:  # continuous, or many discrete values
             levels = np.unique(np.round(param.snap_unit(np.linspace(0.0, 1.0, num)), 12))
         return levels
 
@@ -218,9 +227,24 @@ class CostAwareSearcher(Searcher):
         if len(self.observations) + len(self._pending) < self.num_warmup or len(ok) < 2:
             return self._sobol_point()
         ctx = self._model_context(ok)
-        x = np.asarray(self._propose(ctx), dtype=np.float64)
+        x = np.clip(np.asarray(self._propose(ctx), dtype=np.float64), 0.0, 1.0)
+        if self.fidelity is not None:
+            i, levels = self.fidelity_index, self.fidelity_levels()
+            # Finished trials only: with several trials in flight the budget still climbs on evidence, one level
+            # above the dearest result, not one level per pending trial.
+            run = [o.x[i] for o in self.observations]
+            x[i] = cheapest_uncertain_level(
+                x,
+                i,
+                levels,
+                lambda cands: self._predict(ctx, cands),
+                ctx.score_gp.prior_std,
+                ceiling=next_level_up(levels, np.array(run)),
+                xi=self.fidelity_xi,
+            )
+            logger.debug("model step %d: budget level %.3f", ctx.step, x[self.fidelity_index])
         self._model_steps += 1
-        return np.clip(x, 0.0, 1.0)
+        return x
 
     def _sobol_point(self) -> np.ndarray:
         engine = torch.quasirandom.SobolEngine(dimension=self.space.dim, scramble=True, seed=self.seed)
