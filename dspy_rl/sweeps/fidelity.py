@@ -1,9 +1,9 @@
 """The budget of a multi-fidelity suggestion: the cheapest budget at which the model is still uncertain.
 
 A sweep with a declared ``fidelity`` parameter (the training budget, e.g. ``total_env_steps``) lets the searcher
-choose how much to pay for each trial. The searcher's algorithm (:mod:`.protein`, :mod:`.carbs`) proposes a point
-``x`` with a budget ``z``; :func:`cheapest_uncertain_level` then lowers ``z`` to the cheapest budget level ``l`` whose
-score the surrogate cannot yet predict at ``x``::
+choose how much to pay for each trial. The searcher's algorithm (:mod:`.protein`; :mod:`.carbs` refuses fidelity)
+proposes a point ``x`` with a budget ``z``; :func:`cheapest_uncertain_level` then lowers ``z`` to the cheapest
+budget level ``l`` whose score the surrogate cannot yet predict at ``x``::
 
     sd(x, l) > xi * prior_sd * (cost(x, l) / cost(x, z)) ** q
 
