@@ -87,7 +87,8 @@ class IngestConfig:
     commit_timeout_ms: int = 30000
     """How long one offset commit may block (e.g. while the broker restarts) before it is retried later."""
     idle_timeout_s: float | None = None
-    """Exit after this long without records while partitions are assigned (None: run until stopped)."""
+    """Exit after this long without records while partitions are assigned and caught up to their high watermark
+    (None: run until stopped)."""
     max_events: int | None = None
     """Exit after this many records (None: no limit)."""
     max_seconds: float | None = None
@@ -395,21 +396,22 @@ class KafkaIngester:
                 logger.warning("could not rewind %s: %s", tp, exc)
 
     # -- metrics --------------------------------------------------------------------------------------
-    def _update_lag(self) -> None:
-        lag = 0
-        assigned = self._consumer.assignment()
-        if not assigned:
-            self.metrics.lag = None
-            return
-        for tp in assigned:
-            high = self._consumer.highwater(tp)
-            if high is None:
-                continue
+    def _partition_lags(self) -> dict[Any, int | None]:
+        """Records behind the high watermark per assigned partition; None where that is unknown: no fetch
+        response since the partition was (re)assigned, or its position is being reset."""
+        lags: dict[Any, int | None] = {}
+        for tp in self._consumer.assignment():
             try:
-                lag += max(0, high - self._consumer.position(tp, timeout_ms=1000))
-            except Exception:  # position unknown while the partition is being reset
-                continue
-        self.metrics.lag = lag
+                high = self._consumer.highwater(tp)
+                position = None if high is None else self._consumer.position(tp, timeout_ms=1000)
+            except Exception:  # revoked since assignment(), or its position is being reset
+                high = position = None
+            lags[tp] = None if high is None or position is None else max(0, high - position)
+        return lags
+
+    def _update_lag(self) -> None:
+        lags = self._partition_lags()
+        self.metrics.lag = sum(lag for lag in lags.values() if lag is not None) if lags else None
 
     def snapshot(self) -> IngestMetrics:
         """Refresh the derived metrics (elapsed, events/s, lag) and return them."""
@@ -477,8 +479,19 @@ class KafkaIngester:
                     # member's session expires).
                     last_data = now
                 elif idle_timeout_s is not None and now - last_data >= idle_timeout_s:
-                    logger.info("ingest: idle for %.1fs, stopping", now - last_data)
-                    break
+                    # Idle only when caught up: after a rebalance, or a stall of this process or the broker
+                    # longer than the timeout, records may be waiting that no poll has fetched yet.
+                    lags = self._partition_lags()
+                    if lags and all(lag == 0 for lag in lags.values()):
+                        logger.info("ingest: idle for %.1fs, stopping", now - last_data)
+                        break
+                    behind = {f"{tp.topic}-{tp.partition}": lag for tp, lag in lags.items() if lag != 0}
+                    logger.info(
+                        "ingest: no records for %.1fs but not caught up (lag, None = not fetched yet: %s); waiting",
+                        now - last_data,
+                        behind,
+                    )
+                    last_data = now
                 if max_events is not None and self.metrics.events - before >= max_events:
                     break
                 if max_seconds is not None and now - start >= max_seconds:
