@@ -395,6 +395,26 @@ class KafkaIngester:
             ) as exc:  # revoked by a rebalance: its new owner resumes from the committed offset
                 logger.warning("could not rewind %s: %s", tp, exc)
 
+    def _rejoin_if_stranded(self) -> None:
+        """Work around a kafka-python 3.0 bug that leaves the consumer without partitions forever.
+
+        A rebalance that the group leader starts because the subscribed topics' metadata changed (e.g. the
+        topics appeared after the group was joined) is lost when its JoinGroup/SyncGroup round trips outlast
+        the poll() that started it: the assignment resets the leader's metadata snapshot, so need_rejoin() turns
+        False while the join is in flight, and no later poll() ever applies its result. The coordinator then
+        stays REBALANCING, with heartbeats off and nothing assigned. Asking it to rejoin makes the next poll()
+        await the join and apply the assignment.
+        """
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        if coordinator is None or not coordinator.rebalance_in_progress():
+            return
+        if not coordinator.need_rejoin() and coordinator.rebalance_in_progress():
+            logger.warning(
+                "consumer group %s: rebalance lost without an assignment (kafka-python); rejoining",
+                self.config.group_id,
+            )
+            coordinator.request_rejoin()
+
     # -- metrics --------------------------------------------------------------------------------------
     def _partition_lags(self) -> dict[Any, int | None]:
         """Records behind the high watermark per assigned partition; None where that is unknown: no fetch
@@ -478,6 +498,8 @@ class KafkaIngester:
                     # Not idle: batches still being written, or joining the group (e.g. until a killed
                     # member's session expires).
                     last_data = now
+                    if not self._in_flight:
+                        self._rejoin_if_stranded()
                 elif idle_timeout_s is not None and now - last_data >= idle_timeout_s:
                     # Idle only when caught up: after a rebalance, or a stall of this process or the broker
                     # longer than the timeout, records may be waiting that no poll has fetched yet.

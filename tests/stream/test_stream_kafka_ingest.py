@@ -302,3 +302,30 @@ def test_two_worker_processes_share_the_partitions(
     assert result.stderr.count("worker0") > 0 and result.stderr.count("worker1") > 0
     with TraceStore(db) as store:
         assert store.span_ids() == {s.span_id for s in spans}
+
+
+def test_group_joined_before_its_topics_exist_gets_them_assigned(
+    kafka_broker, topic_prefix, produce, tmp_path
+):
+    """The hang this file's failed-write test used to show (~1 run in 8): kafka-python 3.0 loses the assignment of
+    a rebalance that outlasts the poll() that started it, when the group leader re-assigns because the topics'
+    metadata changed, and then never rejoins. 1 ms polls make every such rebalance outlast its poll."""
+    store = TraceStore(tmp_path / "t.db")
+    cfg = IngestConfig(
+        bootstrap_servers=kafka_broker,
+        topic_prefix=topic_prefix,
+        group_id=topic_prefix + "g",
+        poll_timeout_ms=1,
+        batch_max_wait_ms=0,
+        idle_timeout_s=3,
+        max_seconds=60,
+    )
+    ingester = KafkaIngester(store, cfg)
+    ingester.ingest_for(max_seconds=2)  # joins the group while none of its topics exists
+    messages, spans = _valid_messages(topic_prefix, 20, seed=7)
+    produce(kafka_broker, messages)
+    metrics = ingester.run()
+    assert store.span_ids() == {s.span_id for s in spans}, (
+        f"no partitions assigned within max_seconds: {metrics}"
+    )
+    store.close()
