@@ -87,7 +87,8 @@ class IngestConfig:
     commit_timeout_ms: int = 30000
     """How long one offset commit may block (e.g. while the broker restarts) before it is retried later."""
     idle_timeout_s: float | None = None
-    """Exit after this long without records while partitions are assigned (None: run until stopped)."""
+    """Exit after this long without records while partitions are assigned and caught up to their high watermark
+    (None: run until stopped)."""
     max_events: int | None = None
     """Exit after this many records (None: no limit)."""
     max_seconds: float | None = None
@@ -394,22 +395,43 @@ class KafkaIngester:
             ) as exc:  # revoked by a rebalance: its new owner resumes from the committed offset
                 logger.warning("could not rewind %s: %s", tp, exc)
 
-    # -- metrics --------------------------------------------------------------------------------------
-    def _update_lag(self) -> None:
-        lag = 0
-        assigned = self._consumer.assignment()
-        if not assigned:
-            self.metrics.lag = None
+    def _rejoin_if_stranded(self) -> None:
+        """Work around a kafka-python 3.0 bug that leaves the consumer without partitions forever.
+
+        A rebalance that the group leader starts because the subscribed topics' metadata changed (e.g. the
+        topics appeared after the group was joined) is lost when its JoinGroup/SyncGroup round trips outlast
+        the poll() that started it: the assignment resets the leader's metadata snapshot, so need_rejoin() turns
+        False while the join is in flight, and no later poll() ever applies its result. The coordinator then
+        stays REBALANCING, with heartbeats off and nothing assigned. Asking it to rejoin makes the next poll()
+        await the join and apply the assignment.
+        """
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        if coordinator is None or not coordinator.rebalance_in_progress():
             return
-        for tp in assigned:
-            high = self._consumer.highwater(tp)
-            if high is None:
-                continue
+        if not coordinator.need_rejoin() and coordinator.rebalance_in_progress():
+            logger.warning(
+                "consumer group %s: rebalance lost without an assignment (kafka-python); rejoining",
+                self.config.group_id,
+            )
+            coordinator.request_rejoin()
+
+    # -- metrics --------------------------------------------------------------------------------------
+    def _partition_lags(self) -> dict[Any, int | None]:
+        """Records behind the high watermark per assigned partition; None where that is unknown: no fetch
+        response since the partition was (re)assigned, or its position is being reset."""
+        lags: dict[Any, int | None] = {}
+        for tp in self._consumer.assignment():
             try:
-                lag += max(0, high - self._consumer.position(tp, timeout_ms=1000))
-            except Exception:  # position unknown while the partition is being reset
-                continue
-        self.metrics.lag = lag
+                high = self._consumer.highwater(tp)
+                position = None if high is None else self._consumer.position(tp, timeout_ms=1000)
+            except Exception:  # revoked since assignment(), or its position is being reset
+                high = position = None
+            lags[tp] = None if high is None or position is None else max(0, high - position)
+        return lags
+
+    def _update_lag(self) -> None:
+        lags = self._partition_lags()
+        self.metrics.lag = sum(lag for lag in lags.values() if lag is not None) if lags else None
 
     def snapshot(self) -> IngestMetrics:
         """Refresh the derived metrics (elapsed, events/s, lag) and return them."""
@@ -476,9 +498,22 @@ class KafkaIngester:
                     # Not idle: batches still being written, or joining the group (e.g. until a killed
                     # member's session expires).
                     last_data = now
+                    if not self._in_flight:
+                        self._rejoin_if_stranded()
                 elif idle_timeout_s is not None and now - last_data >= idle_timeout_s:
-                    logger.info("ingest: idle for %.1fs, stopping", now - last_data)
-                    break
+                    # Idle only when caught up: after a rebalance, or a stall of this process or the broker
+                    # longer than the timeout, records may be waiting that no poll has fetched yet.
+                    lags = self._partition_lags()
+                    if lags and all(lag == 0 for lag in lags.values()):
+                        logger.info("ingest: idle for %.1fs, stopping", now - last_data)
+                        break
+                    behind = {f"{tp.topic}-{tp.partition}": lag for tp, lag in lags.items() if lag != 0}
+                    logger.info(
+                        "ingest: no records for %.1fs but not caught up (lag, None = not fetched yet: %s); waiting",
+                        now - last_data,
+                        behind,
+                    )
+                    last_data = now
                 if max_events is not None and self.metrics.events - before >= max_events:
                     break
                 if max_seconds is not None and now - start >= max_seconds:

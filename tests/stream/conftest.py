@@ -1,12 +1,19 @@
-"""Kafka fixtures: the shared broker (``scripts/kafka.sh start``), private brokers for restart tests, producers."""
+"""Kafka fixtures: the shared broker (``scripts/kafka.sh start``), private brokers for restart tests, producers.
+
+Every test's topics share a unique prefix (``topic_prefix``) and are deleted when the test ends, so the shared
+broker's state dir does not grow with every local run.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import time
 import uuid
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -34,10 +41,61 @@ def kafka_broker() -> str:
     return f"127.0.0.1:{port}"
 
 
+#: DeleteTopics error codes that mean "nothing left to delete": none, and UNKNOWN_TOPIC_OR_PARTITION.
+_DELETED_OR_GONE = (0, 3)
+
+
+def delete_topics_with_prefix(bootstrap: str, prefix: str, timeout_s: float = 60.0) -> list[str]:
+    """Delete every topic on ``bootstrap`` whose name starts with ``prefix``; returns the names deleted.
+
+    A fresh admin client per attempt, retried until ``timeout_s``: a test may have just restarted the broker, which
+    then refuses connections or answers NOT_CONTROLLER for a moment. Raises the last error when time runs out.
+    """
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    if not prefix:
+        raise ValueError("refusing to delete topics with an empty prefix (that is every topic on the broker)")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            admin = KafkaAdminClient(
+                bootstrap_servers=bootstrap,
+                client_id="dspy-rl-test-cleanup",
+                bootstrap_timeout_ms=10000,
+                request_timeout_ms=30000,
+            )
+            try:
+                topics = sorted(t for t in admin.list_topics() if t.startswith(prefix))
+                if not topics:
+                    return []
+                result = admin.delete_topics(topics, timeout_ms=30000, raise_errors=False)
+                failed = {
+                    t["name"]: t["error_code"]
+                    for t in result["topics"]
+                    if t["error_code"] not in _DELETED_OR_GONE
+                }
+                if not failed:
+                    return topics
+                raise RuntimeError(f"DeleteTopics failed for {failed} (topic: Kafka error code)")
+            finally:
+                admin.close()
+        except (KafkaError, RuntimeError):
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(1.0)  # back off before the next attempt against a (re)starting broker
+
+
 @pytest.fixture
-def topic_prefix() -> str:
-    """A fresh topic prefix, so each test has its own agent.* topics on the shared broker."""
-    return f"test{uuid.uuid4().hex[:10]}."
+def topic_prefix(kafka_broker: str) -> Iterator[str]:
+    """A fresh topic prefix, so each test has its own agent.* topics on the shared broker; the topics with this
+    prefix are deleted after the test (a failed deletion is a warning, not a test error)."""
+    prefix = f"test{uuid.uuid4().hex[:10]}."
+    yield prefix
+    try:
+        delete_topics_with_prefix(kafka_broker, prefix)
+    except Exception as exc:  # cleanup must not turn a passed test into an error
+        warnings.warn(f"could not delete the test topics {prefix}* on {kafka_broker}: {exc!r}", stacklevel=1)
 
 
 def _free_port() -> int:
@@ -85,6 +143,8 @@ def private_kafka_broker(kafka_broker: str, tmp_path: Path) -> Iterator[PrivateB
         yield broker
     finally:
         broker.stop()
+        if not broker.running():
+            shutil.rmtree(broker.state_dir, ignore_errors=True)
 
 
 def _produce(bootstrap: str, messages: Iterable[tuple[str, bytes | None]]) -> int:

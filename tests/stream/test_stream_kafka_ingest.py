@@ -242,9 +242,6 @@ class _FlakyStore(TraceStore):
         return super().insert_rows(rows, source)
 
 
-# Slow until fixed: in ~1 of 8 full-suite runs the ingester stops consuming after the rewind and this test hangs
-# (seen 2026-11-22 in a fresh-clone CI run: the main loop polled nothing but never went idle, the writer was idle).
-@pytest.mark.slow
 def test_failed_write_is_rewound_and_retried_and_huge_dead_letters_are_cut(
     kafka_broker, topic_prefix, produce, tmp_path
 ):
@@ -253,22 +250,32 @@ def test_failed_write_is_rewound_and_retried_and_huge_dead_letters_are_cut(
     produce(kafka_broker, [*messages, (topic_prefix + "agent.actions", huge)])
     store = _FlakyStore(tmp_path / "t.db")
     # Small batches: later batches are already parsed and queued (pipeline) when the first write fails.
+    # max_seconds bounds the run, so an ingester that never finishes fails the assertions below instead of hanging.
     cfg = IngestConfig(
         bootstrap_servers=kafka_broker,
         topic_prefix=topic_prefix,
         group_id=topic_prefix + "g",
         idle_timeout_s=4,
+        max_seconds=180,
         batch_size=25,
         batch_max_wait_ms=0,
         pipeline_depth=3,
     )
     metrics = KafkaIngester(store, cfg).run()
-    assert metrics.retried_batches == 1 and metrics.dlq == 1
-    assert store.span_ids() == {s.span_id for s in spans}
+    assert store.span_ids() == {s.span_id for s in spans}, (
+        f"ingest ended before storing every span: {metrics}"
+    )
+    assert store.failures == 0 and metrics.retried_batches == 1, metrics
     assert _committed_total(kafka_broker, topic_prefix + "g", topic_prefix) == len(messages) + 1
-    (letter,) = [json.loads(r.value) for r in _read_topic(kafka_broker, topic_prefix + TOPIC_DLQ, 1)]
-    assert letter["payload_truncated"] and letter["payload_bytes"] == len(huge)
-    assert "limit is" in letter["reason"]
+    # At-least-once: if this process or the broker stalls past the group session timeout, the group rebalances,
+    # the commits in flight fail and their records are redelivered, so the huge message may be dead-lettered
+    # twice. Every dead letter names the same origin, which identifies the duplicates.
+    assert metrics.dlq == 1 or (metrics.dlq > 1 and metrics.commit_failures > 0), metrics
+    letters = [json.loads(r.value) for r in _read_topic(kafka_broker, topic_prefix + TOPIC_DLQ, metrics.dlq)]
+    assert len({(d["topic"], d["partition"], d["offset"]) for d in letters}) == 1, letters
+    for letter in letters:
+        assert letter["payload_truncated"] and letter["payload_bytes"] == len(huge)
+        assert "limit is" in letter["reason"]
     store.close()
 
 
@@ -295,3 +302,30 @@ def test_two_worker_processes_share_the_partitions(
     assert result.stderr.count("worker0") > 0 and result.stderr.count("worker1") > 0
     with TraceStore(db) as store:
         assert store.span_ids() == {s.span_id for s in spans}
+
+
+def test_group_joined_before_its_topics_exist_gets_them_assigned(
+    kafka_broker, topic_prefix, produce, tmp_path
+):
+    """The hang this file's failed-write test used to show (~1 run in 8): kafka-python 3.0 loses the assignment of
+    a rebalance that outlasts the poll() that started it, when the group leader re-assigns because the topics'
+    metadata changed, and then never rejoins. 1 ms polls make every such rebalance outlast its poll."""
+    store = TraceStore(tmp_path / "t.db")
+    cfg = IngestConfig(
+        bootstrap_servers=kafka_broker,
+        topic_prefix=topic_prefix,
+        group_id=topic_prefix + "g",
+        poll_timeout_ms=1,
+        batch_max_wait_ms=0,
+        idle_timeout_s=3,
+        max_seconds=60,
+    )
+    ingester = KafkaIngester(store, cfg)
+    ingester.ingest_for(max_seconds=2)  # joins the group while none of its topics exists
+    messages, spans = _valid_messages(topic_prefix, 20, seed=7)
+    produce(kafka_broker, messages)
+    metrics = ingester.run()
+    assert store.span_ids() == {s.span_id for s in spans}, (
+        f"no partitions assigned within max_seconds: {metrics}"
+    )
+    store.close()
