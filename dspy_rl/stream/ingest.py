@@ -408,7 +408,7 @@ class KafkaIngester:
         coordinator = getattr(self._consumer, "_coordinator", None)
         if coordinator is None or not coordinator.rebalance_in_progress():
             return
-        if not coordinator.need_rejoin() and coordinator.rebalance_in_progress():
+        if not coordinator.need_rejoin():
             logger.warning(
                 "consumer group %s: rebalance lost without an assignment (kafka-python); rejoining",
                 self.config.group_id,
