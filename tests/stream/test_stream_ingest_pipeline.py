@@ -39,6 +39,10 @@ class FakeConsumer:
     it is not fetched at all); the high watermark is the partition's length, unknown (``None``) until a poll has
     fetched the partition, as in kafka-python. ``on_poll`` runs before every poll (tests use it to advance a fake
     clock or change what is visible).
+
+    A poll with nothing to return blocks for ``timeout_ms`` (real time), as KafkaConsumer.poll does: returning at
+    once would turn the ingester's loop into a busy spin while its writer thread stores a batch, with a per-poll
+    fake clock racing ahead of the write (and the spinning thread holding the GIL the writer needs).
     """
 
     def __init__(self, partitions: dict[TopicPartition, list[_Record]]) -> None:
@@ -77,6 +81,9 @@ class FakeConsumer:
                 out[tp] = take
                 self.positions[tp] += len(take)
                 budget -= len(take)
+        if not out:
+            # The whole wait: nothing arrives meanwhile (only on_poll changes what is visible).
+            time.sleep(timeout_ms / 1000)
         return out
 
     def assignment(self) -> set[TopicPartition]:
@@ -210,7 +217,12 @@ def test_idle_timeout_only_counts_once_caught_up(stall, fake_time, tmp_path):
     served = sum(consumer._end(tp) for tp in consumer.partitions)
     store = TraceStore(tmp_path / "t.db")
     cfg = IngestConfig(
-        batch_size=50, batch_max_wait_ms=0, pipeline_depth=1, idle_timeout_s=5, max_seconds=10_000
+        batch_size=50,
+        batch_max_wait_ms=0,
+        poll_timeout_ms=10,  # the real time an empty poll blocks (while a batch is written, say)
+        pipeline_depth=1,
+        idle_timeout_s=5,
+        max_seconds=10_000,
     )
     ingester = KafkaIngester(store, cfg, consumer=consumer, dlq_bus=FileBus(tmp_path / "dlq"))
     stalled_polls = 0
