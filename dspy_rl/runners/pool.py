@@ -69,9 +69,6 @@ class RunnerPool:
     def __len__(self) -> int:
         return len(self.runners)
 
-    def env_info(self) -> dict[str, int]:
-        return ray.get(next(iter(self.runners.values())).env_info.remote())
-
     def submit(self, weights_ref: ray.ObjectRef, *args: Any, method: str = "sample") -> Pending:
         """Start one rollout on every runner (``EnvRunner.<method>(weights, *args)``) without waiting."""
         refs = {i: getattr(r, method).remote(weights_ref, *args) for i, r in self.runners.items()}
