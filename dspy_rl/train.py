@@ -79,6 +79,14 @@ class Trainer:
                     "pass the run directory of an earlier `dspy-rl train`"
                 )
             self.resume_state = load_checkpoint(ckpt)
+            optimizers = self.resume_state.get("learner", {}).get("optimizers", {})
+            if any(len(g["params"]) != 1 for o in optimizers.values() for g in o["param_groups"]):
+                raise ConfigError(
+                    f"resume={cfg.resume!r}: {ckpt.name} was written by an older dspy-rl (one optimizer state "
+                    "per weight tensor; the learner now keeps one flat tensor per policy), so its optimizer "
+                    "state cannot be restored; start a new run (its policies still load with `dspy-rl eval "
+                    "policy=checkpoint checkpoint=...`)"
+                )
             self.run_dir = Path(cfg.resume)
             log.info(
                 "resuming %s from %s (env step %d)", self.run_dir, ckpt.name, self.resume_state["env_steps"]
