@@ -9,8 +9,8 @@ Every searcher runs in the same process against the same objective, one trial at
 several outstanding). For each (objective, searcher, seed) we record the cumulative cost of all trials up to and
 including the first one scoring >= 95% of the best score (synthetic: the known optimum 1.0; PPO: the best eval success
 rate any searcher found on that seed, or with ``--ppo-threshold`` a fixed threshold, e.g. 0.95 = 95% of the largest
-possible success rate, at which each PPO run stops). A run that never gets there within its trial cap counts its whole cost and
-is marked censored (a lower bound, reported with ``>=``). Ratios are of medians over seeds; the table also shows
+possible success rate, at which each PPO run stops). A run that never gets there within its trial cap counts its
+whole cost and is marked censored (a lower bound, reported with ``>=``). Ratios are of medians over seeds; the table also shows
 the geometric mean of per-seed ratios against random (paired by seed).
 
 Writes bench/results/sweep_benchmark.json.
