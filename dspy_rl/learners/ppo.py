@@ -94,6 +94,17 @@ def ppo_terms(
     return terms
 
 
+def _to_cpu(x: Any) -> Any:
+    """``x`` (nested dicts/lists of tensors and plain values) with every tensor on the CPU."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu()
+    if isinstance(x, dict):
+        return {k: _to_cpu(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(_to_cpu(v) for v in x)
+    return x
+
+
 def _grad(p: nn.Parameter) -> torch.Tensor:
     return p.grad if p.grad is not None else torch.zeros_like(p)
 
@@ -250,9 +261,12 @@ class PPOLearner:
         return metrics
 
     def state_dict(self) -> dict[str, Any]:
+        """CPU tensors only (optimizer moments included), so a GPU learner's state loads where there is no GPU:
+        in a CPU driver that receives it through Ray, or with a plain ``torch.load``. ``load_state_dict`` moves the
+        optimizer state back to the parameters' device."""
         return {
             "model": {k: v.cpu() for k, v in self.model.state_dict().items()},
-            "optimizers": {p: o.state_dict() for p, o in self.optimizers.items()},
+            "optimizers": {p: _to_cpu(o.state_dict()) for p, o in self.optimizers.items()},
             "generator": self.generator.get_state(),
         }
 

@@ -146,8 +146,12 @@ class MultiPolicy(nn.Module):
         logp_arg, ent_arg = _log_prob_entropy(
             c.actor(rows), arg_mask.index_select(0, idx), args.index_select(0, idx)
         )
-        zeros = obs.new_zeros(obs.shape[0])
-        logp_arg, ent_arg, v_arg = (zeros.index_copy(0, idx, x) for x in (logp_arg, ent_arg, c.value(rows)))
+        # fp32 outputs: under CUDA autocast C's critic returns bf16, and index_copy (unlike on CPU autocast) does
+        # not promote, so a bf16 source into the fp32 zeros would raise.
+        zeros = obs.new_zeros(obs.shape[0], dtype=torch.float32)
+        logp_arg, ent_arg, v_arg = (
+            zeros.index_copy(0, idx, x.float()) for x in (logp_arg, ent_arg, c.value(rows))
+        )
         return PolicyOutput(logp_tool, logp_arg, ent_tool, ent_arg, v_tool, v_arg)
 
     @torch.no_grad()
