@@ -128,15 +128,19 @@ class GRPOLossOutput:
     clip_frac: Tensor
     ratio_mean: Tensor
 
+    def metric_tensors(self) -> dict[str, Tensor]:
+        """Diagnostics as detached 0-d tensors on the loss's device (no host sync; sum them, then convert once)."""
+        return {
+            "loss": self.loss.detach(),
+            "pg_loss": self.pg_loss.detach(),
+            "kl": self.kl.detach(),
+            "clip_frac": self.clip_frac.detach(),
+            "ratio_mean": self.ratio_mean.detach(),
+        }
+
     def metrics(self) -> dict[str, float]:
         """Diagnostics as plain floats, for logging."""
-        return {
-            "loss": float(self.loss.detach()),
-            "pg_loss": float(self.pg_loss),
-            "kl": float(self.kl),
-            "clip_frac": float(self.clip_frac),
-            "ratio_mean": float(self.ratio_mean),
-        }
+        return {k: float(v) for k, v in self.metric_tensors().items()}
 
 
 def grpo_loss(

@@ -58,7 +58,7 @@ class GRPOEnvLearner(PPOLearner):
         self.updates += 1
         return {**metrics, "kl_beta": self.beta}
 
-    def _losses(self, mb: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def _losses(self, mb: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         args = [mb[k] for k in MODEL_INPUTS]
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = self.forward_model(*args)
@@ -71,7 +71,7 @@ class GRPOEnvLearner(PPOLearner):
             "C": (out.logp_arg, mb["logp_arg"], ref.logp_arg, mb["arg_active"]),
         }
         loss = torch.zeros((), device=self.device)
-        metrics: dict[str, float] = {}
+        metrics: dict[str, torch.Tensor] = {}
         for p, (logp, old, ref_logp, mask) in streams.items():
             res = grpo_loss(
                 logp.float(),
@@ -84,7 +84,8 @@ class GRPOEnvLearner(PPOLearner):
                 aggregation="token",
             )
             loss = loss + res.loss
-            metrics.update({f"{p}/{k}": v for k, v in res.metrics().items()})
+            # tensors: PPOLearner.update sums them and syncs with the host once per update, not 15x per minibatch
+            metrics.update({f"{p}/{k}": v for k, v in res.metric_tensors().items()})
         return loss, metrics
 
     def state_dict(self) -> dict[str, Any]:

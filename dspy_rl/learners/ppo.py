@@ -215,14 +215,18 @@ class PPOLearner:
                 for k, v in self._step({k: v[start : start + mb] for k, v in shuffled.items()}).items():
                     sums[k] = sums[k] + v if k in sums else v
                 count += 1
-        # Metrics stay tensors until here: one host sync per update, not one per metric per minibatch.
+        # Metrics stay tensors until here: one host sync per update (one ``tolist``), not one per metric per
+        # minibatch. A metric is a (3,) tensor (one value per policy) or a scalar.
+        flat = [torch.as_tensor(v, dtype=torch.float64, device=self.device) for v in sums.values()]
+        values = (torch.cat([t.reshape(-1) for t in flat]) / max(count, 1)).tolist() if flat else []
         out: dict[str, float] = {}
-        for k, v in sums.items():
-            mean = torch.as_tensor(v, dtype=torch.float64) / max(count, 1)
-            if mean.ndim:  # one value per policy
-                out.update({f"{p}/{k}": x for p, x in zip(POLICIES, mean.tolist(), strict=True)})
+        i = 0
+        for k, t in zip(sums, flat, strict=True):
+            if t.ndim:
+                out.update({f"{p}/{k}": x for p, x in zip(POLICIES, values[i : i + t.numel()], strict=True)})
             else:
-                out[k] = mean.item()
+                out[k] = values[i]
+            i += t.numel()
         return out
 
     def _losses(self, mb: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
