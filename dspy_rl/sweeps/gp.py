@@ -7,6 +7,14 @@ after one new observation costs a few milliseconds at sweep sizes (n <= a few hu
 
 :meth:`ExactGP.condition` reuses the fitted hyperparameters on a different data set; the searchers use it to add
 "fantasy" observations for pending trials (kriging believer) without refitting.
+
+With ``fidelity_dim`` (the input that is a trial's budget, in multi-fidelity sweeps) the kernel is
+``k_x(x, x') * (b + (1 - b) * k_z(z, z'))``: a fitted share ``b`` of the signal is common to every budget and the
+rest varies along the budget axis with its own lengthscale. A plain ARD kernel learns a short budget lengthscale as
+soon as one configuration's score moves a lot between budgets (learning curves that rise, plateau and collapse), and
+then a cheap trial says nothing about the same configuration at a large budget: a searcher that values the large
+budget keeps paying for cheap trials that cannot change its mind. With the shared part, a configuration that is
+hopeless at 8k env steps is predicted poor at 512k too, as far as the data say budgets agree.
 """
 
 from __future__ import annotations
@@ -30,22 +38,42 @@ class GPHyper:
     log_lengthscale: list[float]
     log_signal: float
     log_noise: float
+    #: only with a fidelity input: logit of the share of the signal that every budget has in common
+    logit_bias: float | None = None
 
 
 def _kernel(
-    kind: str, a: torch.Tensor, b: torch.Tensor, lengthscale: torch.Tensor, signal: torch.Tensor
+    kind: str,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    lengthscale: torch.Tensor,
+    signal: torch.Tensor,
+    fidelity_dim: int | None = None,
+    bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
     diff = (a[:, None, :] - b[None, :, :]) / lengthscale
-    d2 = (diff * diff).sum(-1)
+    sq = diff * diff
+    if fidelity_dim is None:
+        return signal * _stationary(kind, sq.sum(-1))
+    # k_x(x, x') * (bias + (1 - bias) * k_z(z, z')): every budget shares the ``bias`` part of the signal
+    d2_z = sq[..., fidelity_dim]
+    d2_x = sq.sum(-1) - d2_z
+    return signal * _stationary(kind, d2_x) * (bias + (1.0 - bias) * _stationary(kind, d2_z))
+
+
+def _stationary(kind: str, d2: torch.Tensor) -> torch.Tensor:
     if kind == "rbf":
-        return signal * torch.exp(-0.5 * d2)
+        return torch.exp(-0.5 * d2)
     r = torch.sqrt(d2 + 1e-12)
     s5 = math.sqrt(5.0)
-    return signal * (1.0 + s5 * r + (5.0 / 3.0) * d2) * torch.exp(-s5 * r)
+    return (1.0 + s5 * r + (5.0 / 3.0) * d2) * torch.exp(-s5 * r)
 
 
 class ExactGP:
-    """Exact GP regression with a constant mean (the standardized targets' mean, i.e. zero)."""
+    """Exact GP regression with a constant mean (the standardized targets' mean, i.e. zero).
+
+    ``fidelity_dim``: index of the budget input, which then gets the shared-plus-budget kernel described above.
+    """
 
     def __init__(
         self,
@@ -54,6 +82,7 @@ class ExactGP:
         fit_iters: int = 25,
         lengthscale_prior: tuple[float, float] = (math.log(0.3), 1.0),
         noise_prior: tuple[float, float] = (math.log(1e-2), 2.0),
+        fidelity_dim: int | None = None,
     ):
         if kernel not in KERNELS:
             raise ValueError(f"kernel={kernel!r}; choose one of {KERNELS}")
@@ -64,6 +93,7 @@ class ExactGP:
         self.fit_iters = int(fit_iters)
         self.lengthscale_prior = lengthscale_prior
         self.noise_prior = noise_prior
+        self.fidelity_dim = fidelity_dim
         self.hyper: GPHyper | None = None
         self._x: torch.Tensor | None = None
         self._alpha: torch.Tensor | None = None
@@ -72,16 +102,29 @@ class ExactGP:
         self._y_std = 1.0
 
     # ----------------------------------------------------------------------------------------------- fitting
-    def _unpack(self, theta: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _unpack(
+        self, theta: torch.Tensor, dim: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         lengthscale = torch.exp(theta[:dim])
         signal = torch.exp(theta[dim])
         noise = torch.exp(theta[dim + 1]) + self.min_noise
-        return lengthscale, signal, noise
+        bias = torch.sigmoid(theta[dim + 2]) if self.fidelity_dim is not None else None
+        return lengthscale, signal, noise, bias
+
+    def _k(self, a: torch.Tensor, b: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        lengthscale, signal, _, bias = self._unpack(theta, a.shape[1])
+        return _kernel(self.kernel, a, b, lengthscale, signal, self.fidelity_dim, bias)
+
+    def _theta(self) -> torch.Tensor:
+        assert self.hyper is not None
+        h = self.hyper
+        extra = [h.logit_bias if h.logit_bias is not None else 0.0] if self.fidelity_dim is not None else []
+        return torch.tensor([*h.log_lengthscale, h.log_signal, h.log_noise, *extra], dtype=_DTYPE)
 
     def _neg_log_posterior(self, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         n, dim = x.shape
-        lengthscale, signal, noise = self._unpack(theta, dim)
-        k = _kernel(self.kernel, x, x, lengthscale, signal) + noise * torch.eye(n, dtype=_DTYPE)
+        noise = self._unpack(theta, dim)[2]
+        k = self._k(x, x, theta) + noise * torch.eye(n, dtype=_DTYPE)
         chol, info = torch.linalg.cholesky_ex(k)
         if int(info) != 0:
             return torch.tensor(float("inf"), dtype=_DTYPE)
@@ -93,6 +136,8 @@ class ExactGP:
         mu_n, sd_n = self.noise_prior
         prior = 0.5 * (((theta[:dim] - mu_l) / sd_l) ** 2).sum()
         prior = prior + 0.5 * ((theta[dim + 1] - mu_n) / sd_n) ** 2 + 0.5 * (theta[dim] / 2.0) ** 2
+        if self.fidelity_dim is not None:  # logit of the shared share: centered on 1/2, weakly
+            prior = prior + 0.5 * (theta[dim + 2] / 1.5) ** 2
         return nll + prior
 
     def fit(self, x: torch.Tensor, y: torch.Tensor, refit: bool = True) -> ExactGP:
@@ -110,11 +155,18 @@ class ExactGP:
         y_std = float(y.std()) if y.shape[0] > 1 else 1.0
         y_std = y_std if y_std > 1e-12 else 1.0
         ys = (y - y_mean) / y_std
+        if self.fidelity_dim is not None and not 0 <= self.fidelity_dim < dim:
+            raise ValueError(
+                f"fidelity_dim={self.fidelity_dim} is not an input index (inputs have {dim} dims)"
+            )
         if self.hyper is None or len(self.hyper.log_lengthscale) != dim:
-            start = [self.lengthscale_prior[0]] * dim + [0.0, self.noise_prior[0]]
+            extra = [0.0] if self.fidelity_dim is not None else []
+            theta = torch.tensor(
+                [self.lengthscale_prior[0]] * dim + [0.0, self.noise_prior[0], *extra], dtype=_DTYPE
+            )
         else:
-            start = [*self.hyper.log_lengthscale, self.hyper.log_signal, self.hyper.log_noise]
-        theta = torch.tensor(start, dtype=_DTYPE, requires_grad=True)
+            theta = self._theta()
+        theta.requires_grad_(True)
         if refit or self.hyper is None:
             # Intra-op threads only add contention at these matrix sizes (n <= a few hundred).
             threads = torch.get_num_threads()
@@ -123,10 +175,12 @@ class ExactGP:
                 theta = self._optimize(theta, x, ys)
             finally:
                 torch.set_num_threads(threads)
+        t = theta.detach()
         self.hyper = GPHyper(
-            log_lengthscale=[float(v) for v in theta.detach()[:dim]],
-            log_signal=float(theta.detach()[dim]),
-            log_noise=float(theta.detach()[dim + 1]),
+            log_lengthscale=[float(v) for v in t[:dim]],
+            log_signal=float(t[dim]),
+            log_noise=float(t[dim + 1]),
+            logit_bias=float(t[dim + 2]) if self.fidelity_dim is not None else None,
         )
         self._y_mean, self._y_std = y_mean, y_std
         self._condition_standardized(x, ys)
@@ -162,11 +216,9 @@ class ExactGP:
     def _condition_standardized(self, x: torch.Tensor, ys: torch.Tensor) -> None:
         assert self.hyper is not None
         dim = x.shape[1]
-        theta = torch.tensor(
-            [*self.hyper.log_lengthscale, self.hyper.log_signal, self.hyper.log_noise], dtype=_DTYPE
-        )
-        lengthscale, signal, noise = self._unpack(theta, dim)
-        k = _kernel(self.kernel, x, x, lengthscale, signal) + noise * torch.eye(x.shape[0], dtype=_DTYPE)
+        theta = self._theta()
+        noise = self._unpack(theta, dim)[2]
+        k = self._k(x, x, theta) + noise * torch.eye(x.shape[0], dtype=_DTYPE)
         jitter = 1e-8
         while True:
             chol, info = torch.linalg.cholesky_ex(k + jitter * torch.eye(x.shape[0], dtype=_DTYPE))
@@ -177,7 +229,7 @@ class ExactGP:
                 raise RuntimeError("GP kernel matrix is not positive definite even with jitter 1.0")
         self._x, self._chol = x, chol
         self._alpha = torch.cholesky_solve(ys[:, None], chol)[:, 0]
-        self._theta = theta
+        self._theta_now = theta
 
     def condition(self, x: torch.Tensor, y: torch.Tensor) -> ExactGP:
         """Condition on new data with the current hyperparameters and target scaling (no refit)."""
@@ -195,8 +247,8 @@ class ExactGP:
             raise RuntimeError("predict() needs a fitted GP; call fit() first")
         xq = torch.as_tensor(xq, dtype=_DTYPE)
         dim = self._x.shape[1]
-        lengthscale, signal, _ = self._unpack(self._theta, dim)
-        kq = _kernel(self.kernel, xq, self._x, lengthscale, signal)
+        signal = self._unpack(self._theta_now, dim)[1]
+        kq = self._k(xq, self._x, self._theta_now)
         mean = kq @ self._alpha
         v = torch.linalg.solve_triangular(self._chol, kq.T, upper=False)
         var = (signal - (v * v).sum(0)).clamp_min(1e-12)

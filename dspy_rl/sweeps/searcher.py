@@ -13,6 +13,8 @@ What lives here (and not in the algorithm files):
   proposal the budget is lowered to the cheapest level the surrogate is still uncertain about
   (:func:`~dspy_rl.sweeps.fidelity.cheapest_uncertain_level`), the same rule for every subclass.
 * Surrogates: one :class:`~dspy_rl.sweeps.gp.ExactGP` for the score (maximize orientation) and one for log-cost.
+  With a fidelity parameter the score GP's kernel has a part shared by every budget, so cheap trials inform the
+  model about the same configurations at large budgets.
 * Pending trials: a "kriging believer" -- each running trial is added to both GPs as a fantasy observation at the
   model's own prediction, which collapses the variance there, so parallel suggestions spread out.
 * Failures: a kernel-smoothed Beta estimate of the probability that a trial at ``x`` succeeds, multiplied into
@@ -159,6 +161,8 @@ class CostAwareSearcher(Searcher):
             raise SpaceError(
                 f"fidelity={self.fidelity!r} is not a searched parameter; choose one of {self._space.names}"
             )
+        # The score GP shares part of its signal across budgets (see :mod:`.gp`); log-cost needs no such help.
+        self._score_gp.fidelity_dim = self.fidelity_index
 
     @property
     def fidelity_index(self) -> int | None:
@@ -449,7 +453,7 @@ class CostAwareSearcher(Searcher):
                     "the saved searcher state has a different search space than this searcher: "
                     f"saved {saved.spec()} vs now {self._space.spec()}; restore with the same sweep config"
                 )
-            self._space = saved
+            self._set_space(saved)
         self._metric = state["metric"] or self._metric
         self._mode = state["mode"] or self._mode
         self.cost_metric = state["cost_metric"]

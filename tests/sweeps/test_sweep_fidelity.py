@@ -1,12 +1,17 @@
-"""The multi-fidelity budget rule (dspy_rl/sweeps/fidelity.py) on a hand-made predictor, budget levels, carbs refusing it."""
+"""The multi-fidelity budget rule (dspy_rl/sweeps/fidelity.py) on a hand-made predictor, budget levels, carbs refusing it,
+and the score GP's budget kernel (dspy_rl/sweeps/gp.py)."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
+import torch
 
 from dspy_rl.sweeps.carbs import CarbsSearcher
 from dspy_rl.sweeps.fidelity import cheapest_uncertain_level, next_level_up
+from dspy_rl.sweeps.gp import ExactGP
 from dspy_rl.sweeps.protein import ProteinSearcher
 
 LEVELS = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
@@ -91,3 +96,63 @@ def test_every_value_of_a_pow2_budget_is_a_level() -> None:
     assert budgets == [8192 * 2**k for k in range(7)]
     s = ProteinSearcher({**spec, "steps": {"space": "log", "min": 1e3, "max": 1e6}}, fidelity="steps")
     assert len(s.fidelity_levels()) == 5  # continuous: 5 levels spread over the range
+
+
+def _curve_data() -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs (a, z): one configuration (a=0.8) run at five budgets z, rising then collapsing (which makes a plain
+    kernel's budget lengthscale short), and a region a < 0.3 run at the cheapest budget only, at the floor."""
+    curve = [(0.0, 0.25), (0.25, 0.35), (0.5, 0.5), (0.75, 0.45), (1.0, 0.05)]
+    floor = [(a, 0.0, 0.03) for a in np.linspace(0.0, 0.3, 6)]
+    rows = [(0.8, z, y) for z, y in curve] + [(0.55, 0.0, 0.2), (0.65, 0.0, 0.22)] + floor
+    data = torch.tensor(rows, dtype=torch.float64)
+    return data[:, :2], data[:, 2]
+
+
+def test_budget_kernel_carries_cheap_evidence_to_the_top_budget() -> None:
+    x, y = _curve_data()
+    top_of = lambda a: torch.tensor([[a, 1.0]], dtype=torch.float64)  # noqa: E731
+    shared = ExactGP(fidelity_dim=1).fit(x, y)
+    plain = ExactGP().fit(x, y)
+    assert 0.0 < 1.0 / (1.0 + math.exp(-shared.hyper.logit_bias)) < 1.0
+    # the floor region at the top budget: the shared part carries its cheap results (0.03) up, so the model expects
+    # little there, where the plain kernel (which has learned that budgets are unrelated) reverts to the mean (0.17)
+    mu_s, sd_s = (float(v[0]) for v in shared.predict(top_of(0.15)))
+    mu_p, sd_p = (float(v[0]) for v in plain.predict(top_of(0.15)))
+    assert mu_s - 0.03 < 0.6 * (mu_p - 0.03), (mu_s, mu_p)
+    assert sd_s / shared.prior_std < sd_p / plain.prior_std
+    assert mu_s + 1.5 * sd_s < mu_p + 1.5 * sd_p  # the UCB protein ranks candidates by at the top budget
+    # observed points are still fit, the collapse at the top budget included, and far away the prior holds
+    mu, _ = shared.predict(x)
+    assert torch.allclose(mu, y, atol=0.05)
+    _, sd_far = shared.predict(torch.tensor([[5.0, 5.0]], dtype=torch.float64))
+    assert float(sd_far[0]) == pytest.approx(shared.prior_std, rel=1e-3)
+
+
+def test_budget_kernel_rejects_a_bad_input_index() -> None:
+    x, y = _curve_data()
+    with pytest.raises(ValueError, match="fidelity_dim=2 is not an input index"):
+        ExactGP(fidelity_dim=2).fit(x, y)
+
+
+def test_fidelity_searcher_uses_the_budget_kernel_and_restores_its_fit(tmp_path) -> None:
+    spec = {
+        "lr": {"space": "log", "min": 1e-5, "max": 1e-1},
+        "steps": {"space": "pow2", "min": 1024, "max": 16384},
+    }
+    s = ProteinSearcher(spec, metric="score", mode="max", cost_metric="cost", seed=0, fidelity="steps")
+    assert s._score_gp.fidelity_dim == 1 and s._cost_gp.fidelity_dim is None
+    for i in range(8):
+        c = s.suggest(f"t{i}")
+        score = float(np.exp(-((np.log10(c["lr"]) + 2.0) ** 2)) * np.log2(c["steps"]) / 14.0)
+        s.on_trial_complete(f"t{i}", {"score": score, "cost": float(c["steps"])})
+    assert s._score_gp.hyper.logit_bias is not None
+    s.save(str(tmp_path / "state.pkl"))
+    r = ProteinSearcher(spec, metric="score", mode="max", cost_metric="cost", seed=0, fidelity="steps")
+    r.restore(str(tmp_path / "state.pkl"))
+    assert r._score_gp.fidelity_dim == 1
+    assert r._score_gp.hyper == s._score_gp.hyper
+    s._fitted_on = r._fitted_on  # both condition on the same data with the saved fit (no refit)
+    grid = np.array([[u, z] for u in np.linspace(0, 1, 5) for z in s.fidelity_levels()])
+    expect = s._predict(s._model_context(s._successes()), grid)
+    for a, b in zip(r._predict(r._model_context(r._successes()), grid), expect, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)

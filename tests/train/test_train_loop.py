@@ -56,7 +56,7 @@ def test_flag_aliases_and_groups_compose() -> None:
     )
     assert cfg.env.suite == "hard"  # the alias is applied after the group choice, as an override of its key
     assert cfg.total_env_steps == 5000 and cfg.algo.lr == pytest.approx(3e-4)
-    assert cfg.runtime.device == "cuda" and cfg.runtime.mixed_precision
+    assert cfg.runtime.device == "cuda" and not cfg.runtime.mixed_precision
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown when no GPU is present")
