@@ -24,6 +24,10 @@ In a sweep that starts with cheap warm-up trials, the budget therefore climbs on
 algorithm likes (warm-up at the cheapest level, the leader at the next, then the next, ...), drops back to cheap
 levels for points in unexplored regions, and reaches the proposed budget ``z`` only for points already known at every
 cheaper level. A configuration that is good at a small budget is found at that budget before any dearer trial runs.
+
+The rule is only as good as the score GP's view of how budgets relate: in fidelity mode that GP's kernel has a part
+shared by every budget (:mod:`.gp`), so "the model knows x at the cheap levels" also means "the model has learned
+something about x at the top budget", and a region that is hopeless at the cheapest budget stops attracting trials.
 """
 
 from __future__ import annotations
