@@ -34,6 +34,34 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def learner_gpu_device(
+    device: torch.device, requested: str, num_learners: int, cluster_gpus: float
+) -> torch.device:
+    """The device of ``num_learners`` DDP learner actors, given the GPUs the Ray cluster has.
+
+    Each CUDA learner actor takes one whole GPU (``num_gpus=1``): NCCL cannot run two ranks on one GPU, so
+    fractional GPUs are no way out. Without this check the actors that find no GPU stay pending and the
+    rendezvous waits forever. ``runtime.device=auto`` falls back to CPU learners (gloo) with a warning; an
+    explicit ``cuda`` is a :class:`ConfigError` naming the numbers.
+    """
+    if device.type != "cuda" or num_learners <= cluster_gpus:
+        return device
+    if requested == "auto":
+        log.warning(
+            "runtime.num_learners=%d but the Ray cluster has %g GPU(s): the DDP learners run on CPU (gloo)",
+            num_learners,
+            cluster_gpus,
+        )
+        return torch.device("cpu")
+    from dspy_rl.cli.config import ConfigError
+
+    raise ConfigError(
+        f"runtime.num_learners={num_learners} with runtime.device={requested!r} needs {num_learners} GPUs "
+        f"(one per DDP learner actor; NCCL cannot put two ranks on one GPU), but the Ray cluster has "
+        f"{cluster_gpus:g}; use runtime.num_learners<={int(cluster_gpus)}, or runtime.device=cpu for gloo DDP"
+    )
+
+
 def learner_class(hp: PPOHyper | GRPOHyper) -> type[PPOLearner]:
     return GRPOEnvLearner if isinstance(hp, GRPOHyper) else PPOLearner
 
@@ -125,10 +153,17 @@ class LearnerGroup:
         self.hp = dataclasses.replace(hp, minibatch_size=max(1, hp.minibatch_size // max(1, num_learners)))
         if num_learners == 0:
             self.local = make_learner(spec, hp, resolve_device(device), seed, mixed_precision)
+            log.info("LearnerGroup: learner in the driver on %s", self.local.device)
             self.actors: list[Any] = []
             return
         self.local = None
         resolved = resolve_device(device)
+        if resolved.type == "cuda":
+            resolved = learner_gpu_device(
+                resolved, device, num_learners, ray.cluster_resources().get("GPU", 0)
+            )
+            if resolved.type == "cpu":
+                device, mixed_precision = "cpu", False
         gpus = 1 if resolved.type == "cuda" else 0
         cls = ray.remote(_LearnerActor).options(num_cpus=1, num_gpus=gpus)
         # Same seed on every rank: identical initial weights, so DDP's broadcast is a no-op check.

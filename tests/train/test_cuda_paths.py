@@ -406,3 +406,69 @@ def test_run_training_with_the_learner_on_cuda(tmp_path: Path, mixed_precision: 
         [*FAST, "runtime.device=cpu", f"total_env_steps={total + 4096}", f"resume={run_dir}"]
     )
     assert resumed["env_steps"] == total + 4096 and math.isfinite(_rows(run_dir)[-1]["loss"])
+
+
+def _learner_batch(rollout: dict[str, np.ndarray], hp: PPOHyper) -> dict[str, np.ndarray]:
+    from dspy_rl.learners.learner_group import batch_keys
+
+    return {k: rollout[k] for k in batch_keys(hp)}
+
+
+def test_one_ddp_learner_actor_trains_on_the_gpu(ray_session, rollout: dict[str, np.ndarray]) -> None:
+    """`runtime.num_learners=1` on CUDA: a Ray learner actor holding the GPU (NCCL, world size 1) makes the same
+    update as a learner in the driver on CUDA."""
+    spec = rollout["spec"] | {"hidden": 64}
+    hp = PPOHyper(minibatch_size=1024)
+    group = LearnerGroup(spec, hp, num_learners=1, device="cuda", seed=3)
+    try:
+        actor = group.actors[0]
+        where = ray_session.get(
+            actor.__ray_call__.remote(lambda self: str(next(self.learner.model.parameters()).device))
+        )
+        assert where == "cuda:0"
+        torch.manual_seed(3)  # as the actor does before building its model
+        local = PPOLearner(MultiPolicy(**spec), hp, CUDA, 3, False)
+        m_actor = group.update(_learner_batch(rollout, hp))
+        m_local = local.update(_learner_batch(rollout, hp))
+        assert math.isfinite(m_actor["loss"]) and m_actor["loss"] == pytest.approx(
+            m_local["loss"], rel=1e-4, abs=1e-5
+        )
+        w = group.weights()
+        ref = {k: v.detach().cpu().numpy() for k, v in local.model.state_dict().items()}
+        assert all(np.allclose(w[k], ref[k], atol=1e-5) for k in ref)
+    finally:
+        group.shutdown()
+
+
+@pytest.mark.skipif(torch.cuda.device_count() >= 2, reason="checks the one-GPU case")
+def test_two_cuda_learner_actors_on_one_gpu_fail_clearly(ray_session) -> None:
+    from dspy_rl.cli.config import ConfigError
+
+    spec = {"obs_dim": 5, "num_tools": 3, "num_args": 2, "hidden": 8}
+    with pytest.raises(ConfigError, match="needs 2 GPUs"):
+        LearnerGroup(spec, PPOHyper(minibatch_size=32), num_learners=2, device="cuda", seed=0)
+
+
+@pytest.mark.parametrize("num_learners", [0, 1])
+def test_single_gpu_runtime_with_runner_actors(ray_session, tmp_path: Path, num_learners: int) -> None:
+    """`dspy-rl train runtime=single_gpu` (two EnvRunner actors on CPU, the learner on CUDA in the driver, or in
+    a learner actor holding the GPU): it learns and writes checkpoints."""
+    from dspy_rl.train import run_training
+    from dspy_rl.utils.checkpoint import latest_checkpoint
+
+    total = 2048 * 64
+    run_dir = tmp_path / "run"
+    result = run_training(
+        [
+            "runtime=single_gpu",
+            *FAST,
+            "runtime.num_env_runners=2",
+            f"runtime.num_learners={num_learners}",
+            f"total_env_steps={total}",
+            "seed=1",
+            f"run_dir={run_dir}",
+        ]  # fmt: skip
+    )
+    assert result["env_steps"] == total and result["num_env_runners"] == 2
+    assert result["success_rate"] >= 0.6, result
+    assert latest_checkpoint(run_dir) is not None

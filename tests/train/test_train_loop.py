@@ -170,6 +170,22 @@ def test_runner_actors_and_ddp_learners(ray_session, tmp_path: Path) -> None:
         group.shutdown()
 
 
+def test_cuda_learner_actors_need_one_whole_gpu_each() -> None:
+    """K CUDA DDP learners need K GPUs in the Ray cluster: auto falls back to CPU (gloo), an explicit cuda is a
+    ConfigError naming the numbers. Before, the actors without a GPU stayed pending and the rendezvous hung."""
+    from dspy_rl.learners.learner_group import learner_gpu_device
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert learner_gpu_device(cpu, "cpu", 2, 0) == cpu
+    assert learner_gpu_device(cuda, "cuda", 1, 1.0) == cuda
+    assert learner_gpu_device(cuda, "cuda", 2, 2.0) == cuda
+    assert learner_gpu_device(cuda, "auto", 2, 1.0) == cpu
+    with pytest.raises(ConfigError, match=r"num_learners=2 .* needs 2 GPUs .* the Ray cluster has 1;"):
+        learner_gpu_device(cuda, "cuda", 2, 1.0)
+    with pytest.raises(ConfigError, match="the Ray cluster has 0"):  # Ray detected no GPU at all
+        learner_gpu_device(cuda, "cuda:0", 1, 0)
+
+
 def test_killed_env_runner_is_replaced(ray_session, tmp_path: Path) -> None:
     killed = []
 
