@@ -28,6 +28,17 @@ CUDA = torch.device("cuda")
 CPU = torch.device("cpu")
 
 
+def _tensor_devices(x: object) -> set[str]:
+    """The device types of every tensor in ``x`` (nested dicts, lists and tuples)."""
+    if isinstance(x, torch.Tensor):
+        return {x.device.type}
+    if isinstance(x, dict):
+        x = list(x.values())
+    if isinstance(x, (list, tuple)):
+        return set().union(*(_tensor_devices(v) for v in x))
+    return set()
+
+
 @pytest.fixture(autouse=True)
 def _exact_fp32_matmuls():
     """fp32 parity needs full-precision matmuls on the GPU (TF32 would round them to 10 mantissa bits)."""
@@ -213,20 +224,7 @@ def test_learner_state_dict_from_cuda_is_on_cpu_and_loads_into_a_cpu_learner(
     gpu = PPOLearner(_model(spec), hp, CUDA, seed=0)
     gpu.update(rollout)
     state = gpu.state_dict()
-    tensors: list[torch.Tensor] = []
-
-    def collect(x: object) -> None:
-        if isinstance(x, torch.Tensor):
-            tensors.append(x)
-        elif isinstance(x, dict):
-            for v in x.values():
-                collect(v)
-        elif isinstance(x, (list, tuple)):
-            for v in x:
-                collect(v)
-
-    collect(state)
-    assert tensors and all(t.device.type == "cpu" for t in tensors), {str(t.device) for t in tensors}
+    assert _tensor_devices(state) == {"cpu"}
     cpu = PPOLearner(_model(spec, seed=1), hp, CPU, seed=5)
     cpu.load_state_dict(copy.deepcopy(state))
     gpu2 = PPOLearner(_model(spec, seed=1), hp, CUDA, seed=5)
@@ -387,20 +385,7 @@ def test_run_training_with_the_learner_on_cuda(tmp_path: Path, mixed_precision: 
     assert all(math.isfinite(r["loss"]) for r in rows if "eval_episodes" not in r)
     ckpt_path = latest_checkpoint(run_dir)
     raw = torch.load(ckpt_path, map_location=None, weights_only=False)  # as written, no remapping
-    devices = set()
-
-    def collect(x: object) -> None:
-        if isinstance(x, torch.Tensor):
-            devices.add(x.device.type)
-        elif isinstance(x, dict):
-            for v in x.values():
-                collect(v)
-        elif isinstance(x, (list, tuple)):
-            for v in x:
-                collect(v)
-
-    collect(raw["learner"])
-    assert devices == {"cpu"}, devices
+    assert _tensor_devices(raw["learner"]) == {"cpu"}
     assert load_checkpoint(ckpt_path)["env_steps"] == total
     resumed = run_training(
         [*FAST, "runtime.device=cpu", f"total_env_steps={total + 4096}", f"resume={run_dir}"]
