@@ -37,7 +37,14 @@ from dspy_rl.learners.learner_group import LearnerGroup, batch_keys, resolve_dev
 from dspy_rl.learners.ppo import PPOHyper
 from dspy_rl.runners.env_runner import EnvRunner, RolloutSpec, env_info, make_env
 from dspy_rl.train_config import TrainConfig
-from dspy_rl.utils.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from dspy_rl.utils.checkpoint import (
+    FORMAT_VERSION,
+    checkpoint_version,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    upgrade_checkpoint,
+)
 from dspy_rl.utils.run_logger import RunLogger
 
 log = logging.getLogger(__name__)
@@ -78,14 +85,15 @@ class Trainer:
                     f"resume={cfg.resume!r} has no checkpoint under checkpoints/; "
                     "pass the run directory of an earlier `dspy-rl train`"
                 )
-            self.resume_state = load_checkpoint(ckpt)
-            optimizers = self.resume_state.get("learner", {}).get("optimizers", {})
-            if any(len(g["params"]) != 1 for o in optimizers.values() for g in o["param_groups"]):
-                raise ConfigError(
-                    f"resume={cfg.resume!r}: {ckpt.name} was written by an older dspy-rl (one optimizer state "
-                    "per weight tensor; the learner now keeps one flat tensor per policy), so its optimizer "
-                    "state cannot be restored; start a new run (its policies still load with `dspy-rl eval "
-                    "policy=checkpoint checkpoint=...`)"
+            loaded = load_checkpoint(ckpt)
+            self.resume_state = upgrade_checkpoint(loaded, f"resume={cfg.resume!r}: {ckpt.name}")
+            if self.resume_state is not loaded:
+                log.info(
+                    "%s: converted checkpoint format version %d to %d (per-tensor Adam states -> one flat state "
+                    "per policy); the file on disk is unchanged",
+                    ckpt.name,
+                    checkpoint_version(loaded),
+                    FORMAT_VERSION,
                 )
             self.run_dir = Path(cfg.resume)
             log.info(
@@ -223,6 +231,7 @@ class Trainer:
                 self.run_dir,
                 iteration,
                 {
+                    "format_version": FORMAT_VERSION,
                     "iteration": iteration,
                     "env_steps": env_steps,
                     "config": cfg.to_dict(),

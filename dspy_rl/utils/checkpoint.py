@@ -2,6 +2,15 @@
 
 A reader sees either the previous checkpoint or the new one, never a torn file, even if the process is SIGKILLed
 mid-write. ``latest`` names the newest checkpoint and is itself replaced atomically.
+
+Format versions (``format_version`` in the saved dict, :data:`FORMAT_VERSION` is the one this code writes):
+
+1. No ``format_version`` field. Each policy's Adam optimizer holds one state per weight tensor (one param per
+   tensor in its ``param_groups``), as the learner had before its parameters became views of one flat tensor.
+2. Each policy's parameters are one flat tensor (:func:`dspy_rl.learners.ppo.flat_parameter`) with one Adam state.
+
+:func:`load_checkpoint` refuses a version newer than :data:`FORMAT_VERSION`; :func:`upgrade_checkpoint` converts
+an older checkpoint's state to the current layout (``dspy-rl train resume=<run>`` does so on its own and logs it).
 """
 
 from __future__ import annotations
@@ -16,6 +25,8 @@ from dspy_rl.utils.atomic import atomic_torch_save, atomic_write_bytes
 
 log = logging.getLogger(__name__)
 CKPT_DIR = "checkpoints"
+#: The checkpoint layout this code writes (see the module docstring); a checkpoint without the field is version 1.
+FORMAT_VERSION = 2
 
 
 def save_checkpoint(run_dir: str | Path, iteration: int, state: dict[str, Any], keep: int = 3) -> Path:
@@ -41,5 +52,129 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
+def checkpoint_version(state: dict[str, Any]) -> int:
+    return int(state.get("format_version", 1))
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=False)
+    """The checkpoint's state on the CPU, as saved (an older version is not converted: see
+    :func:`upgrade_checkpoint`). A checkpoint from a newer dspy-rl, whose layout this code does not know, is a
+    :class:`~dspy_rl.cli.config.ConfigError`."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    version = checkpoint_version(state)
+    if version > FORMAT_VERSION:
+        from dspy_rl.cli.config import ConfigError
+
+        raise ConfigError(
+            f"{path} has checkpoint format version {version}, but this dspy-rl reads versions up to "
+            f"{FORMAT_VERSION}: it was written by a newer dspy-rl; upgrade dspy-rl to load it"
+        )
+    return state
+
+
+def upgrade_checkpoint(state: dict[str, Any], where: str = "checkpoint") -> dict[str, Any]:
+    """``state`` (a `dspy-rl train` checkpoint as loaded) in the current format, :data:`FORMAT_VERSION`.
+
+    A pure function: no Ray, no learner; the input is not modified. A current checkpoint is returned as is.
+    Version 1 -> 2 turns each policy's per-tensor Adam states into the flat layout (:func:`flatten_adam_state`).
+    A state that cannot be converted is a :class:`~dspy_rl.cli.config.ConfigError` naming ``where`` and the reason.
+    """
+    version = checkpoint_version(state)
+    if version == FORMAT_VERSION:
+        return state
+    if version != 1:
+        from dspy_rl.cli.config import ConfigError
+
+        raise ConfigError(
+            f"{where} has checkpoint format version {version}; this dspy-rl reads versions 1 to {FORMAT_VERSION}"
+            + ("; upgrade dspy-rl to load it" if version > FORMAT_VERSION else "")
+        )
+    learner = state.get("learner", {})
+    algo = state.get("config", {}).get("algo", {}).get("name", "ppo")
+    model = learner.get("model")
+    optimizers = {
+        policy: flatten_adam_state(
+            opt,
+            _trained_shapes(model, policy, algo) if model is not None else None,
+            f"{where}, policy {policy}",
+        )
+        for policy, opt in learner.get("optimizers", {}).items()
+    }
+    return {**state, "learner": {**learner, "optimizers": optimizers}, "format_version": FORMAT_VERSION}
+
+
+def _trained_shapes(model: dict[str, torch.Tensor], policy: str, algo: str) -> list[tuple[int, ...]]:
+    """Shapes of the tensors a learner trains for ``policy``, in the order of its flat parameter: the order of
+    ``model.nets[policy].parameters()`` (``.actor`` only for env GRPO, which trains no critic), which is the
+    order of their keys in the model's state dict (the policy networks hold parameters only, no buffers)."""
+    prefix = f"nets.{policy}.actor." if algo == "grpo" else f"nets.{policy}."
+    return [tuple(v.shape) for k, v in model.items() if k.startswith(prefix)]
+
+
+def flatten_adam_state(
+    opt: dict[str, Any], shapes: list[tuple[int, ...]] | None = None, where: str = "optimizer state"
+) -> dict[str, Any]:
+    """A per-tensor ``torch.optim.Adam`` state dict (version 1) as the state of one Adam over the flat
+    concatenation of the same tensors, in their param-group order (version 2).
+
+    The moments (``exp_avg``, ``exp_avg_sq``, and any other per-element state) are flattened and concatenated in
+    that order; ``step`` is shared and must be equal for every tensor; the hyperparameters of the param group are
+    kept. ``shapes``, when given, are the shapes the learner's parameters have, in flat order: the states must match
+    them. A state that is already flat (one param) is returned with its moments flattened.
+    """
+    from dspy_rl.cli.config import ConfigError
+
+    def fail(reason: str) -> ConfigError:
+        return ConfigError(
+            f"{where}: cannot convert the optimizer state to the flat layout: {reason}; start a new run (the "
+            "policies still load with `dspy-rl eval policy=checkpoint checkpoint=...`)"
+        )
+
+    groups = opt["param_groups"]
+    if not groups:
+        raise fail("it has no param groups")
+    hyper = {k: v for k, v in groups[0].items() if k != "params"}
+    for g in groups[1:]:
+        if {k: v for k, v in g.items() if k != "params"} != hyper:
+            raise fail("its param groups have different hyperparameters")
+    ids = [i for g in groups for i in g["params"]]
+    states = [opt["state"].get(i) for i in ids]
+    if shapes is not None and len(ids) != 1:
+        if len(ids) != len(shapes):
+            raise fail(f"it holds {len(ids)} tensors but the policy trains {len(shapes)}")
+    group = {**hyper, "params": [0]}
+    present = [s for s in states if s]
+    if not present:  # no optimizer step yet
+        return {"state": {}, "param_groups": [group]}
+    if len(present) != len(states):
+        raise fail(
+            f"{len(states) - len(present)} of its {len(states)} tensors have no Adam state (never stepped) while "
+            "the others have one, so they cannot share one step count"
+        )
+    steps = [float(s["step"]) for s in states]
+    if any(step != steps[0] for step in steps):
+        raise fail(f"its tensors were stepped different numbers of times ({sorted(set(steps))})")
+    keys = [k for k in states[0] if k != "step"]
+    flat: dict[str, Any] = {
+        "step": states[0]["step"].clone() if torch.is_tensor(states[0]["step"]) else steps[0]
+    }
+    for key in keys:
+        pieces = []
+        for n, s in enumerate(states):
+            t = s.get(key)
+            if not torch.is_tensor(t):
+                raise fail(f"tensor {n} has no {key!r}")
+            if shapes is not None and len(ids) == len(shapes) and tuple(t.shape) != shapes[n]:
+                raise fail(
+                    f"{key!r} of tensor {n} has shape {tuple(t.shape)}, but the parameter is {shapes[n]}"
+                )
+            pieces.append(t.reshape(-1))
+        flat[key] = torch.cat(pieces)
+    if shapes is not None:
+        total = sum(int(torch.Size(s).numel()) for s in shapes)
+        for key in keys:
+            if flat[key].numel() != total:
+                raise fail(
+                    f"{key!r} has {flat[key].numel()} elements, but the policy's parameters have {total}"
+                )
+    return {"state": {0: flat}, "param_groups": [group]}
