@@ -11,6 +11,8 @@ import torch
 from dspy_rl.learners.ppo import PPOHyper, PPOLearner, compute_gae, ppo_terms
 from dspy_rl.models.policy import POLICIES, MultiPolicy
 
+from ._helpers import random_batch
+
 
 def test_gae_matches_hand_computation() -> None:
     gamma, lam = 0.9, 0.8
@@ -134,30 +136,6 @@ def test_update_leaves_policies_without_samples_untouched() -> None:
     assert np.isfinite(metrics["loss"])
 
 
-def _random_batch(
-    n: int, obs_dim: int, num_tools: int, num_args: int, seed: int = 0
-) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    tool_mask = torch.rand(n, num_tools, generator=g) < 0.6
-    arg_mask = torch.rand(n, num_args, generator=g) < 0.6
-    tool_mask[:, 0] = arg_mask[:, 0] = True
-    return {
-        "obs": torch.randn(n, obs_dim, generator=g),
-        "tool_mask": tool_mask,
-        "arg_mask": arg_mask,
-        "phase": (torch.rand(n, generator=g) < 0.8).to(torch.uint8),
-        "tools": torch.zeros(n, dtype=torch.long),
-        "args": torch.zeros(n, dtype=torch.long),
-        "arg_active": torch.rand(n, generator=g) < 0.3,
-        "logp_tool": -torch.rand(n, generator=g),
-        "logp_arg": -torch.rand(n, generator=g),
-        "adv_tool": torch.randn(n, generator=g),
-        "ret_tool": torch.randn(n, generator=g),
-        "adv_arg": torch.randn(n, generator=g),
-        "ret_arg": torch.randn(n, generator=g),
-    }
-
-
 def test_per_policy_columns_equal_one_ppo_loss_per_policy() -> None:
     """The learner's (N, 3) loss, with C evaluated on arg-active rows only, equals three separate PPO losses
     computed the plain way (full forward, one ``ppo_terms`` per policy): same value, same gradients."""
@@ -165,7 +143,7 @@ def test_per_policy_columns_equal_one_ppo_loss_per_policy() -> None:
     hp = PPOHyper(vf_coef=0.5, ent_coef=0.01)
     model = MultiPolicy(obs_dim=6, num_tools=5, num_args=3, hidden=16)
     learner = PPOLearner(model, hp, torch.device("cpu"))
-    raw = _random_batch(512, 6, 5, 3)
+    raw = random_batch(512, 6, 5, 3)
     mb = dict(raw)
     learner._prepare(mb)
     loss, metrics = learner._losses(mb)
@@ -205,7 +183,7 @@ def test_flat_optimizer_step_equals_per_parameter_adam_with_clipping() -> None:
     ref = PPOLearner(ref_model, hp, torch.device("cpu"))  # only its loss is used
     ref_opts = {p: torch.optim.Adam(ref_model.nets[p].parameters(), lr=hp.lr, eps=1e-5) for p in POLICIES}
     for seed in range(3):
-        raw = _random_batch(256, 6, 5, 3, seed=seed)
+        raw = random_batch(256, 6, 5, 3, seed=seed)
         metrics = learner.update({k: v.numpy() for k, v in raw.items()})
         mb = dict(raw)
         ref._prepare(mb)

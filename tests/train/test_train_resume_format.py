@@ -28,7 +28,7 @@ from dspy_rl.utils.checkpoint import (
     upgrade_checkpoint,
 )
 
-from ._helpers import FAST
+from ._helpers import FAST, random_batch
 
 SPEC = {"obs_dim": 6, "num_tools": 5, "num_args": 3, "hidden": 16}
 
@@ -65,26 +65,8 @@ def _per_tensor(cls: type[PPOLearner]) -> type[PPOLearner]:
 
 
 def _batch(n: int, seed: int, grpo: bool) -> dict[str, np.ndarray]:
-    g = torch.Generator().manual_seed(seed)
-    tool_mask = torch.rand(n, SPEC["num_tools"], generator=g) < 0.6
-    arg_mask = torch.rand(n, SPEC["num_args"], generator=g) < 0.6
-    tool_mask[:, 0] = arg_mask[:, 0] = True
-    batch = {
-        "obs": torch.randn(n, SPEC["obs_dim"], generator=g),
-        "tool_mask": tool_mask,
-        "arg_mask": arg_mask,
-        "phase": (torch.rand(n, generator=g) < 0.5).to(torch.uint8),
-        "tools": torch.zeros(n, dtype=torch.long),
-        "args": torch.zeros(n, dtype=torch.long),
-        "arg_active": torch.rand(n, generator=g) < 0.4,
-        "logp_tool": -torch.rand(n, generator=g),
-        "logp_arg": -torch.rand(n, generator=g),
-    }
-    if grpo:
-        batch["adv"] = torch.randn(n, generator=g)
-    else:
-        batch |= {k: torch.randn(n, generator=g) for k in ("adv_tool", "ret_tool", "adv_arg", "ret_arg")}
-    return {k: v.numpy() for k, v in batch.items()}
+    raw = random_batch(n, SPEC["obs_dim"], SPEC["num_tools"], SPEC["num_args"], seed=seed, grpo=grpo)
+    return {k: v.numpy() for k, v in raw.items()}
 
 
 @pytest.mark.parametrize("algo", ["ppo", "grpo"])
