@@ -56,19 +56,29 @@ def checkpoint_version(state: dict[str, Any]) -> int:
     return int(state.get("format_version", 1))
 
 
+def _require_known_version(state: dict[str, Any], where: str) -> int:
+    """The state's format version; a :class:`~dspy_rl.cli.config.ConfigError` if this code cannot read it."""
+    version = checkpoint_version(state)
+    if 1 <= version <= FORMAT_VERSION:
+        return version
+    from dspy_rl.cli.config import ConfigError
+
+    raise ConfigError(
+        f"{where} has checkpoint format version {version}, but this dspy-rl reads versions 1 to {FORMAT_VERSION}"
+        + (
+            ": it was written by a newer dspy-rl; upgrade dspy-rl to load it"
+            if version > FORMAT_VERSION
+            else ""
+        )
+    )
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint's state on the CPU, as saved (an older version is not converted: see
     :func:`upgrade_checkpoint`). A checkpoint from a newer dspy-rl, whose layout this code does not know, is a
     :class:`~dspy_rl.cli.config.ConfigError`."""
     state = torch.load(path, map_location="cpu", weights_only=False)
-    version = checkpoint_version(state)
-    if version > FORMAT_VERSION:
-        from dspy_rl.cli.config import ConfigError
-
-        raise ConfigError(
-            f"{path} has checkpoint format version {version}, but this dspy-rl reads versions up to "
-            f"{FORMAT_VERSION}: it was written by a newer dspy-rl; upgrade dspy-rl to load it"
-        )
+    _require_known_version(state, str(path))
     return state
 
 
@@ -79,16 +89,8 @@ def upgrade_checkpoint(state: dict[str, Any], where: str = "checkpoint") -> dict
     Version 1 -> 2 turns each policy's per-tensor Adam states into the flat layout (:func:`flatten_adam_state`).
     A state that cannot be converted is a :class:`~dspy_rl.cli.config.ConfigError` naming ``where`` and the reason.
     """
-    version = checkpoint_version(state)
-    if version == FORMAT_VERSION:
+    if _require_known_version(state, where) == FORMAT_VERSION:
         return state
-    if version != 1:
-        from dspy_rl.cli.config import ConfigError
-
-        raise ConfigError(
-            f"{where} has checkpoint format version {version}; this dspy-rl reads versions 1 to {FORMAT_VERSION}"
-            + ("; upgrade dspy-rl to load it" if version > FORMAT_VERSION else "")
-        )
     learner = state.get("learner", {})
     algo = state.get("config", {}).get("algo", {}).get("name", "ppo")
     model = learner.get("model")
