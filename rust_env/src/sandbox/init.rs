@@ -1,0 +1,687 @@
+//! What runs inside the sandbox: the outer child (creates the namespaces), the sandbox init (pid 1 of the new
+//! pid namespace: builds the root filesystem, drops privileges, then forks one child per command), and the
+//! command child (fds, rlimits, exec).
+//!
+//! Everything here runs in a freshly forked, single-threaded process and ends in `_exit` or `exec`.
+
+use super::filter;
+use super::proto::{self, Request};
+use libc::{c_int, c_ulong, c_void};
+use std::ffi::{CStr, CString};
+
+/// Fd number of the control socket in the sandbox processes.
+pub(crate) const SOCK_FD: c_int = 3;
+/// User/group id of the command inside the sandbox (mapped to the caller's uid/gid outside).
+pub(crate) const SANDBOX_ID: u32 = 1000;
+
+/// Everything the children need, prepared before fork.
+pub(crate) struct Plan {
+    pub workspace: CString,
+    pub uid: u32,
+    pub gid: u32,
+    pub tmp_bytes: u64,
+}
+
+fn errno() -> std::io::Error {
+    std::io::Error::last_os_error()
+}
+
+fn send_str(tag: u8, msg: &str) {
+    let mut data = Vec::with_capacity(msg.len() + 1);
+    data.push(tag);
+    data.extend_from_slice(msg.as_bytes());
+    proto::send_with_fds(SOCK_FD, &data, &[]);
+}
+
+/// Report a setup failure to the host and exit.
+fn fail(msg: String) -> ! {
+    send_str(b'E', &msg);
+    unsafe { libc::_exit(1) }
+}
+
+fn close_from(lowfd: c_int) {
+    let r = unsafe { libc::syscall(libc::SYS_close_range, lowfd as u32, u32::MAX, 0u32) };
+    if r != 0 {
+        for fd in lowfd..4096 {
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+fn write_file(path: &CStr, data: &[u8]) -> std::io::Result<()> {
+    unsafe {
+        let fd = libc::open(
+            path.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+            0o644,
+        );
+        if fd < 0 {
+            return Err(errno());
+        }
+        let r = libc::write(fd, data.as_ptr() as *const c_void, data.len());
+        let e = errno();
+        libc::close(fd);
+        if r as usize != data.len() {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+fn cstr(s: &str) -> CString {
+    CString::new(s).expect("no NUL in sandbox paths")
+}
+
+/// First child of the host process: reset signals, keep only the control socket, create the user, mount,
+/// pid, net, ipc and uts namespaces, map the caller's uid/gid to [`SANDBOX_ID`], fork the sandbox init and
+/// wait for it.
+pub(crate) fn outer_child(sock: c_int, plan: &Plan) -> ! {
+    unsafe {
+        if sock != SOCK_FD {
+            if libc::dup2(sock, SOCK_FD) < 0 {
+                libc::_exit(1);
+            }
+        } else {
+            libc::fcntl(SOCK_FD, libc::F_SETFD, 0);
+        }
+        close_from(SOCK_FD + 1);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        for sig in 1..libc::SIGRTMAX() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        let flags = libc::CLONE_NEWUSER
+            | libc::CLONE_NEWNS
+            | libc::CLONE_NEWPID
+            | libc::CLONE_NEWNET
+            | libc::CLONE_NEWIPC
+            | libc::CLONE_NEWUTS;
+        if libc::unshare(flags) != 0 {
+            fail(format!(
+                "unshare(CLONE_NEWUSER|NEWNS|NEWPID|NEWNET|NEWIPC|NEWUTS) failed: {} — user namespaces are \
+                 unavailable to this user (check sysctl user.max_user_namespaces, \
+                 kernel.unprivileged_userns_clone, kernel.apparmor_restrict_unprivileged_userns, or a \
+                 container seccomp profile)",
+                errno()
+            ));
+        }
+        let _ = write_file(c"/proc/self/setgroups", b"deny");
+        if let Err(e) = write_file(
+            c"/proc/self/uid_map",
+            format!("{SANDBOX_ID} {} 1\n", plan.uid).as_bytes(),
+        ) {
+            fail(format!("writing /proc/self/uid_map: {e}"));
+        }
+        if let Err(e) = write_file(
+            c"/proc/self/gid_map",
+            format!("{SANDBOX_ID} {} 1\n", plan.gid).as_bytes(),
+        ) {
+            fail(format!("writing /proc/self/gid_map: {e}"));
+        }
+        let pid = libc::fork();
+        if pid < 0 {
+            fail(format!("fork of the sandbox init: {}", errno()));
+        }
+        if pid == 0 {
+            sandbox_init(plan);
+        }
+        libc::close(SOCK_FD);
+        let mut status = 0;
+        while libc::waitpid(pid, &mut status, 0) < 0 && *libc::__errno_location() == libc::EINTR {}
+        libc::_exit(0)
+    }
+}
+
+fn mount(
+    src: Option<&CStr>,
+    target: &CStr,
+    fstype: Option<&CStr>,
+    flags: c_ulong,
+    data: Option<&CStr>,
+) -> Result<(), String> {
+    let p = |o: Option<&CStr>| o.map_or(std::ptr::null(), |s| s.as_ptr());
+    let r = unsafe {
+        libc::mount(
+            p(src),
+            target.as_ptr(),
+            p(fstype),
+            flags,
+            p(data) as *const c_void,
+        )
+    };
+    if r != 0 {
+        return Err(format!(
+            "mount {} on {}: {}",
+            src.map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            target.to_string_lossy(),
+            errno()
+        ));
+    }
+    Ok(())
+}
+
+/// Bind `src` onto `dst` (not recursively), then remount it with `extra` flags (plus read-only when `ro`),
+/// keeping the flags the source mount is locked to.
+fn bind(src: &CStr, dst: &CStr, ro: bool, extra: c_ulong) -> Result<(), String> {
+    mount(Some(src), dst, None, libc::MS_BIND, None)?;
+    let mut keep: c_ulong = 0;
+    unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(dst.as_ptr(), &mut st) == 0 {
+            for (st_flag, ms) in [
+                (libc::ST_NOSUID, libc::MS_NOSUID),
+                (libc::ST_NODEV, libc::MS_NODEV),
+                (libc::ST_NOEXEC, libc::MS_NOEXEC),
+                (libc::ST_NOATIME, libc::MS_NOATIME),
+                (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+                (libc::ST_RELATIME, libc::MS_RELATIME),
+            ] {
+                if st.f_flag & st_flag != 0 {
+                    keep |= ms;
+                }
+            }
+        }
+    }
+    let ro_flag = if ro { libc::MS_RDONLY } else { 0 };
+    mount(
+        None,
+        dst,
+        None,
+        libc::MS_REMOUNT | libc::MS_BIND | keep | extra | ro_flag,
+        None,
+    )
+}
+
+fn mkdir(path: &CStr, mode: u32) -> Result<(), String> {
+    if unsafe { libc::mkdir(path.as_ptr(), mode) } != 0 && errno().raw_os_error() != Some(libc::EEXIST) {
+        return Err(format!("mkdir {}: {}", path.to_string_lossy(), errno()));
+    }
+    Ok(())
+}
+
+fn touch(path: &CStr) -> Result<(), String> {
+    write_file(path, b"").map_err(|e| format!("create {}: {e}", path.to_string_lossy()))
+}
+
+/// Mirror host `/oldroot/<name>` at `/newroot/<name>` read-only: a symlink is copied, a directory or file
+/// bind-mounted. Absent entries are skipped.
+fn mirror(name: &str, extra: c_ulong) -> Result<(), String> {
+    let src = cstr(&format!("/oldroot/{name}"));
+    let dst = cstr(&format!("/newroot/{name}"));
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::lstat(src.as_ptr(), &mut st) } != 0 {
+        return Ok(());
+    }
+    match st.st_mode & libc::S_IFMT {
+        libc::S_IFLNK => {
+            let mut buf = vec![0u8; 4096];
+            let n =
+                unsafe { libc::readlink(src.as_ptr(), buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+            if n < 0 {
+                return Err(format!("readlink {name}: {}", errno()));
+            }
+            buf.truncate(n as usize);
+            let target = CString::new(buf).map_err(|_| format!("bad symlink {name}"))?;
+            if unsafe { libc::symlink(target.as_ptr(), dst.as_ptr()) } != 0 {
+                return Err(format!("symlink {name}: {}", errno()));
+            }
+            Ok(())
+        }
+        libc::S_IFDIR => {
+            mkdir(&dst, 0o755)?;
+            bind(&src, &dst, true, extra)
+        }
+        libc::S_IFREG => {
+            touch(&dst)?;
+            bind(&src, &dst, true, extra)
+        }
+        _ => Ok(()),
+    }
+}
+
+const PASSWD: &str = "root:x:0:0:root:/root:/usr/sbin/nologin\n\
+sandbox:x:1000:1000:sandbox:/tmp:/bin/sh\n\
+nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
+const GROUP: &str = "root:x:0:\nsandbox:x:1000:\nnogroup:x:65534:\n";
+const HOSTS: &str = "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+const NSSWITCH: &str = "passwd: files\ngroup: files\nshadow: files\nhosts: files\nnetworks: files\n";
+/// Host `/etc` entries the tools need (dynamic linker, alternatives, Python's and git's system config).
+const ETC_ENTRIES: &[&str] = &[
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "alternatives",
+    "localtime",
+    "timezone",
+    "mime.types",
+    "magic",
+    "magic.mime",
+    "os-release",
+    "debian_version",
+    "python3",
+    "python3.11",
+    "python3.12",
+    "python3.13",
+    "inputrc",
+    "terminfo",
+    "ssl",
+];
+/// Host top-level directories mirrored read-only (symlinks such as `/bin -> usr/bin` copied).
+const ROOT_ENTRIES: &[&str] = &["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"];
+
+/// Build the sandbox root: a tmpfs with read-only system directories, a generated `/etc`, fresh `/proc`,
+/// minimal `/dev`, private `/tmp`, the workspace at `/workspace`; then pivot into it and drop the host tree.
+fn build_root(plan: &Plan) -> Result<(), String> {
+    let ms = |f: c_ulong| f;
+    mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)?;
+    // A scratch tmpfs becomes "/" for a moment, with the host tree under /oldroot (so workspace paths anywhere,
+    // /tmp included, stay reachable while binding).
+    mount(
+        Some(c"tmpfs"),
+        c"/tmp",
+        Some(c"tmpfs"),
+        ms(libc::MS_NOSUID | libc::MS_NODEV),
+        Some(c"mode=0755,size=64k"),
+    )?;
+    unsafe {
+        if libc::chdir(c"/tmp".as_ptr()) != 0 {
+            return Err(format!("chdir scratch: {}", errno()));
+        }
+    }
+    mkdir(c"newroot", 0o755)?;
+    mkdir(c"oldroot", 0o755)?;
+    let r = unsafe { libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c"oldroot".as_ptr()) };
+    if r != 0 {
+        return Err(format!("pivot_root (scratch): {}", errno()));
+    }
+    unsafe { libc::chdir(c"/".as_ptr()) };
+    mount(
+        Some(c"tmpfs"),
+        c"/newroot",
+        Some(c"tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV,
+        Some(c"mode=0755,size=1m"),
+    )?;
+    for name in ROOT_ENTRIES {
+        mirror(name, libc::MS_NOSUID | libc::MS_NODEV)?;
+    }
+    // /etc: generated identity files plus read-only binds of what the tools need.
+    mkdir(c"/newroot/etc", 0o755)?;
+    for (name, body) in [
+        ("passwd", PASSWD),
+        ("group", GROUP),
+        ("hosts", HOSTS),
+        ("hostname", "sandbox\n"),
+        ("resolv.conf", ""),
+        ("nsswitch.conf", NSSWITCH),
+    ] {
+        write_file(&cstr(&format!("/newroot/etc/{name}")), body.as_bytes())
+            .map_err(|e| format!("write /etc/{name}: {e}"))?;
+    }
+    for name in ETC_ENTRIES {
+        mirror(&format!("etc/{name}"), libc::MS_NOSUID | libc::MS_NODEV)?;
+    }
+    // /dev: a few device nodes bound from the host, the usual symlinks, a private /dev/shm.
+    mkdir(c"/newroot/dev", 0o755)?;
+    mount(
+        Some(c"tmpfs"),
+        c"/newroot/dev",
+        Some(c"tmpfs"),
+        libc::MS_NOSUID | libc::MS_NOEXEC,
+        Some(c"mode=0755,size=64k"),
+    )?;
+    for dev in ["null", "zero", "full", "random", "urandom", "tty"] {
+        let dst = cstr(&format!("/newroot/dev/{dev}"));
+        touch(&dst)?;
+        bind(
+            &cstr(&format!("/oldroot/dev/{dev}")),
+            &dst,
+            false,
+            libc::MS_NOSUID | libc::MS_NOEXEC,
+        )?;
+    }
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+    ] {
+        let (l, t) = (cstr(&format!("/newroot/dev/{link}")), cstr(target));
+        if unsafe { libc::symlink(t.as_ptr(), l.as_ptr()) } != 0 {
+            return Err(format!("symlink /dev/{link}: {}", errno()));
+        }
+    }
+    mkdir(c"/newroot/dev/shm", 0o1777)?;
+    mkdir(c"/newroot/dev/pts", 0o755)?;
+    mount(
+        Some(c"tmpfs"),
+        c"/newroot/dev/shm",
+        Some(c"tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV,
+        Some(c"mode=1777,size=16m"),
+    )?;
+    // /proc for the new pid namespace; kernel knobs read-only, leaky files masked.
+    mkdir(c"/newroot/proc", 0o555)?;
+    mount(
+        Some(c"proc"),
+        c"/newroot/proc",
+        Some(c"proc"),
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        None,
+    )?;
+    for name in ["sys", "sysrq-trigger", "irq", "bus", "fs"] {
+        let p = cstr(&format!("/newroot/proc/{name}"));
+        if unsafe { libc::access(p.as_ptr(), libc::F_OK) } == 0 {
+            bind(&p, &p, true, libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC)?;
+        }
+    }
+    for name in ["kcore", "keys", "timer_list", "sched_debug", "kallsyms"] {
+        let p = cstr(&format!("/newroot/proc/{name}"));
+        if unsafe { libc::access(p.as_ptr(), libc::F_OK) } == 0 {
+            bind(c"/newroot/dev/null", &p, true, libc::MS_NOSUID | libc::MS_NOEXEC)?;
+        }
+    }
+    // Private /tmp and the workspace, the only writable paths.
+    mkdir(c"/newroot/tmp", 0o1777)?;
+    let tmp_opts = cstr(&format!("mode=1777,size={}", plan.tmp_bytes.max(1 << 20)));
+    mount(
+        Some(c"tmpfs"),
+        c"/newroot/tmp",
+        Some(c"tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV,
+        Some(&tmp_opts),
+    )?;
+    mkdir(c"/newroot/workspace", 0o755)?;
+    let ws_src = {
+        let mut v = b"/oldroot".to_vec();
+        v.extend_from_slice(plan.workspace.as_bytes());
+        CString::new(v).map_err(|_| "workspace path contains NUL".to_string())?
+    };
+    bind(
+        &ws_src,
+        c"/newroot/workspace",
+        false,
+        libc::MS_NOSUID | libc::MS_NODEV,
+    )
+    .map_err(|e| format!("workspace: {e}"))?;
+    if unsafe { libc::symlink(c"/tmp".as_ptr(), c"/newroot/root".as_ptr()) } != 0 {
+        return Err(format!("symlink /root: {}", errno()));
+    }
+    mount(
+        None,
+        c"/newroot",
+        None,
+        libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+        None,
+    )?;
+    mount(
+        None,
+        c"/newroot/dev",
+        None,
+        libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NOEXEC,
+        None,
+    )?;
+    // Enter the new root and detach everything else (the scratch tmpfs with the host tree beneath it).
+    unsafe {
+        if libc::chdir(c"/newroot".as_ptr()) != 0 {
+            return Err(format!("chdir /newroot: {}", errno()));
+        }
+        if libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) != 0 {
+            return Err(format!("pivot_root: {}", errno()));
+        }
+        if libc::umount2(c".".as_ptr(), libc::MNT_DETACH) != 0 {
+            return Err(format!("detach old root: {}", errno()));
+        }
+        if libc::chdir(c"/workspace".as_ptr()) != 0 {
+            return Err(format!("chdir /workspace: {}", errno()));
+        }
+    }
+    Ok(())
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: c_int,
+}
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// `no_new_privs`, empty bounding/ambient/effective/permitted/inheritable capability sets.
+fn drop_privileges() -> Result<(), String> {
+    unsafe {
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            return Err(format!("prctl(PR_SET_NO_NEW_PRIVS): {}", errno()));
+        }
+        for cap in 0..64 {
+            libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0);
+        }
+        libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+        let hdr = CapHeader {
+            version: 0x2008_0522,
+            pid: 0,
+        };
+        let data = [CapData {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        }; 2];
+        if libc::syscall(libc::SYS_capset, &hdr as *const CapHeader, data.as_ptr()) != 0 {
+            return Err(format!("capset: {}", errno()));
+        }
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+    Ok(())
+}
+
+/// Pid 1 of the sandbox's pid namespace: build the root, lock down, report ready, then serve commands.
+fn sandbox_init(plan: &Plan) -> ! {
+    unsafe {
+        // (getppid() is 0 here: the parent lives outside this pid namespace.)
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    }
+    if let Err(e) = build_root(plan) {
+        fail(format!("building the sandbox root: {e}"));
+    }
+    unsafe { libc::sethostname(c"sandbox".as_ptr(), 7) };
+    if let Err(e) = drop_privileges() {
+        fail(e);
+    }
+    let abi = match filter::apply_landlock(&[c"/workspace", c"/tmp", c"/dev/shm"]) {
+        Ok(abi) => abi,
+        Err(e) => fail(e),
+    };
+    if let Err(e) = filter::apply_seccomp() {
+        fail(e);
+    }
+    let mut ready = vec![b'R'];
+    ready.extend_from_slice(&abi.to_le_bytes());
+    if !proto::send_with_fds(SOCK_FD, &ready, &[]) {
+        unsafe { libc::_exit(1) };
+    }
+    serve()
+}
+
+fn kill_all_and_reap() {
+    unsafe {
+        libc::kill(-1, libc::SIGKILL);
+        let mut st = 0;
+        loop {
+            let r = libc::waitpid(-1, &mut st, libc::__WALL);
+            if r < 0 && *libc::__errno_location() != libc::EINTR {
+                break;
+            }
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
+/// The init's loop: one request -> fork the command, wait for it (or its timeout), kill every other
+/// process in the namespace, reap, reply. EOF on the control socket (the host closed the sandbox or died)
+/// ends the sandbox.
+fn serve() -> ! {
+    let mut buf = vec![0u8; proto::MAX_REQUEST + 1024];
+    loop {
+        let Some((n, fds)) = proto::recv_with_fds(SOCK_FD, &mut buf) else {
+            kill_all_and_reap();
+            unsafe { libc::_exit(0) };
+        };
+        let req = Request::decode(&buf[..n]);
+        let (req, fds) = match (req, fds.len()) {
+            (Some(r), 3) if !r.argv.is_empty() => (r, fds),
+            _ => {
+                for fd in fds {
+                    unsafe { libc::close(fd) };
+                }
+                send_str(b'F', "malformed request");
+                continue;
+            }
+        };
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            exec_command(&req, [fds[0], fds[1], fds[2]]);
+        }
+        for fd in fds {
+            unsafe { libc::close(fd) };
+        }
+        if pid < 0 {
+            send_str(b'F', &format!("fork: {}", errno()));
+            continue;
+        }
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as c_int;
+        let deadline = now_ms() + req.timeout_ms;
+        let mut timed_out = false;
+        let mut host_gone = false;
+        loop {
+            let left = deadline.saturating_sub(now_ms());
+            if left == 0 {
+                timed_out = true;
+                break;
+            }
+            let mut pfd = [
+                libc::pollfd {
+                    fd: pidfd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: SOCK_FD,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            let r = unsafe { libc::poll(pfd.as_mut_ptr(), 2, left.min(1000) as c_int) };
+            if r < 0 {
+                continue;
+            }
+            if pfd[0].revents != 0 {
+                break;
+            }
+            if pfd[1].revents != 0 {
+                // The host never sends while a command runs: readable means it closed the socket or died.
+                host_gone = true;
+                break;
+            }
+        }
+        let mut status = 0;
+        unsafe {
+            if timed_out || host_gone {
+                libc::kill(-1, libc::SIGKILL);
+            }
+            while libc::waitpid(pid, &mut status, 0) < 0 && *libc::__errno_location() == libc::EINTR {}
+            if pidfd >= 0 {
+                libc::close(pidfd);
+            }
+        }
+        kill_all_and_reap();
+        if host_gone {
+            unsafe { libc::_exit(0) };
+        }
+        let (kind, code) = if libc::WIFSIGNALED(status) {
+            (1u8, libc::WTERMSIG(status))
+        } else {
+            (0u8, libc::WEXITSTATUS(status))
+        };
+        let mut reply = vec![b'X', kind];
+        reply.extend_from_slice(&code.to_le_bytes());
+        reply.push(timed_out as u8);
+        if !proto::send_with_fds(SOCK_FD, &reply, &[]) {
+            unsafe { libc::_exit(0) };
+        }
+    }
+}
+
+fn set_limit(resource: libc::__rlimit_resource_t, soft: u64, hard: u64) {
+    let rl = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    unsafe { libc::setrlimit(resource, &rl) };
+}
+
+/// The command child: own session, fds 0-2 from the host's pipes, rlimits, exec (PATH search).
+fn exec_command(req: &Request, fds: [c_int; 3]) -> ! {
+    unsafe {
+        libc::setsid();
+        for (i, fd) in fds.iter().enumerate() {
+            libc::dup2(*fd, i as c_int);
+        }
+        close_from(3);
+        set_limit(libc::RLIMIT_CPU, req.cpu_s, req.cpu_s + 1);
+        set_limit(libc::RLIMIT_AS, req.as_bytes, req.as_bytes);
+        set_limit(libc::RLIMIT_NPROC, req.nproc, req.nproc);
+        set_limit(libc::RLIMIT_FSIZE, req.fsize, req.fsize);
+        set_limit(libc::RLIMIT_NOFILE, req.nofile, req.nofile);
+        set_limit(libc::RLIMIT_CORE, 0, 0);
+        let argv: Vec<CString> = req
+            .argv
+            .iter()
+            .map(|a| CString::new(a.clone()).unwrap_or_default())
+            .collect();
+        let env: Vec<CString> = req
+            .env
+            .iter()
+            .map(|a| CString::new(a.clone()).unwrap_or_default())
+            .collect();
+        let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+        argv_p.push(std::ptr::null());
+        let mut env_p: Vec<*const libc::c_char> = env.iter().map(|a| a.as_ptr()).collect();
+        env_p.push(std::ptr::null());
+        // glibc's execvpe searches the caller's PATH, not envp's: set it from the command's environment.
+        let path = req
+            .env
+            .iter()
+            .find_map(|e| e.strip_prefix(b"PATH="))
+            .map(|p| CString::new(p.to_vec()).unwrap_or_default())
+            .unwrap_or_else(|| cstr(super::DEFAULT_PATH));
+        libc::setenv(c"PATH".as_ptr(), path.as_ptr(), 1);
+        libc::execvpe(argv[0].as_ptr(), argv_p.as_ptr(), env_p.as_ptr());
+        let e = errno();
+        let code = if e.raw_os_error() == Some(libc::ENOENT) {
+            127
+        } else {
+            126
+        };
+        let msg = format!(
+            "sandbox: cannot execute {}: {e}\n",
+            String::from_utf8_lossy(&req.argv[0])
+        );
+        libc::write(2, msg.as_ptr() as *const c_void, msg.len());
+        libc::_exit(code)
+    }
+}

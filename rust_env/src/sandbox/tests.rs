@@ -1,0 +1,106 @@
+//! Unit tests of the sandbox (they start real sandboxes; the attack suite is tests/shell/test_sandbox_attacks.py).
+
+use super::*;
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("sbx-unit-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn sh(sb: &mut Sandbox, cmd: &str) -> ExecResult {
+    sb.run(&["/bin/sh".into(), "-c".into(), cmd.into()], None, None)
+        .unwrap()
+}
+
+#[test]
+fn runs_commands_in_the_workspace_and_keeps_state_across_commands() {
+    let ws = tmpdir("basic");
+    std::fs::write(ws.join("hello.txt"), "hi\n").unwrap();
+    let mut sb = Sandbox::spawn(&ws, Limits::default(), &[]).unwrap();
+    let r = sh(&mut sb, "pwd; cat hello.txt; id -u; hostname; echo err >&2; exit 3");
+    assert_eq!(r.exit_code, Some(3));
+    assert_eq!(
+        String::from_utf8_lossy(&r.stdout),
+        "/workspace\nhi\n1000\nsandbox\n"
+    );
+    assert_eq!(r.stderr, b"err\n");
+    assert!(!r.timed_out && !r.truncated && r.signal.is_none());
+    assert_eq!(sh(&mut sb, "echo new > made.txt").exit_code, Some(0));
+    assert_eq!(std::fs::read_to_string(ws.join("made.txt")).unwrap(), "new\n");
+    let r = sb
+        .run(&["cat".into()], Some(b"from stdin"), None)
+        .unwrap();
+    assert_eq!(r.stdout, b"from stdin");
+    let r = sb.run(&["no-such-tool".into()], None, None).unwrap();
+    assert_eq!(r.exit_code, Some(127));
+    sb.close();
+    assert!(sb.run(&["true".into()], None, None).is_err());
+    std::fs::remove_dir_all(ws).unwrap();
+}
+
+#[test]
+fn timeout_kills_the_tree_and_output_is_capped() {
+    let ws = tmpdir("timeout");
+    let limits = Limits {
+        max_output_bytes: 1000,
+        ..Limits::default()
+    };
+    let mut sb = Sandbox::spawn(&ws, limits, &[]).unwrap();
+    let r = sb
+        .run(
+            &["/bin/sh".into(), "-c".into(), "sleep 30 & sleep 30".into()],
+            None,
+            Some(300),
+        )
+        .unwrap();
+    assert!(r.timed_out);
+    assert_eq!(r.signal, Some(libc::SIGKILL));
+    assert!(r.wall_ms < 10_000.0);
+    let r = sh(&mut sb, "head -c 100000 /dev/zero | tr '\\0' a");
+    assert!(r.truncated);
+    assert!(r.stdout.starts_with(&[b'a'; 1000]));
+    assert!(String::from_utf8_lossy(&r.stdout).contains("truncated"));
+    // The namespace holds nothing but its init between commands.
+    let r = sh(&mut sb, "ls /proc | grep -c '^[0-9]'");
+    assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), "2");
+    std::fs::remove_dir_all(ws).unwrap();
+}
+
+#[test]
+fn bad_input_is_refused() {
+    assert!(matches!(
+        Sandbox::spawn(Path::new("/nonexistent/ws"), Limits::default(), &[]),
+        Err(SandboxError::Invalid(_))
+    ));
+    assert!(matches!(
+        Sandbox::spawn(Path::new("/"), Limits::default(), &[]),
+        Err(SandboxError::Invalid(_))
+    ));
+    let bad = Limits {
+        cpu_s: 0,
+        ..Limits::default()
+    };
+    assert!(bad.validate().is_err());
+    assert!(build_env(&[("A=B".into(), "x".into())]).is_err());
+}
+
+#[test]
+fn batch_runs_fresh_sandboxes_in_parallel() {
+    let ws = tmpdir("batch");
+    let jobs: Vec<(Target<'_>, Vec<String>, Option<Vec<u8>>)> = (0..8)
+        .map(|i| {
+            (
+                Target::Fresh(ws.as_path()),
+                vec!["echo".to_string(), i.to_string()],
+                None,
+            )
+        })
+        .collect();
+    let res = run_batch(&jobs, &Limits::default(), &[], 4);
+    for (i, r) in res.into_iter().enumerate() {
+        assert_eq!(r.unwrap().stdout, format!("{i}\n").into_bytes());
+    }
+    std::fs::remove_dir_all(ws).unwrap();
+}
