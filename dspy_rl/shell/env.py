@@ -81,6 +81,7 @@ class ShellVecEnv(PyVecToolEnv):
         n = int(num_envs)
         self._dirs = EpisodeDirs(n, workdir)
         self._cands: list[list[str]] = [[] for _ in range(n)]
+        self._boxes: list[Any] = [None] * n
         self.last_commands: list[str | None] = [None] * n
         self.last_outputs: list[Any] = [None] * n
         super().__init__(n, self.shell.suite.path, seed, num_threads, invalid_action, episode_len)
@@ -98,7 +99,17 @@ class ShellVecEnv(PyVecToolEnv):
     def _begin_episode(self, i: int) -> None:
         super()._begin_episode(i)
         self._arrange(i)
-        self._dirs.reset(i, self._packs[self._task[i]])
+        self._fresh_workspace(i, self._packs[self._task[i]])
+
+    def _fresh_workspace(self, i: int, pack: Pack) -> None:
+        """A new copy of ``pack`` as env ``i``'s workspace, and a new sandbox (fresh namespaces, empty /tmp)."""
+        from dspy_rl.shell.sandbox import Sandbox
+
+        if self._boxes[i] is not None:
+            self._boxes[i].close()
+            self._boxes[i] = None
+        path = self._dirs.reset(i, pack)
+        self._boxes[i] = Sandbox(path, self.limits)
         self.last_commands[i] = None
         self.last_outputs[i] = None
 
@@ -134,7 +145,7 @@ class ShellVecEnv(PyVecToolEnv):
         runs = [i for i in range(self.num_envs) if valid[i]]
         contexts = {i: self._context(i, tool_list[i], arg_list[i]) for i in runs}
         cmds = {i: command(self.tool_names[tool_list[i]], contexts[i]) for i in runs}
-        outputs = run_batch([(str(self._dirs.path(i)), cmds[i]) for i in runs], self.limits, self.num_threads)
+        outputs = run_batch([(self._boxes[i], cmds[i]) for i in runs], self.limits, self.num_threads)
         by_env = dict(zip(runs, outputs, strict=True))
 
         pending = []
@@ -251,17 +262,14 @@ class ShellVecEnv(PyVecToolEnv):
         pack = Pack.from_bytes(state[n + 4 :])
         super().restore(i, state[:n])
         self._arrange(i)
-        import shutil
-
-        path = self._dirs.path(i)
-        if path.exists():
-            shutil.rmtree(path)
-        pack.write(path)
-        self.last_commands[i] = None
-        self.last_outputs[i] = None
+        self._fresh_workspace(i, pack)
 
     def close(self) -> None:
-        """Delete every env's workspace."""
+        """Tear down every env's sandbox and delete its workspace (idempotent)."""
+        for i, box in enumerate(self._boxes):
+            if box is not None:
+                box.close()
+                self._boxes[i] = None
         self._dirs.close()
 
     def __enter__(self) -> ShellVecEnv:

@@ -326,19 +326,19 @@ def build_template(spec: WorkspaceSpec, limits: Any = None) -> Pack:
             proj = tmp / spec.project
             proj.mkdir()
             src = spec.root / "project"
-            box = Sandbox(tmp, limits)
-            for i, commit in enumerate(spec.commits):
-                for f in commit.files:
-                    origin = spec.root / commit.overrides[f] if f in commit.overrides else src / f
-                    dest = proj / f
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(origin, dest)
-                res = box.run(_history_script(spec, i))
-                if res.exit_code != 0:
-                    raise WorkspaceError(
-                        f"workspace {spec.name}: replaying commit {i} ({commit.message!r}) failed "
-                        f"(exit {res.exit_code}): {(res.stderr or res.stdout).strip()[:500]}"
-                    )
+            with Sandbox(tmp, limits) as box:
+                for i, commit in enumerate(spec.commits):
+                    for f in commit.files:
+                        origin = spec.root / commit.overrides[f] if f in commit.overrides else src / f
+                        dest = proj / f
+                        dest.parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copyfile(origin, dest)
+                    res = box.run(_history_script(spec, i))
+                    if res.exit_code != 0:
+                        raise WorkspaceError(
+                            f"workspace {spec.name}: replaying commit {i} ({commit.message!r}) failed "
+                            f"(exit {res.exit_code}): {(res.stderr or res.stdout).strip()[:500]}"
+                        )
             pack = Pack.read(tmp)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
