@@ -121,12 +121,30 @@ pub(crate) fn outer_child(sock: c_int, plan: &Plan) -> ! {
         ) {
             fail(format!("writing /proc/self/gid_map: {e}"));
         }
-        let pid = libc::fork();
-        if pid < 0 {
-            fail(format!("fork of the sandbox init: {}", errno()));
+        // The init shares this process's memory (CLONE_VM) instead of copying the host's page tables a
+        // second time: this process only waits from here on, so the init is the memory's only user.
+        const INIT_STACK: usize = 8 << 20;
+        let stack = libc::mmap(
+            std::ptr::null_mut(),
+            INIT_STACK,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+            -1,
+            0,
+        );
+        if stack == libc::MAP_FAILED {
+            fail(format!("mmap of the init stack: {}", errno()));
         }
-        if pid == 0 {
-            sandbox_init(plan);
+        libc::mprotect(stack, 4096, libc::PROT_NONE); // guard page
+        let top = (stack as usize + INIT_STACK) & !15usize;
+        let pid = libc::clone(
+            init_main,
+            top as *mut c_void,
+            libc::CLONE_VM | libc::SIGCHLD,
+            plan as *const Plan as *mut c_void,
+        );
+        if pid < 0 {
+            fail(format!("clone of the sandbox init: {}", errno()));
         }
         libc::close(SOCK_FD);
         let mut status = 0;
@@ -197,7 +215,9 @@ fn bind(src: &CStr, dst: &CStr, ro: bool, extra: c_ulong) -> Result<(), String> 
 }
 
 fn mkdir(path: &CStr, mode: u32) -> Result<(), String> {
-    if unsafe { libc::mkdir(path.as_ptr(), mode) } != 0 && errno().raw_os_error() != Some(libc::EEXIST) {
+    if unsafe { libc::mkdir(path.as_ptr(), mode) } != 0
+        && errno().raw_os_error() != Some(libc::EEXIST)
+    {
         return Err(format!("mkdir {}: {}", path.to_string_lossy(), errno()));
     }
     Ok(())
@@ -219,8 +239,13 @@ fn mirror(name: &str, extra: c_ulong) -> Result<(), String> {
     match st.st_mode & libc::S_IFMT {
         libc::S_IFLNK => {
             let mut buf = vec![0u8; 4096];
-            let n =
-                unsafe { libc::readlink(src.as_ptr(), buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+            let n = unsafe {
+                libc::readlink(
+                    src.as_ptr(),
+                    buf.as_mut_ptr() as *mut libc::c_char,
+                    buf.len(),
+                )
+            };
             if n < 0 {
                 return Err(format!("readlink {name}: {}", errno()));
             }
@@ -248,7 +273,8 @@ sandbox:x:1000:1000:sandbox:/tmp:/bin/sh\n\
 nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
 const GROUP: &str = "root:x:0:\nsandbox:x:1000:\nnogroup:x:65534:\n";
 const HOSTS: &str = "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n";
-const NSSWITCH: &str = "passwd: files\ngroup: files\nshadow: files\nhosts: files\nnetworks: files\n";
+const NSSWITCH: &str =
+    "passwd: files\ngroup: files\nshadow: files\nhosts: files\nnetworks: files\n";
 /// Host `/etc` entries the tools need (dynamic linker, alternatives, Python's and git's system config).
 const ETC_ENTRIES: &[&str] = &[
     "ld.so.cache",
@@ -377,13 +403,23 @@ fn build_root(plan: &Plan) -> Result<(), String> {
     for name in ["sys", "sysrq-trigger", "irq", "bus", "fs"] {
         let p = cstr(&format!("/newroot/proc/{name}"));
         if unsafe { libc::access(p.as_ptr(), libc::F_OK) } == 0 {
-            bind(&p, &p, true, libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC)?;
+            bind(
+                &p,
+                &p,
+                true,
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            )?;
         }
     }
     for name in ["kcore", "keys", "timer_list", "sched_debug", "kallsyms"] {
         let p = cstr(&format!("/newroot/proc/{name}"));
         if unsafe { libc::access(p.as_ptr(), libc::F_OK) } == 0 {
-            bind(c"/newroot/dev/null", &p, true, libc::MS_NOSUID | libc::MS_NOEXEC)?;
+            bind(
+                c"/newroot/dev/null",
+                &p,
+                true,
+                libc::MS_NOSUID | libc::MS_NOEXEC,
+            )?;
         }
     }
     // Private /tmp and the workspace, the only writable paths.
@@ -409,9 +445,6 @@ fn build_root(plan: &Plan) -> Result<(), String> {
         libc::MS_NOSUID | libc::MS_NODEV,
     )
     .map_err(|e| format!("workspace: {e}"))?;
-    if unsafe { libc::symlink(c"/tmp".as_ptr(), c"/newroot/root".as_ptr()) } != 0 {
-        return Err(format!("symlink /root: {}", errno()));
-    }
     mount(
         None,
         c"/newroot",
@@ -466,7 +499,13 @@ fn drop_privileges() -> Result<(), String> {
         for cap in 0..64 {
             libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0);
         }
-        libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        );
         let hdr = CapHeader {
             version: 0x2008_0522,
             pid: 0,
@@ -482,6 +521,11 @@ fn drop_privileges() -> Result<(), String> {
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
     }
     Ok(())
+}
+
+extern "C" fn init_main(arg: *mut c_void) -> c_int {
+    let plan = unsafe { &*(arg as *const Plan) };
+    sandbox_init(plan)
 }
 
 /// Pid 1 of the sandbox's pid namespace: build the root, lock down, report ready, then serve commands.
@@ -536,6 +580,7 @@ fn now_ms() -> u64 {
 /// ends the sandbox.
 fn serve() -> ! {
     let mut buf = vec![0u8; proto::MAX_REQUEST + 1024];
+    let mut stack = vec![0u8; 256 * 1024];
     loop {
         let Some((n, fds)) = proto::recv_with_fds(SOCK_FD, &mut buf) else {
             kill_all_and_reap();
@@ -552,10 +597,7 @@ fn serve() -> ! {
                 continue;
             }
         };
-        let pid = unsafe { libc::fork() };
-        if pid == 0 {
-            exec_command(&req, [fds[0], fds[1], fds[2]]);
-        }
+        let pid = spawn_command(&req, [fds[0], fds[1], fds[2]], &mut stack);
         for fd in fds {
             unsafe { libc::close(fd) };
         }
@@ -603,7 +645,9 @@ fn serve() -> ! {
             if timed_out || host_gone {
                 libc::kill(-1, libc::SIGKILL);
             }
-            while libc::waitpid(pid, &mut status, 0) < 0 && *libc::__errno_location() == libc::EINTR {}
+            while libc::waitpid(pid, &mut status, 0) < 0 && *libc::__errno_location() == libc::EINTR
+            {
+            }
             if pidfd >= 0 {
                 libc::close(pidfd);
             }
@@ -626,62 +670,110 @@ fn serve() -> ! {
     }
 }
 
-fn set_limit(resource: libc::__rlimit_resource_t, soft: u64, hard: u64) {
-    let rl = libc::rlimit {
-        rlim_cur: soft,
-        rlim_max: hard,
-    };
-    unsafe { libc::setrlimit(resource, &rl) };
+/// Everything the command child needs, prepared by the init so that the child (which shares the init's
+/// memory until it execs) neither allocates nor formats.
+struct Spawn {
+    fds: [c_int; 3],
+    limits: [(libc::__rlimit_resource_t, u64, u64); 6],
+    candidates: Vec<CString>,
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+    msg_not_found: Vec<u8>,
+    msg_denied: Vec<u8>,
 }
 
-/// The command child: own session, fds 0-2 from the host's pipes, rlimits, exec (PATH search).
-fn exec_command(req: &Request, fds: [c_int; 3]) -> ! {
+extern "C" fn command_main(arg: *mut c_void) -> c_int {
     unsafe {
+        let s = &*(arg as *const Spawn);
         libc::setsid();
-        for (i, fd) in fds.iter().enumerate() {
+        for (i, fd) in s.fds.iter().enumerate() {
             libc::dup2(*fd, i as c_int);
         }
         close_from(3);
-        set_limit(libc::RLIMIT_CPU, req.cpu_s, req.cpu_s + 1);
-        set_limit(libc::RLIMIT_AS, req.as_bytes, req.as_bytes);
-        set_limit(libc::RLIMIT_NPROC, req.nproc, req.nproc);
-        set_limit(libc::RLIMIT_FSIZE, req.fsize, req.fsize);
-        set_limit(libc::RLIMIT_NOFILE, req.nofile, req.nofile);
-        set_limit(libc::RLIMIT_CORE, 0, 0);
-        let argv: Vec<CString> = req
-            .argv
-            .iter()
-            .map(|a| CString::new(a.clone()).unwrap_or_default())
-            .collect();
-        let env: Vec<CString> = req
-            .env
-            .iter()
-            .map(|a| CString::new(a.clone()).unwrap_or_default())
-            .collect();
-        let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-        argv_p.push(std::ptr::null());
-        let mut env_p: Vec<*const libc::c_char> = env.iter().map(|a| a.as_ptr()).collect();
-        env_p.push(std::ptr::null());
-        // glibc's execvpe searches the caller's PATH, not envp's: set it from the command's environment.
+        for (res, soft, hard) in s.limits {
+            let rl = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            libc::setrlimit(res, &rl);
+        }
+        let mut denied = false;
+        for c in &s.candidates {
+            libc::execve(c.as_ptr(), s.argv.as_ptr(), s.envp.as_ptr());
+            let e = *libc::__errno_location();
+            if e == libc::EACCES {
+                denied = true;
+            } else if e != libc::ENOENT && e != libc::ENOTDIR {
+                denied = true;
+                break;
+            }
+        }
+        let msg = if denied {
+            &s.msg_denied
+        } else {
+            &s.msg_not_found
+        };
+        libc::write(2, msg.as_ptr() as *const c_void, msg.len());
+        libc::_exit(if denied { 126 } else { 127 })
+    }
+}
+
+/// Start the command: a child sharing the init's memory until it execs (CLONE_VM|CLONE_VFORK, like
+/// posix_spawn), so a command costs no page-table copy however large the host process was.
+fn spawn_command(req: &Request, fds: [c_int; 3], stack: &mut [u8]) -> libc::pid_t {
+    let to_c = |a: &Vec<u8>| CString::new(a.clone()).unwrap_or_default();
+    let argv: Vec<CString> = req.argv.iter().map(to_c).collect();
+    let env: Vec<CString> = req.env.iter().map(to_c).collect();
+    let name = &req.argv[0];
+    let candidates: Vec<CString> = if name.contains(&b'/') {
+        vec![argv[0].clone()]
+    } else {
         let path = req
             .env
             .iter()
             .find_map(|e| e.strip_prefix(b"PATH="))
-            .map(|p| CString::new(p.to_vec()).unwrap_or_default())
-            .unwrap_or_else(|| cstr(super::DEFAULT_PATH));
-        libc::setenv(c"PATH".as_ptr(), path.as_ptr(), 1);
-        libc::execvpe(argv[0].as_ptr(), argv_p.as_ptr(), env_p.as_ptr());
-        let e = errno();
-        let code = if e.raw_os_error() == Some(libc::ENOENT) {
-            127
-        } else {
-            126
-        };
-        let msg = format!(
-            "sandbox: cannot execute {}: {e}\n",
-            String::from_utf8_lossy(&req.argv[0])
-        );
-        libc::write(2, msg.as_ptr() as *const c_void, msg.len());
-        libc::_exit(code)
+            .unwrap_or(super::DEFAULT_PATH.as_bytes());
+        path.split(|b| *b == b':')
+            .map(|d| {
+                let d = if d.is_empty() { &b"."[..] } else { d };
+                let mut full = d.to_vec();
+                full.push(b'/');
+                full.extend_from_slice(name);
+                CString::new(full).unwrap_or_default()
+            })
+            .collect()
+    };
+    let shown = String::from_utf8_lossy(name);
+    let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_p.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = env.iter().map(|a| a.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    let spawn = Spawn {
+        fds,
+        limits: [
+            (libc::RLIMIT_CPU, req.cpu_s, req.cpu_s + 1),
+            (libc::RLIMIT_AS, req.as_bytes, req.as_bytes),
+            (libc::RLIMIT_NPROC, req.nproc, req.nproc),
+            (libc::RLIMIT_FSIZE, req.fsize, req.fsize),
+            (libc::RLIMIT_NOFILE, req.nofile, req.nofile),
+            (libc::RLIMIT_CORE, 0, 0),
+        ],
+        candidates,
+        argv: argv_p,
+        envp,
+        msg_not_found: format!("sandbox: {shown}: command not found\n").into_bytes(),
+        msg_denied: format!(
+            "sandbox: {shown}: cannot execute (permission denied or not an executable)\n"
+        )
+        .into_bytes(),
+    };
+    let top = (stack.as_mut_ptr() as usize + stack.len()) & !15usize;
+    unsafe {
+        libc::clone(
+            command_main,
+            top as *mut c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            &spawn as *const Spawn as *mut c_void,
+        )
     }
 }

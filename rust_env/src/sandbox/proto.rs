@@ -160,7 +160,8 @@ pub fn recv_with_fds(sock: c_int, buf: &mut [u8]) -> Option<(usize, Vec<c_int>)>
         while !cm.is_null() {
             if (*cm).cmsg_level == libc::SOL_SOCKET && (*cm).cmsg_type == libc::SCM_RIGHTS {
                 let data = libc::CMSG_DATA(cm);
-                let count = ((*cm).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / size_of::<c_int>();
+                let count =
+                    ((*cm).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / size_of::<c_int>();
                 for i in 0..count {
                     let mut fd: c_int = 0;
                     std::ptr::copy_nonoverlapping(
@@ -225,7 +226,10 @@ mod tests {
         assert_eq!(&buf[..n], b"hello");
         assert_eq!(fds.len(), 1);
         unsafe {
-            assert_eq!(libc::write(fds[0], b"x".as_ptr() as *const libc::c_void, 1), 1);
+            assert_eq!(
+                libc::write(fds[0], b"x".as_ptr() as *const libc::c_void, 1),
+                1
+            );
             let mut c = [0u8; 1];
             assert_eq!(libc::read(p[0], c.as_mut_ptr() as *mut libc::c_void, 1), 1);
             assert_eq!(c[0], b'x');
