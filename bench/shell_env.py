@@ -50,8 +50,17 @@ def make_workspace(root: Path, files: int = 60) -> Path:
 
 
 def bwrap_argv(ws: Path, cmd: list[str]) -> list[str]:
-    argv = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-            "--ro-bind", "/usr", "/usr"]
+    argv = [
+        "bwrap",
+        "--unshare-all",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+        "--ro-bind",
+        "/usr",
+        "/usr",
+    ]
     for name in ("bin", "sbin", "lib", "lib64"):
         p = Path("/") / name
         if p.is_symlink():
@@ -61,8 +70,20 @@ def bwrap_argv(ws: Path, cmd: list[str]) -> list[str]:
     for f in ("ld.so.cache", "alternatives"):
         if (Path("/etc") / f).exists():
             argv += ["--ro-bind", f"/etc/{f}", f"/etc/{f}"]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--bind", str(ws), "/workspace",
-             "--chdir", "/workspace", *cmd]
+    argv += [
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--tmpfs",
+        "/tmp",
+        "--bind",
+        str(ws),
+        "/workspace",
+        "--chdir",
+        "/workspace",
+        *cmd,
+    ]
     return argv
 
 
@@ -93,7 +114,7 @@ def latency(ws: Path, trials: int, use_bwrap: bool) -> dict:
                         bwrap_argv(ws, cmd), capture_output=True, check=True
                     )
             times: dict[str, list[float]] = {k: [] for k in contenders}
-            for k, fn in contenders.items():  # warm-up
+            for fn in contenders.values():  # warm-up
                 fn()
             for _ in range(trials):
                 for k, fn in contenders.items():
@@ -101,7 +122,8 @@ def latency(ws: Path, trials: int, use_bwrap: bool) -> dict:
                     fn()
                     times[k].append((time.perf_counter() - t0) * 1000)
             out[name] = {
-                k: {"p50_ms": statistics.median(v), "p90_ms": pct(v, 0.9), "n": len(v)} for k, v in times.items()
+                k: {"p50_ms": statistics.median(v), "p90_ms": pct(v, 0.9), "n": len(v)}
+                for k, v in times.items()
             }
     finally:
         episode.close()
@@ -149,8 +171,11 @@ def throughput(ws_root: Path, workers_list: list[int], seconds: float) -> dict:
                 list(pool.map(lambda c: subprocess.run(c, cwd=ws_root / "ws", capture_output=True), jobs))
                 n += len(jobs)
             plain_rate = n / (time.perf_counter() - t0)
-        out[w] = {"sandbox_calls_per_s": sandbox_rate, "plain_calls_per_s": plain_rate,
-                  "ratio": sandbox_rate / plain_rate}
+        out[w] = {
+            "sandbox_calls_per_s": sandbox_rate,
+            "plain_calls_per_s": plain_rate,
+            "ratio": sandbox_rate / plain_rate,
+        }
     return out
 
 
@@ -232,11 +257,15 @@ def main() -> None:
     print(f"\nsandbox start alone p50 {spawn['start_p50_ms']:.2f} ms, close {spawn['close_p50_ms']:.2f} ms")
     print("\ncheap tool calls/s (ls/cat/grep) across workers:")
     for w, row in tp.items():
-        print(f"  {w} workers: sandbox {row['sandbox_calls_per_s']:.0f}/s, plain subprocess "
-              f"{row['plain_calls_per_s']:.0f}/s, ratio {row['ratio']:.2f}")
-    print(f"\nresets ({rs['files']} files, {rs['method']}): copy p50 {rs['copy_p50_ms']:.2f} ms "
-          f"({rs['copy_resets_per_s']:.0f}/s); copy + sandbox start p50 {rs['copy_plus_sandbox_p50_ms']:.2f} ms "
-          f"({rs['copy_plus_sandbox_resets_per_s']:.0f}/s)")
+        print(
+            f"  {w} workers: sandbox {row['sandbox_calls_per_s']:.0f}/s, plain subprocess "
+            f"{row['plain_calls_per_s']:.0f}/s, ratio {row['ratio']:.2f}"
+        )
+    print(
+        f"\nresets ({rs['files']} files, {rs['method']}): copy p50 {rs['copy_p50_ms']:.2f} ms "
+        f"({rs['copy_resets_per_s']:.0f}/s); copy + sandbox start p50 {rs['copy_plus_sandbox_p50_ms']:.2f} ms "
+        f"({rs['copy_plus_sandbox_resets_per_s']:.0f}/s)"
+    )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(f"\nwrote {args.out}")

@@ -8,9 +8,11 @@ by checking the process table: no process of any sandbox is left.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -105,7 +107,7 @@ def test_network_is_absent(sb, host):
     try:
         code = (
             "import socket\n"
-            "for fam, addr in [(socket.AF_INET, ('127.0.0.1', %d)), (socket.AF_INET6, ('::1', %d))]:\n"
+            "for fam, addr in [(socket.AF_INET, ('127.0.0.1', PORT)), (socket.AF_INET6, ('::1', PORT))]:\n"
             "    try:\n"
             "        s = socket.socket(fam, socket.SOCK_STREAM); s.settimeout(2); s.connect(addr)\n"
             "        print('CONNECTED')\n"
@@ -115,13 +117,15 @@ def test_network_is_absent(sb, host):
             "    print(socket.getaddrinfo('pypi.org', 443))\n"
             "except OSError as e:\n"
             "    print('dns failed', e)\n"
-        ) % (port, port)
+        ).replace("PORT", str(port))
         r = sb.run(["python3", "-c", code])
         assert r.exit_code == 0, r
         assert "CONNECTED" not in r.stdout and r.stdout.count("refused") == 2
         assert "dns failed" in r.stdout
         # bash's /dev/tcp and curl fail too; the listener saw no connection.
-        r = _sh(sb, f"exec 3<>/dev/tcp/127.0.0.1/{port} && echo CONNECTED; curl -sS -m 2 http://127.0.0.1:{port}/")
+        r = _sh(
+            sb, f"exec 3<>/dev/tcp/127.0.0.1/{port} && echo CONNECTED; curl -sS -m 2 http://127.0.0.1:{port}/"
+        )
         assert "CONNECTED" not in r.stdout and r.exit_code != 0
         with pytest.raises(socket.timeout):
             srv.accept()
@@ -133,13 +137,28 @@ def test_network_is_absent(sb, host):
 
 
 def test_host_files_are_not_readable(sb, host):
-    targets = ["/etc/shadow", "/etc/gshadow", "/root", "/home", str(host["secret"]), str(REPO / "README.md"),
-               str(REPO), "/work", "/proc/1/root/etc/shadow", "/var/log"]
+    targets = [
+        "/etc/shadow",
+        "/etc/gshadow",
+        "/root",
+        "/home",
+        str(host["secret"]),
+        str(REPO / "README.md"),
+        str(REPO),
+        "/work",
+        "/proc/1/root/etc/shadow",
+        "/var/log",
+    ]
     for path in targets:
         r = _sh(sb, f"cat {path} 2>&1 || ls -la {path} 2>&1")
         assert r.exit_code != 0, (path, r)
         assert "TOP-SECRET" not in r.stdout
-    for cmd in ["cat ../secret.txt", "cat planted", "cat /proc/self/root/../secret.txt", "cat /proc/1/cwd/../secret.txt"]:
+    for cmd in [
+        "cat ../secret.txt",
+        "cat planted",
+        "cat /proc/self/root/../secret.txt",
+        "cat /proc/1/cwd/../secret.txt",
+    ]:
         r = _sh(sb, cmd)
         assert r.exit_code != 0 and "TOP-SECRET" not in r.stdout, (cmd, r)
     # The sandbox's /etc is generated: no host users, no shadow file.
@@ -150,11 +169,23 @@ def test_host_files_are_not_readable(sb, host):
 def test_writes_outside_the_workspace_fail(sb, host):
     before = sorted(p.name for p in host["base"].iterdir())
     attempts = [
-        "echo x > /etc/evil", "echo x > /usr/evil", "echo x > /evil", "echo x > ../evil", "echo x > ../../evil",
-        "mkdir /workspace/../evil", "echo x > /proc/self/root/evil", "echo x > /proc/1/root/evil",
-        "echo x > planted", "ln -s /etc/passwd l1 && echo x >> l1", "ln /etc/passwd hard",
-        "ln /usr/bin/sh hard2 && echo x >> hard2", "cp /bin/true /usr/bin/evil", "touch /proc/sys/kernel/evil",
-        "echo 1 > /proc/sys/kernel/sysrq", "echo b > /proc/sysrq-trigger", "mount -t tmpfs none /tmp",
+        "echo x > /etc/evil",
+        "echo x > /usr/evil",
+        "echo x > /evil",
+        "echo x > ../evil",
+        "echo x > ../../evil",
+        "mkdir /workspace/../evil",
+        "echo x > /proc/self/root/evil",
+        "echo x > /proc/1/root/evil",
+        "echo x > planted",
+        "ln -s /etc/passwd l1 && echo x >> l1",
+        "ln /etc/passwd hard",
+        "ln /usr/bin/sh hard2 && echo x >> hard2",
+        "cp /bin/true /usr/bin/evil",
+        "touch /proc/sys/kernel/evil",
+        "echo 1 > /proc/sys/kernel/sysrq",
+        "echo b > /proc/sysrq-trigger",
+        "mount -t tmpfs none /tmp",
         "echo x > /dev/evil",
     ]
     for cmd in attempts:
@@ -249,7 +280,9 @@ def test_setuid_binaries_give_nothing(sb):
     r = _sh(sb, "grep -E '^(NoNewPrivs|CapEff|CapPrm|CapBnd|Seccomp):' /proc/self/status")
     fields = dict(line.split(":\t") for line in r.stdout.splitlines())
     assert fields["NoNewPrivs"] == "1" and fields["Seccomp"] == "2"
-    assert int(fields["CapEff"], 16) == 0 and int(fields["CapPrm"], 16) == 0 and int(fields["CapBnd"], 16) == 0
+    assert (
+        int(fields["CapEff"], 16) == 0 and int(fields["CapPrm"], 16) == 0 and int(fields["CapBnd"], 16) == 0
+    )
     r = _sh(sb, "cp /usr/bin/id ./myid && chmod 4755 ./myid; ./myid -u")
     assert r.stdout.strip().splitlines()[-1] == "1000"
 
@@ -284,3 +317,40 @@ def test_batch_of_fresh_sandboxes_and_episode_sandboxes(host):
     assert [r.stdout for r in res[:6]] == ["workspace data\n"] * 6
     assert sorted(int(r.stdout) for r in res[6:]) == [1, 2, 3, 4]
     (host["ws"] / "log.txt").unlink()
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root to drop to nobody"
+)
+def test_runs_as_an_unprivileged_user():
+    """As `nobody` (where unprivileged user namespaces are enabled), through Debian's python3 (same ABI)."""
+    sys_py = "/usr/bin/python3"
+    probe = subprocess.run(
+        [sys_py, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True
+    )
+    if probe.returncode != 0 or probe.stdout.strip() != str(sys.version_info[:2]):
+        pytest.skip("no system python3 with this interpreter's ABI")
+    base = Path(tempfile.mkdtemp(prefix="sbx-unpriv-", dir="/tmp"))  # pytest's tmp_path is 0700 root
+    base.chmod(0o755)
+    ws = base / "ws"
+    ws.mkdir()
+    os.chown(ws, 65534, 65534)
+    code = (
+        "import os\nfrom dspy_rl.shell.sandbox import Sandbox\n"
+        "assert os.geteuid() == 65534\n"
+        "with Sandbox(WS) as sb:\n"
+        "    r = sb.run('id -u; echo hi > f; grep -E \"^(CapEff|NoNewPrivs|Seccomp):\" /proc/self/status')\n"
+        "print(r.stdout, end='')\n"
+    ).replace("WS", repr(str(ws)))
+    r = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys_py, "-c", code],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(REPO), "HOME": "/tmp", "PATH": "/usr/bin:/bin"},
+    )
+    if "user namespaces are unavailable" in r.stderr:
+        pytest.skip("unprivileged user namespaces are disabled on this kernel")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["1000", "CapEff:\t0000000000000000", "NoNewPrivs:\t1", "Seccomp:\t2"]
+    assert (ws / "f").stat().st_uid == 65534
+    shutil.rmtree(base)

@@ -108,6 +108,9 @@ pub(crate) fn outer_child(sock: c_int, plan: &Plan) -> ! {
                 errno()
             ));
         }
+        // A process that changed uid (e.g. root dropping to a user) is non-dumpable, which makes its
+        // /proc/self/*_map files root-owned and unwritable; the maps need it dumpable.
+        libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
         let _ = write_file(c"/proc/self/setgroups", b"deny");
         if let Err(e) = write_file(
             c"/proc/self/uid_map",

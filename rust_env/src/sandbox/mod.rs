@@ -679,9 +679,12 @@ pub enum Target<'a> {
     Existing(&'a std::sync::Mutex<Option<Sandbox>>),
 }
 
+/// A [`Target`], the argv, and the stdin bytes.
+pub type Job<'a> = (Target<'a>, Vec<String>, Option<Vec<u8>>);
+
 /// Run `jobs` on `workers` threads (0: one per CPU, at least 2); results in job order.
 pub fn run_batch(
-    jobs: &[(Target<'_>, Vec<String>, Option<Vec<u8>>)],
+    jobs: &[Job<'_>],
     limits: &Limits,
     env: &[(String, String)],
     workers: usize,

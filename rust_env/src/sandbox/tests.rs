@@ -98,7 +98,7 @@ fn bad_input_is_refused() {
 #[test]
 fn batch_runs_fresh_sandboxes_in_parallel() {
     let ws = tmpdir("batch");
-    let jobs: Vec<(Target<'_>, Vec<String>, Option<Vec<u8>>)> = (0..8)
+    let jobs: Vec<Job<'_>> = (0..8)
         .map(|i| {
             (
                 Target::Fresh(ws.as_path()),
@@ -151,7 +151,12 @@ fn works_for_an_unprivileged_user() {
                         _ => 12,
                     }
                 }
-                Err(SandboxError::Unavailable(_)) => 11, // unprivileged user namespaces disabled here
+                Err(SandboxError::Unavailable(m)) => {
+                    // Unprivileged user namespaces disabled here (or another refusal: show it).
+                    let m = format!("unprivileged sandbox refused: {m}\n");
+                    libc::write(2, m.as_ptr() as *const libc::c_void, m.len());
+                    11
+                }
                 Err(_) => 13,
             }
         };
