@@ -130,6 +130,44 @@ def latency(ws: Path, trials: int, use_bwrap: bool) -> dict:
     return out
 
 
+def _cpu_s() -> float:
+    """CPU seconds (user + system) of this process plus every descendant it has reaped."""
+    me, kids = os.times(), os.times()
+    return me.user + me.system + kids.children_user + kids.children_system
+
+
+def cpu_per_call(ws: Path, n: int, use_bwrap: bool) -> dict:
+    """CPU ms per command, host process + sandbox processes (all reaped by the end of each measurement), run
+    back to back. Unlike wall-clock latency this hardly depends on how loaded the machine is; it bounds the
+    calls/s two cores can sustain. Kernel work done in worker threads (e.g. freeing a network namespace) is
+    not charged to anyone and so not included."""
+    cmd = CMDS["cat"]
+    out: dict[str, float] = {}
+
+    def measure(name: str, fn: Callable[[], None], setup=None, teardown=None) -> None:
+        ctx = setup() if setup else None
+        fn_ = (lambda: fn(ctx)) if setup else fn
+        fn_()
+        c0 = _cpu_s()
+        for _ in range(n):
+            fn_()
+        if teardown:
+            teardown(ctx)
+        out[name] = (_cpu_s() - c0) * 1000 / n
+
+    measure("plain", lambda: subprocess.run(cmd, cwd=ws, capture_output=True, check=True))
+    measure("episode", lambda sb: sb.run(cmd), setup=lambda: Sandbox(ws), teardown=lambda sb: sb.close())
+
+    def fresh() -> None:
+        with Sandbox(ws) as sb:
+            sb.run(cmd)
+
+    measure("fresh", fresh)
+    if use_bwrap:
+        measure("bwrap", lambda: subprocess.run(bwrap_argv(ws, cmd), capture_output=True, check=True))
+    return out
+
+
 def spawn_only(ws: Path, trials: int) -> dict:
     """Sandbox start and close alone (no command)."""
     starts, closes = [], []
@@ -180,33 +218,57 @@ def throughput(ws_root: Path, workers_list: list[int], seconds: float) -> dict:
 
 
 def resets(ws_root: Path, trials: int) -> dict:
-    src = ws_root / "ws"
-    nfiles = sum(1 for p in src.rglob("*") if p.is_file())
-    reset_fn = None
-    try:  # shellenv's workspace reset, when it is on this branch
-        from dspy_rl.shell import workspace as shell_ws  # type: ignore[attr-defined]
+    """Episode resets: a fresh workspace copy plus the episode's sandbox started on it (and the old one closed).
 
-        reset_fn = getattr(shell_ws, "fresh_copy", None)
-    except ImportError:
-        pass
-    copy_ms, with_sandbox_ms = [], []
-    for i in range(trials):
-        dst = ws_root / f"reset_{i}"
-        t0 = time.perf_counter()
-        if reset_fn is not None:
-            reset_fn(src, dst)
-        else:
+    With shellenv's workspaces (dspy_rl.shell.workspaces: EpisodeDirs + build_template of a real project) when
+    they are on this branch; else shutil.copytree of the bench workspace into /dev/shm (where EpisodeDirs puts
+    them), or the temp dir."""
+    copy: Callable[[int], Path]
+    try:
+        from dspy_rl.shell import workspaces as shell_ws  # type: ignore[attr-defined]
+
+        name = shell_ws.available_workspaces()[0]
+        pack = shell_ws.build_template(shell_ws.load_workspace(name))
+        dirs = shell_ws.EpisodeDirs(1)
+        method = f"shellenv EpisodeDirs.reset of workspace {name!r}"
+
+        def copy(i: int) -> Path:
+            return dirs.reset(0, pack)
+
+        cleanup = dirs.close
+    except (ImportError, AttributeError, IndexError):
+        src = ws_root / "ws"
+        base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+        root = Path(tempfile.mkdtemp(prefix="shell-bench-reset-", dir=base))
+        method = f"shutil.copytree into {root.parent}"
+
+        def copy(i: int) -> Path:
+            dst = root / "env0"
+            if dst.exists():
+                shutil.rmtree(dst)
             shutil.copytree(src, dst, symlinks=True)
-        t1 = time.perf_counter()
-        sb = Sandbox(dst)
-        t2 = time.perf_counter()
-        sb.close()
-        shutil.rmtree(dst)
-        copy_ms.append((t1 - t0) * 1000)
-        with_sandbox_ms.append((t2 - t0) * 1000)
+            return dst
+
+        def cleanup() -> None:
+            shutil.rmtree(root, ignore_errors=True)
+
+    copy_ms, with_sandbox_ms = [], []
+    try:
+        nfiles = sum(1 for p in copy(0).rglob("*") if p.is_file())
+        for i in range(trials):
+            t0 = time.perf_counter()
+            dst = copy(i)
+            t1 = time.perf_counter()
+            sb = Sandbox(dst)
+            t2 = time.perf_counter()
+            sb.close()
+            copy_ms.append((t1 - t0) * 1000)
+            with_sandbox_ms.append((t2 - t0) * 1000)
+    finally:
+        cleanup()
     return {
         "files": nfiles,
-        "method": "dspy_rl.shell.workspace.fresh_copy" if reset_fn else "shutil.copytree",
+        "method": method,
         "copy_p50_ms": statistics.median(copy_ms),
         "copy_resets_per_s": 1000 / statistics.mean(copy_ms),
         "copy_plus_sandbox_p50_ms": statistics.median(with_sandbox_ms),
@@ -230,6 +292,7 @@ def main() -> None:
         ws = make_workspace(root)
         lat = latency(ws, args.trials, use_bwrap)
         spawn = spawn_only(ws, max(20, args.trials // 2))
+        cpu = cpu_per_call(ws, max(50, args.trials), use_bwrap)
         tp = throughput(root, [int(w) for w in args.workers.split(",")], args.seconds)
         rs = resets(root, max(20, args.trials // 2))
     result = {
@@ -242,6 +305,7 @@ def main() -> None:
         else None,
         "latency": lat,
         "spawn": spawn,
+        "cpu_ms_per_call": cpu,
         "throughput": tp,
         "resets": rs,
     }
@@ -255,6 +319,11 @@ def main() -> None:
             extra = f"; fresh/bwrap p50 = {row['fresh']['p50_ms'] / row['bwrap']['p50_ms']:.2f}x"
         print(f"  {name:<5} {cells}   episode - plain p50 = {over:+.2f} ms{extra}")
     print(f"\nsandbox start alone p50 {spawn['start_p50_ms']:.2f} ms, close {spawn['close_p50_ms']:.2f} ms")
+    cells = ", ".join(f"{k} {v:.2f}" for k, v in cpu.items())
+    print(
+        f"CPU ms per `cat` call (host + sandbox processes): {cells}; episode - plain = "
+        f"{cpu['episode'] - cpu['plain']:+.2f} ms; 2 cores sustain ~{2000 / cpu['episode']:.0f} episode calls/s"
+    )
     print("\ncheap tool calls/s (ls/cat/grep) across workers:")
     for w, row in tp.items():
         print(

@@ -8,6 +8,7 @@ use super::filter;
 use super::proto::{self, Request};
 use libc::{c_int, c_ulong, c_void};
 use std::ffi::{CStr, CString};
+use std::path::Path;
 
 /// Fd number of the control socket in the sandbox processes.
 pub(crate) const SOCK_FD: c_int = 3;
@@ -271,6 +272,31 @@ fn mirror(name: &str, extra: c_ulong) -> Result<(), String> {
     }
 }
 
+/// Copy a host file, symlink or small directory tree (depth <= 2) into the sandbox's tmpfs.
+fn copy_entry(src: &Path, dst: &Path, depth: u32) -> Result<(), String> {
+    let Ok(meta) = std::fs::symlink_metadata(src) else {
+        return Ok(());
+    };
+    let ctx = |e: std::io::Error| format!("copy {} into the sandbox: {e}", src.display());
+    let ft = meta.file_type();
+    if ft.is_symlink() {
+        let target = std::fs::read_link(src).map_err(ctx)?;
+        std::os::unix::fs::symlink(target, dst).map_err(ctx)?;
+    } else if ft.is_file() {
+        if meta.len() > (4 << 20) {
+            return Ok(());
+        }
+        std::fs::copy(src, dst).map_err(ctx)?;
+    } else if ft.is_dir() && depth < 2 {
+        std::fs::create_dir(dst).map_err(ctx)?;
+        for entry in std::fs::read_dir(src).map_err(ctx)? {
+            let entry = entry.map_err(ctx)?;
+            copy_entry(&entry.path(), &dst.join(entry.file_name()), depth + 1)?;
+        }
+    }
+    Ok(())
+}
+
 const PASSWD: &str = "root:x:0:0:root:/root:/usr/sbin/nologin\n\
 sandbox:x:1000:1000:sandbox:/tmp:/bin/sh\n\
 nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
@@ -278,17 +304,16 @@ const GROUP: &str = "root:x:0:\nsandbox:x:1000:\nnogroup:x:65534:\n";
 const HOSTS: &str = "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n";
 const NSSWITCH: &str =
     "passwd: files\ngroup: files\nshadow: files\nhosts: files\nnetworks: files\n";
-/// Host `/etc` entries the tools need (dynamic linker, alternatives, Python's and git's system config).
-const ETC_ENTRIES: &[&str] = &[
+/// Host `/etc` entries the tools need (dynamic linker, time zone, Python's and git's system config), copied
+/// into the sandbox's `/etc` (small files: cheaper than a bind mount each). Absent entries are skipped.
+const ETC_COPY: &[&str] = &[
     "ld.so.cache",
     "ld.so.conf",
     "ld.so.conf.d",
-    "alternatives",
     "localtime",
     "timezone",
     "mime.types",
     "magic",
-    "magic.mime",
     "os-release",
     "debian_version",
     "python3",
@@ -296,9 +321,9 @@ const ETC_ENTRIES: &[&str] = &[
     "python3.12",
     "python3.13",
     "inputrc",
-    "terminfo",
-    "ssl",
 ];
+/// Host `/etc` directories bound read-only (`alternatives`: hundreds of symlinks, e.g. awk, editor).
+const ETC_BIND: &[&str] = &["alternatives"];
 /// Host top-level directories mirrored read-only (symlinks such as `/bin -> usr/bin` copied).
 const ROOT_ENTRIES: &[&str] = &["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"];
 
@@ -351,7 +376,14 @@ fn build_root(plan: &Plan) -> Result<(), String> {
         write_file(&cstr(&format!("/newroot/etc/{name}")), body.as_bytes())
             .map_err(|e| format!("write /etc/{name}: {e}"))?;
     }
-    for name in ETC_ENTRIES {
+    for name in ETC_COPY {
+        copy_entry(
+            Path::new("/oldroot/etc").join(name).as_path(),
+            Path::new("/newroot/etc").join(name).as_path(),
+            0,
+        )?;
+    }
+    for name in ETC_BIND {
         mirror(&format!("etc/{name}"), libc::MS_NOSUID | libc::MS_NODEV)?;
     }
     // /dev: a few device nodes bound from the host, the usual symlinks, a private /dev/shm.
@@ -366,11 +398,14 @@ fn build_root(plan: &Plan) -> Result<(), String> {
     for dev in ["null", "zero", "full", "random", "urandom", "tty"] {
         let dst = cstr(&format!("/newroot/dev/{dev}"));
         touch(&dst)?;
-        bind(
-            &cstr(&format!("/oldroot/dev/{dev}")),
+        // A plain bind (no remount): the nodes carry no suid/exec meaning, and the host's /dev is not writable
+        // through them (only the device is).
+        mount(
+            Some(&cstr(&format!("/oldroot/dev/{dev}"))),
             &dst,
-            false,
-            libc::MS_NOSUID | libc::MS_NOEXEC,
+            None,
+            libc::MS_BIND,
+            None,
         )?;
     }
     for (link, target) in [
@@ -417,12 +452,7 @@ fn build_root(plan: &Plan) -> Result<(), String> {
     for name in ["kcore", "keys", "timer_list", "sched_debug", "kallsyms"] {
         let p = cstr(&format!("/newroot/proc/{name}"));
         if unsafe { libc::access(p.as_ptr(), libc::F_OK) } == 0 {
-            bind(
-                c"/newroot/dev/null",
-                &p,
-                true,
-                libc::MS_NOSUID | libc::MS_NOEXEC,
-            )?;
+            mount(Some(c"/newroot/dev/null"), &p, None, libc::MS_BIND, None)?;
         }
     }
     // Private /tmp and the workspace, the only writable paths.
