@@ -231,11 +231,11 @@ fn touch(path: &CStr) -> Result<(), String> {
     write_file(path, b"").map_err(|e| format!("create {}: {e}", path.to_string_lossy()))
 }
 
-/// Mirror host `/oldroot/<name>` at `/newroot/<name>` read-only: a symlink is copied, a directory or file
+/// Mirror host `/<name>` at `/tmp/<name>` (the new root before the pivot) read-only: a symlink is copied, a directory or file
 /// bind-mounted. Absent entries are skipped.
 fn mirror(name: &str, extra: c_ulong) -> Result<(), String> {
-    let src = cstr(&format!("/oldroot/{name}"));
-    let dst = cstr(&format!("/newroot/{name}"));
+    let src = cstr(&format!("/{name}"));
+    let dst = cstr(&format!("/tmp/{name}"));
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     if unsafe { libc::lstat(src.as_ptr(), &mut st) } != 0 {
         return Ok(());
@@ -330,32 +330,27 @@ const ROOT_ENTRIES: &[&str] = &["usr", "bin", "sbin", "lib", "lib32", "lib64", "
 /// Build the sandbox root: a tmpfs with read-only system directories, a generated `/etc`, fresh `/proc`,
 /// minimal `/dev`, private `/tmp`, the workspace at `/workspace`; then pivot into it and drop the host tree.
 fn build_root(plan: &Plan) -> Result<(), String> {
-    let ms = |f: c_ulong| f;
     mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)?;
-    // A scratch tmpfs becomes "/" for a moment, with the host tree under /oldroot (so workspace paths anywhere,
-    // /tmp included, stay reachable while binding).
+    // The workspace, opened before the new root's tmpfs covers /tmp (the workspace may live there); it is
+    // bound through /proc/self/fd. The fd is opened in this mount namespace, so the bind is allowed.
+    let ws_fd = unsafe {
+        libc::open(
+            plan.workspace.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if ws_fd < 0 {
+        return Err(format!(
+            "open workspace {}: {}",
+            plan.workspace.to_string_lossy(),
+            errno()
+        ));
+    }
+    // The new root: a tmpfs mounted over /tmp of this (private) mount namespace; the host tree stays at "/"
+    // until the pivot, so every source below is a plain host path.
     mount(
         Some(c"tmpfs"),
         c"/tmp",
-        Some(c"tmpfs"),
-        ms(libc::MS_NOSUID | libc::MS_NODEV),
-        Some(c"mode=0755,size=64k"),
-    )?;
-    unsafe {
-        if libc::chdir(c"/tmp".as_ptr()) != 0 {
-            return Err(format!("chdir scratch: {}", errno()));
-        }
-    }
-    mkdir(c"newroot", 0o755)?;
-    mkdir(c"oldroot", 0o755)?;
-    let r = unsafe { libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c"oldroot".as_ptr()) };
-    if r != 0 {
-        return Err(format!("pivot_root (scratch): {}", errno()));
-    }
-    unsafe { libc::chdir(c"/".as_ptr()) };
-    mount(
-        Some(c"tmpfs"),
-        c"/newroot",
         Some(c"tmpfs"),
         libc::MS_NOSUID | libc::MS_NODEV,
         Some(c"mode=0755,size=1m"),
@@ -364,7 +359,7 @@ fn build_root(plan: &Plan) -> Result<(), String> {
         mirror(name, libc::MS_NOSUID | libc::MS_NODEV)?;
     }
     // /etc: generated identity files plus read-only binds of what the tools need.
-    mkdir(c"/newroot/etc", 0o755)?;
+    mkdir(c"/tmp/etc", 0o755)?;
     for (name, body) in [
         ("passwd", PASSWD),
         ("group", GROUP),
@@ -373,13 +368,13 @@ fn build_root(plan: &Plan) -> Result<(), String> {
         ("resolv.conf", ""),
         ("nsswitch.conf", NSSWITCH),
     ] {
-        write_file(&cstr(&format!("/newroot/etc/{name}")), body.as_bytes())
+        write_file(&cstr(&format!("/tmp/etc/{name}")), body.as_bytes())
             .map_err(|e| format!("write /etc/{name}: {e}"))?;
     }
     for name in ETC_COPY {
         copy_entry(
-            Path::new("/oldroot/etc").join(name).as_path(),
-            Path::new("/newroot/etc").join(name).as_path(),
+            Path::new("/etc").join(name).as_path(),
+            Path::new("/tmp/etc").join(name).as_path(),
             0,
         )?;
     }
@@ -387,21 +382,21 @@ fn build_root(plan: &Plan) -> Result<(), String> {
         mirror(&format!("etc/{name}"), libc::MS_NOSUID | libc::MS_NODEV)?;
     }
     // /dev: a few device nodes bound from the host, the usual symlinks, a private /dev/shm.
-    mkdir(c"/newroot/dev", 0o755)?;
+    mkdir(c"/tmp/dev", 0o755)?;
     mount(
         Some(c"tmpfs"),
-        c"/newroot/dev",
+        c"/tmp/dev",
         Some(c"tmpfs"),
         libc::MS_NOSUID | libc::MS_NOEXEC,
         Some(c"mode=0755,size=64k"),
     )?;
     for dev in ["null", "zero", "full", "random", "urandom", "tty"] {
-        let dst = cstr(&format!("/newroot/dev/{dev}"));
+        let dst = cstr(&format!("/tmp/dev/{dev}"));
         touch(&dst)?;
         // A plain bind (no remount): the nodes carry no suid/exec meaning, and the host's /dev is not writable
         // through them (only the device is).
         mount(
-            Some(&cstr(&format!("/oldroot/dev/{dev}"))),
+            Some(&cstr(&format!("/dev/{dev}"))),
             &dst,
             None,
             libc::MS_BIND,
@@ -415,31 +410,31 @@ fn build_root(plan: &Plan) -> Result<(), String> {
         ("stderr", "/proc/self/fd/2"),
         ("ptmx", "pts/ptmx"),
     ] {
-        let (l, t) = (cstr(&format!("/newroot/dev/{link}")), cstr(target));
+        let (l, t) = (cstr(&format!("/tmp/dev/{link}")), cstr(target));
         if unsafe { libc::symlink(t.as_ptr(), l.as_ptr()) } != 0 {
             return Err(format!("symlink /dev/{link}: {}", errno()));
         }
     }
-    mkdir(c"/newroot/dev/shm", 0o1777)?;
-    mkdir(c"/newroot/dev/pts", 0o755)?;
+    mkdir(c"/tmp/dev/shm", 0o1777)?;
+    mkdir(c"/tmp/dev/pts", 0o755)?;
     mount(
         Some(c"tmpfs"),
-        c"/newroot/dev/shm",
+        c"/tmp/dev/shm",
         Some(c"tmpfs"),
         libc::MS_NOSUID | libc::MS_NODEV,
         Some(c"mode=1777,size=16m"),
     )?;
     // /proc for the new pid namespace; kernel knobs read-only, leaky files masked.
-    mkdir(c"/newroot/proc", 0o555)?;
+    mkdir(c"/tmp/proc", 0o555)?;
     mount(
         Some(c"proc"),
-        c"/newroot/proc",
+        c"/tmp/proc",
         Some(c"proc"),
         libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
         None,
     )?;
     for name in ["sys", "sysrq-trigger", "irq", "bus", "fs"] {
-        let p = cstr(&format!("/newroot/proc/{name}"));
+        let p = cstr(&format!("/tmp/proc/{name}"));
         if unsafe { libc::access(p.as_ptr(), libc::F_OK) } == 0 {
             bind(
                 &p,
@@ -450,52 +445,49 @@ fn build_root(plan: &Plan) -> Result<(), String> {
         }
     }
     for name in ["kcore", "keys", "timer_list", "sched_debug", "kallsyms"] {
-        let p = cstr(&format!("/newroot/proc/{name}"));
+        let p = cstr(&format!("/tmp/proc/{name}"));
         if unsafe { libc::access(p.as_ptr(), libc::F_OK) } == 0 {
-            mount(Some(c"/newroot/dev/null"), &p, None, libc::MS_BIND, None)?;
+            mount(Some(c"/tmp/dev/null"), &p, None, libc::MS_BIND, None)?;
         }
     }
     // Private /tmp and the workspace, the only writable paths.
-    mkdir(c"/newroot/tmp", 0o1777)?;
+    mkdir(c"/tmp/tmp", 0o1777)?;
     let tmp_opts = cstr(&format!("mode=1777,size={}", plan.tmp_bytes.max(1 << 20)));
     mount(
         Some(c"tmpfs"),
-        c"/newroot/tmp",
+        c"/tmp/tmp",
         Some(c"tmpfs"),
         libc::MS_NOSUID | libc::MS_NODEV,
         Some(&tmp_opts),
     )?;
-    mkdir(c"/newroot/workspace", 0o755)?;
-    let ws_src = {
-        let mut v = b"/oldroot".to_vec();
-        v.extend_from_slice(plan.workspace.as_bytes());
-        CString::new(v).map_err(|_| "workspace path contains NUL".to_string())?
-    };
+    mkdir(c"/tmp/workspace", 0o755)?;
+    let ws_src = cstr(&format!("/proc/self/fd/{ws_fd}"));
     bind(
         &ws_src,
-        c"/newroot/workspace",
+        c"/tmp/workspace",
         false,
         libc::MS_NOSUID | libc::MS_NODEV,
     )
     .map_err(|e| format!("workspace: {e}"))?;
+    unsafe { libc::close(ws_fd) };
     mount(
         None,
-        c"/newroot",
+        c"/tmp",
         None,
         libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
         None,
     )?;
     mount(
         None,
-        c"/newroot/dev",
+        c"/tmp/dev",
         None,
         libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NOEXEC,
         None,
     )?;
-    // Enter the new root and detach everything else (the scratch tmpfs with the host tree beneath it).
+    // Enter the new root and detach the host tree.
     unsafe {
-        if libc::chdir(c"/newroot".as_ptr()) != 0 {
-            return Err(format!("chdir /newroot: {}", errno()));
+        if libc::chdir(c"/tmp".as_ptr()) != 0 {
+            return Err(format!("chdir to the new root: {}", errno()));
         }
         if libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) != 0 {
             return Err(format!("pivot_root: {}", errno()));
