@@ -354,3 +354,34 @@ def test_runs_as_an_unprivileged_user():
     assert r.stdout.splitlines() == ["1000", "CapEff:\t0000000000000000", "NoNewPrivs:\t1", "Seccomp:\t2"]
     assert (ws / "f").stat().st_uid == 65534
     shutil.rmtree(base)
+
+
+def test_a_sandbox_inside_the_sandbox_is_refused_with_the_reason(host):
+    """The refusal path: inside a sandbox, seccomp denies unshare(), so starting a nested sandbox must fail
+    with SandboxUnavailable naming what is missing (never run the command unsandboxed)."""
+    probe = subprocess.run(
+        ["/usr/bin/python3", "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True
+    )
+    if probe.returncode != 0 or probe.stdout.strip() != str(sys.version_info[:2]):
+        pytest.skip("no system python3 with this interpreter's ABI")
+    import dspy_rl
+
+    pkg = Path(dspy_rl.__file__).parent
+    ws = host["base"] / "nested"
+    (ws / "dspy_rl" / "shell").mkdir(parents=True)
+    shutil.copy(pkg / "__init__.py", ws / "dspy_rl" / "__init__.py")
+    shutil.copy(pkg / "shell" / "__init__.py", ws / "dspy_rl" / "shell" / "__init__.py")
+    shutil.copy(pkg / "shell" / "sandbox.py", ws / "dspy_rl" / "shell" / "sandbox.py")
+    for so in pkg.glob("_rust_env*.so"):
+        shutil.copy(so, ws / "dspy_rl" / so.name)
+    (ws / "inner").mkdir()
+    code = (
+        "from dspy_rl.shell.sandbox import Sandbox, SandboxUnavailable\n"
+        "try:\n    Sandbox('/workspace/inner').run('echo RAN')\n    print('NOT REFUSED')\n"
+        "except SandboxUnavailable as e:\n    print('refused:', e)\n"
+    )
+    with Sandbox(ws) as box:
+        r = box.run(["python3", "-c", code])
+    assert r.exit_code == 0, r
+    assert r.stdout.startswith("refused:") and "unshare" in r.stdout and "RAN" not in r.stdout, r.stdout
+    shutil.rmtree(ws)
