@@ -93,5 +93,7 @@ def main(argv: list[str]) -> int:
         return _exec(rest)
     if sub == "check":
         return _check(rest)
-    print(f"dspy-rl shell: unknown subcommand {sub!r}; choose one of {', '.join(SUBCOMMANDS)}", file=sys.stderr)
+    print(
+        f"dspy-rl shell: unknown subcommand {sub!r}; choose one of {', '.join(SUBCOMMANDS)}", file=sys.stderr
+    )
     return 2

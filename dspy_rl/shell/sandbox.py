@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
-from typing import Any, Union
+from typing import Any
 
 from dspy_rl import _rust_env
 
@@ -28,7 +28,7 @@ __all__ = [
     "run_batch",
 ]
 
-Command = Union[list[str], str]
+Command = list[str] | str
 
 
 class SandboxUnavailable(RuntimeError):
@@ -59,7 +59,15 @@ class SandboxLimits:
     def __post_init__(self) -> None:
         if not (self.timeout_s > 0):
             raise ValueError(f"SandboxLimits.timeout_s must be > 0, got {self.timeout_s}")
-        for name in ("cpu_s", "mem_mb", "max_procs", "max_file_mb", "max_open_files", "max_output_bytes", "tmp_mb"):
+        for name in (
+            "cpu_s",
+            "mem_mb",
+            "max_procs",
+            "max_file_mb",
+            "max_open_files",
+            "max_output_bytes",
+            "tmp_mb",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"SandboxLimits.{name} must be a positive integer, got {value!r}")
@@ -166,7 +174,9 @@ class Sandbox:
     def closed(self) -> bool:
         return self._proc.closed
 
-    def run(self, argv: Command, stdin: bytes | str | None = None, timeout_s: float | None = None) -> ExecResult:
+    def run(
+        self, argv: Command, stdin: bytes | str | None = None, timeout_s: float | None = None
+    ) -> ExecResult:
         """Run ``argv`` (a list, PATH-searched; a str runs under ``/bin/sh -c``) in ``/workspace``."""
         if isinstance(stdin, str):
             stdin = stdin.encode()

@@ -8,6 +8,7 @@ use super::filter;
 use super::proto::{self, Request};
 use libc::{c_int, c_ulong, c_void};
 use std::ffi::{CStr, CString};
+use std::path::Path;
 
 /// Fd number of the control socket in the sandbox processes.
 pub(crate) const SOCK_FD: c_int = 3;
@@ -108,6 +109,9 @@ pub(crate) fn outer_child(sock: c_int, plan: &Plan) -> ! {
                 errno()
             ));
         }
+        // A process that changed uid (e.g. root dropping to a user) is non-dumpable, which makes its
+        // /proc/self/*_map files root-owned and unwritable; the maps need it dumpable.
+        libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
         let _ = write_file(c"/proc/self/setgroups", b"deny");
         if let Err(e) = write_file(
             c"/proc/self/uid_map",
@@ -121,12 +125,30 @@ pub(crate) fn outer_child(sock: c_int, plan: &Plan) -> ! {
         ) {
             fail(format!("writing /proc/self/gid_map: {e}"));
         }
-        let pid = libc::fork();
-        if pid < 0 {
-            fail(format!("fork of the sandbox init: {}", errno()));
+        // The init shares this process's memory (CLONE_VM) instead of copying the host's page tables a
+        // second time: this process only waits from here on, so the init is the memory's only user.
+        const INIT_STACK: usize = 8 << 20;
+        let stack = libc::mmap(
+            std::ptr::null_mut(),
+            INIT_STACK,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+            -1,
+            0,
+        );
+        if stack == libc::MAP_FAILED {
+            fail(format!("mmap of the init stack: {}", errno()));
         }
-        if pid == 0 {
-            sandbox_init(plan);
+        libc::mprotect(stack, 4096, libc::PROT_NONE); // guard page
+        let top = (stack as usize + INIT_STACK) & !15usize;
+        let pid = libc::clone(
+            init_main,
+            top as *mut c_void,
+            libc::CLONE_VM | libc::SIGCHLD,
+            plan as *const Plan as *mut c_void,
+        );
+        if pid < 0 {
+            fail(format!("clone of the sandbox init: {}", errno()));
         }
         libc::close(SOCK_FD);
         let mut status = 0;
@@ -197,7 +219,9 @@ fn bind(src: &CStr, dst: &CStr, ro: bool, extra: c_ulong) -> Result<(), String> 
 }
 
 fn mkdir(path: &CStr, mode: u32) -> Result<(), String> {
-    if unsafe { libc::mkdir(path.as_ptr(), mode) } != 0 && errno().raw_os_error() != Some(libc::EEXIST) {
+    if unsafe { libc::mkdir(path.as_ptr(), mode) } != 0
+        && errno().raw_os_error() != Some(libc::EEXIST)
+    {
         return Err(format!("mkdir {}: {}", path.to_string_lossy(), errno()));
     }
     Ok(())
@@ -207,11 +231,11 @@ fn touch(path: &CStr) -> Result<(), String> {
     write_file(path, b"").map_err(|e| format!("create {}: {e}", path.to_string_lossy()))
 }
 
-/// Mirror host `/oldroot/<name>` at `/newroot/<name>` read-only: a symlink is copied, a directory or file
+/// Mirror host `/<name>` at `/tmp/<name>` (the new root before the pivot) read-only: a symlink is copied, a directory or file
 /// bind-mounted. Absent entries are skipped.
 fn mirror(name: &str, extra: c_ulong) -> Result<(), String> {
-    let src = cstr(&format!("/oldroot/{name}"));
-    let dst = cstr(&format!("/newroot/{name}"));
+    let src = cstr(&format!("/{name}"));
+    let dst = cstr(&format!("/tmp/{name}"));
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     if unsafe { libc::lstat(src.as_ptr(), &mut st) } != 0 {
         return Ok(());
@@ -219,8 +243,13 @@ fn mirror(name: &str, extra: c_ulong) -> Result<(), String> {
     match st.st_mode & libc::S_IFMT {
         libc::S_IFLNK => {
             let mut buf = vec![0u8; 4096];
-            let n =
-                unsafe { libc::readlink(src.as_ptr(), buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+            let n = unsafe {
+                libc::readlink(
+                    src.as_ptr(),
+                    buf.as_mut_ptr() as *mut libc::c_char,
+                    buf.len(),
+                )
+            };
             if n < 0 {
                 return Err(format!("readlink {name}: {}", errno()));
             }
@@ -243,23 +272,48 @@ fn mirror(name: &str, extra: c_ulong) -> Result<(), String> {
     }
 }
 
+/// Copy a host file, symlink or small directory tree (depth <= 2) into the sandbox's tmpfs.
+fn copy_entry(src: &Path, dst: &Path, depth: u32) -> Result<(), String> {
+    let Ok(meta) = std::fs::symlink_metadata(src) else {
+        return Ok(());
+    };
+    let ctx = |e: std::io::Error| format!("copy {} into the sandbox: {e}", src.display());
+    let ft = meta.file_type();
+    if ft.is_symlink() {
+        let target = std::fs::read_link(src).map_err(ctx)?;
+        std::os::unix::fs::symlink(target, dst).map_err(ctx)?;
+    } else if ft.is_file() {
+        if meta.len() > (4 << 20) {
+            return Ok(());
+        }
+        std::fs::copy(src, dst).map_err(ctx)?;
+    } else if ft.is_dir() && depth < 2 {
+        std::fs::create_dir(dst).map_err(ctx)?;
+        for entry in std::fs::read_dir(src).map_err(ctx)? {
+            let entry = entry.map_err(ctx)?;
+            copy_entry(&entry.path(), &dst.join(entry.file_name()), depth + 1)?;
+        }
+    }
+    Ok(())
+}
+
 const PASSWD: &str = "root:x:0:0:root:/root:/usr/sbin/nologin\n\
 sandbox:x:1000:1000:sandbox:/tmp:/bin/sh\n\
 nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
 const GROUP: &str = "root:x:0:\nsandbox:x:1000:\nnogroup:x:65534:\n";
 const HOSTS: &str = "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n";
-const NSSWITCH: &str = "passwd: files\ngroup: files\nshadow: files\nhosts: files\nnetworks: files\n";
-/// Host `/etc` entries the tools need (dynamic linker, alternatives, Python's and git's system config).
-const ETC_ENTRIES: &[&str] = &[
+const NSSWITCH: &str =
+    "passwd: files\ngroup: files\nshadow: files\nhosts: files\nnetworks: files\n";
+/// Host `/etc` entries the tools need (dynamic linker, time zone, Python's and git's system config), copied
+/// into the sandbox's `/etc` (small files: cheaper than a bind mount each). Absent entries are skipped.
+const ETC_COPY: &[&str] = &[
     "ld.so.cache",
     "ld.so.conf",
     "ld.so.conf.d",
-    "alternatives",
     "localtime",
     "timezone",
     "mime.types",
     "magic",
-    "magic.mime",
     "os-release",
     "debian_version",
     "python3",
@@ -267,41 +321,36 @@ const ETC_ENTRIES: &[&str] = &[
     "python3.12",
     "python3.13",
     "inputrc",
-    "terminfo",
-    "ssl",
 ];
+/// Host `/etc` directories bound read-only (`alternatives`: hundreds of symlinks, e.g. awk, editor).
+const ETC_BIND: &[&str] = &["alternatives"];
 /// Host top-level directories mirrored read-only (symlinks such as `/bin -> usr/bin` copied).
 const ROOT_ENTRIES: &[&str] = &["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"];
 
 /// Build the sandbox root: a tmpfs with read-only system directories, a generated `/etc`, fresh `/proc`,
 /// minimal `/dev`, private `/tmp`, the workspace at `/workspace`; then pivot into it and drop the host tree.
 fn build_root(plan: &Plan) -> Result<(), String> {
-    let ms = |f: c_ulong| f;
     mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)?;
-    // A scratch tmpfs becomes "/" for a moment, with the host tree under /oldroot (so workspace paths anywhere,
-    // /tmp included, stay reachable while binding).
+    // The workspace, opened before the new root's tmpfs covers /tmp (the workspace may live there); it is
+    // bound through /proc/self/fd. The fd is opened in this mount namespace, so the bind is allowed.
+    let ws_fd = unsafe {
+        libc::open(
+            plan.workspace.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if ws_fd < 0 {
+        return Err(format!(
+            "open workspace {}: {}",
+            plan.workspace.to_string_lossy(),
+            errno()
+        ));
+    }
+    // The new root: a tmpfs mounted over /tmp of this (private) mount namespace; the host tree stays at "/"
+    // until the pivot, so every source below is a plain host path.
     mount(
         Some(c"tmpfs"),
         c"/tmp",
-        Some(c"tmpfs"),
-        ms(libc::MS_NOSUID | libc::MS_NODEV),
-        Some(c"mode=0755,size=64k"),
-    )?;
-    unsafe {
-        if libc::chdir(c"/tmp".as_ptr()) != 0 {
-            return Err(format!("chdir scratch: {}", errno()));
-        }
-    }
-    mkdir(c"newroot", 0o755)?;
-    mkdir(c"oldroot", 0o755)?;
-    let r = unsafe { libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c"oldroot".as_ptr()) };
-    if r != 0 {
-        return Err(format!("pivot_root (scratch): {}", errno()));
-    }
-    unsafe { libc::chdir(c"/".as_ptr()) };
-    mount(
-        Some(c"tmpfs"),
-        c"/newroot",
         Some(c"tmpfs"),
         libc::MS_NOSUID | libc::MS_NODEV,
         Some(c"mode=0755,size=1m"),
@@ -310,7 +359,7 @@ fn build_root(plan: &Plan) -> Result<(), String> {
         mirror(name, libc::MS_NOSUID | libc::MS_NODEV)?;
     }
     // /etc: generated identity files plus read-only binds of what the tools need.
-    mkdir(c"/newroot/etc", 0o755)?;
+    mkdir(c"/tmp/etc", 0o755)?;
     for (name, body) in [
         ("passwd", PASSWD),
         ("group", GROUP),
@@ -319,29 +368,39 @@ fn build_root(plan: &Plan) -> Result<(), String> {
         ("resolv.conf", ""),
         ("nsswitch.conf", NSSWITCH),
     ] {
-        write_file(&cstr(&format!("/newroot/etc/{name}")), body.as_bytes())
+        write_file(&cstr(&format!("/tmp/etc/{name}")), body.as_bytes())
             .map_err(|e| format!("write /etc/{name}: {e}"))?;
     }
-    for name in ETC_ENTRIES {
+    for name in ETC_COPY {
+        copy_entry(
+            Path::new("/etc").join(name).as_path(),
+            Path::new("/tmp/etc").join(name).as_path(),
+            0,
+        )?;
+    }
+    for name in ETC_BIND {
         mirror(&format!("etc/{name}"), libc::MS_NOSUID | libc::MS_NODEV)?;
     }
     // /dev: a few device nodes bound from the host, the usual symlinks, a private /dev/shm.
-    mkdir(c"/newroot/dev", 0o755)?;
+    mkdir(c"/tmp/dev", 0o755)?;
     mount(
         Some(c"tmpfs"),
-        c"/newroot/dev",
+        c"/tmp/dev",
         Some(c"tmpfs"),
         libc::MS_NOSUID | libc::MS_NOEXEC,
         Some(c"mode=0755,size=64k"),
     )?;
     for dev in ["null", "zero", "full", "random", "urandom", "tty"] {
-        let dst = cstr(&format!("/newroot/dev/{dev}"));
+        let dst = cstr(&format!("/tmp/dev/{dev}"));
         touch(&dst)?;
-        bind(
-            &cstr(&format!("/oldroot/dev/{dev}")),
+        // A plain bind (no remount): the nodes carry no suid/exec meaning, and the host's /dev is not writable
+        // through them (only the device is).
+        mount(
+            Some(&cstr(&format!("/dev/{dev}"))),
             &dst,
-            false,
-            libc::MS_NOSUID | libc::MS_NOEXEC,
+            None,
+            libc::MS_BIND,
+            None,
         )?;
     }
     for (link, target) in [
@@ -351,85 +410,84 @@ fn build_root(plan: &Plan) -> Result<(), String> {
         ("stderr", "/proc/self/fd/2"),
         ("ptmx", "pts/ptmx"),
     ] {
-        let (l, t) = (cstr(&format!("/newroot/dev/{link}")), cstr(target));
+        let (l, t) = (cstr(&format!("/tmp/dev/{link}")), cstr(target));
         if unsafe { libc::symlink(t.as_ptr(), l.as_ptr()) } != 0 {
             return Err(format!("symlink /dev/{link}: {}", errno()));
         }
     }
-    mkdir(c"/newroot/dev/shm", 0o1777)?;
-    mkdir(c"/newroot/dev/pts", 0o755)?;
+    mkdir(c"/tmp/dev/shm", 0o1777)?;
+    mkdir(c"/tmp/dev/pts", 0o755)?;
     mount(
         Some(c"tmpfs"),
-        c"/newroot/dev/shm",
+        c"/tmp/dev/shm",
         Some(c"tmpfs"),
         libc::MS_NOSUID | libc::MS_NODEV,
         Some(c"mode=1777,size=16m"),
     )?;
     // /proc for the new pid namespace; kernel knobs read-only, leaky files masked.
-    mkdir(c"/newroot/proc", 0o555)?;
+    mkdir(c"/tmp/proc", 0o555)?;
     mount(
         Some(c"proc"),
-        c"/newroot/proc",
+        c"/tmp/proc",
         Some(c"proc"),
         libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
         None,
     )?;
     for name in ["sys", "sysrq-trigger", "irq", "bus", "fs"] {
-        let p = cstr(&format!("/newroot/proc/{name}"));
+        let p = cstr(&format!("/tmp/proc/{name}"));
         if unsafe { libc::access(p.as_ptr(), libc::F_OK) } == 0 {
-            bind(&p, &p, true, libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC)?;
+            bind(
+                &p,
+                &p,
+                true,
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            )?;
         }
     }
     for name in ["kcore", "keys", "timer_list", "sched_debug", "kallsyms"] {
-        let p = cstr(&format!("/newroot/proc/{name}"));
+        let p = cstr(&format!("/tmp/proc/{name}"));
         if unsafe { libc::access(p.as_ptr(), libc::F_OK) } == 0 {
-            bind(c"/newroot/dev/null", &p, true, libc::MS_NOSUID | libc::MS_NOEXEC)?;
+            mount(Some(c"/tmp/dev/null"), &p, None, libc::MS_BIND, None)?;
         }
     }
     // Private /tmp and the workspace, the only writable paths.
-    mkdir(c"/newroot/tmp", 0o1777)?;
+    mkdir(c"/tmp/tmp", 0o1777)?;
     let tmp_opts = cstr(&format!("mode=1777,size={}", plan.tmp_bytes.max(1 << 20)));
     mount(
         Some(c"tmpfs"),
-        c"/newroot/tmp",
+        c"/tmp/tmp",
         Some(c"tmpfs"),
         libc::MS_NOSUID | libc::MS_NODEV,
         Some(&tmp_opts),
     )?;
-    mkdir(c"/newroot/workspace", 0o755)?;
-    let ws_src = {
-        let mut v = b"/oldroot".to_vec();
-        v.extend_from_slice(plan.workspace.as_bytes());
-        CString::new(v).map_err(|_| "workspace path contains NUL".to_string())?
-    };
+    mkdir(c"/tmp/workspace", 0o755)?;
+    let ws_src = cstr(&format!("/proc/self/fd/{ws_fd}"));
     bind(
         &ws_src,
-        c"/newroot/workspace",
+        c"/tmp/workspace",
         false,
         libc::MS_NOSUID | libc::MS_NODEV,
     )
     .map_err(|e| format!("workspace: {e}"))?;
-    if unsafe { libc::symlink(c"/tmp".as_ptr(), c"/newroot/root".as_ptr()) } != 0 {
-        return Err(format!("symlink /root: {}", errno()));
-    }
+    unsafe { libc::close(ws_fd) };
     mount(
         None,
-        c"/newroot",
+        c"/tmp",
         None,
         libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
         None,
     )?;
     mount(
         None,
-        c"/newroot/dev",
+        c"/tmp/dev",
         None,
         libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NOEXEC,
         None,
     )?;
-    // Enter the new root and detach everything else (the scratch tmpfs with the host tree beneath it).
+    // Enter the new root and detach the host tree.
     unsafe {
-        if libc::chdir(c"/newroot".as_ptr()) != 0 {
-            return Err(format!("chdir /newroot: {}", errno()));
+        if libc::chdir(c"/tmp".as_ptr()) != 0 {
+            return Err(format!("chdir to the new root: {}", errno()));
         }
         if libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) != 0 {
             return Err(format!("pivot_root: {}", errno()));
@@ -466,7 +524,13 @@ fn drop_privileges() -> Result<(), String> {
         for cap in 0..64 {
             libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0);
         }
-        libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        );
         let hdr = CapHeader {
             version: 0x2008_0522,
             pid: 0,
@@ -482,6 +546,11 @@ fn drop_privileges() -> Result<(), String> {
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
     }
     Ok(())
+}
+
+extern "C" fn init_main(arg: *mut c_void) -> c_int {
+    let plan = unsafe { &*(arg as *const Plan) };
+    sandbox_init(plan)
 }
 
 /// Pid 1 of the sandbox's pid namespace: build the root, lock down, report ready, then serve commands.
@@ -536,6 +605,7 @@ fn now_ms() -> u64 {
 /// ends the sandbox.
 fn serve() -> ! {
     let mut buf = vec![0u8; proto::MAX_REQUEST + 1024];
+    let mut stack = vec![0u8; 256 * 1024];
     loop {
         let Some((n, fds)) = proto::recv_with_fds(SOCK_FD, &mut buf) else {
             kill_all_and_reap();
@@ -552,10 +622,7 @@ fn serve() -> ! {
                 continue;
             }
         };
-        let pid = unsafe { libc::fork() };
-        if pid == 0 {
-            exec_command(&req, [fds[0], fds[1], fds[2]]);
-        }
+        let pid = spawn_command(&req, [fds[0], fds[1], fds[2]], &mut stack);
         for fd in fds {
             unsafe { libc::close(fd) };
         }
@@ -603,7 +670,9 @@ fn serve() -> ! {
             if timed_out || host_gone {
                 libc::kill(-1, libc::SIGKILL);
             }
-            while libc::waitpid(pid, &mut status, 0) < 0 && *libc::__errno_location() == libc::EINTR {}
+            while libc::waitpid(pid, &mut status, 0) < 0 && *libc::__errno_location() == libc::EINTR
+            {
+            }
             if pidfd >= 0 {
                 libc::close(pidfd);
             }
@@ -626,62 +695,110 @@ fn serve() -> ! {
     }
 }
 
-fn set_limit(resource: libc::__rlimit_resource_t, soft: u64, hard: u64) {
-    let rl = libc::rlimit {
-        rlim_cur: soft,
-        rlim_max: hard,
-    };
-    unsafe { libc::setrlimit(resource, &rl) };
+/// Everything the command child needs, prepared by the init so that the child (which shares the init's
+/// memory until it execs) neither allocates nor formats.
+struct Spawn {
+    fds: [c_int; 3],
+    limits: [(libc::__rlimit_resource_t, u64, u64); 6],
+    candidates: Vec<CString>,
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+    msg_not_found: Vec<u8>,
+    msg_denied: Vec<u8>,
 }
 
-/// The command child: own session, fds 0-2 from the host's pipes, rlimits, exec (PATH search).
-fn exec_command(req: &Request, fds: [c_int; 3]) -> ! {
+extern "C" fn command_main(arg: *mut c_void) -> c_int {
     unsafe {
+        let s = &*(arg as *const Spawn);
         libc::setsid();
-        for (i, fd) in fds.iter().enumerate() {
+        for (i, fd) in s.fds.iter().enumerate() {
             libc::dup2(*fd, i as c_int);
         }
         close_from(3);
-        set_limit(libc::RLIMIT_CPU, req.cpu_s, req.cpu_s + 1);
-        set_limit(libc::RLIMIT_AS, req.as_bytes, req.as_bytes);
-        set_limit(libc::RLIMIT_NPROC, req.nproc, req.nproc);
-        set_limit(libc::RLIMIT_FSIZE, req.fsize, req.fsize);
-        set_limit(libc::RLIMIT_NOFILE, req.nofile, req.nofile);
-        set_limit(libc::RLIMIT_CORE, 0, 0);
-        let argv: Vec<CString> = req
-            .argv
-            .iter()
-            .map(|a| CString::new(a.clone()).unwrap_or_default())
-            .collect();
-        let env: Vec<CString> = req
-            .env
-            .iter()
-            .map(|a| CString::new(a.clone()).unwrap_or_default())
-            .collect();
-        let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-        argv_p.push(std::ptr::null());
-        let mut env_p: Vec<*const libc::c_char> = env.iter().map(|a| a.as_ptr()).collect();
-        env_p.push(std::ptr::null());
-        // glibc's execvpe searches the caller's PATH, not envp's: set it from the command's environment.
+        for (res, soft, hard) in s.limits {
+            let rl = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            libc::setrlimit(res, &rl);
+        }
+        let mut denied = false;
+        for c in &s.candidates {
+            libc::execve(c.as_ptr(), s.argv.as_ptr(), s.envp.as_ptr());
+            let e = *libc::__errno_location();
+            if e == libc::EACCES {
+                denied = true;
+            } else if e != libc::ENOENT && e != libc::ENOTDIR {
+                denied = true;
+                break;
+            }
+        }
+        let msg = if denied {
+            &s.msg_denied
+        } else {
+            &s.msg_not_found
+        };
+        libc::write(2, msg.as_ptr() as *const c_void, msg.len());
+        libc::_exit(if denied { 126 } else { 127 })
+    }
+}
+
+/// Start the command: a child sharing the init's memory until it execs (CLONE_VM|CLONE_VFORK, like
+/// posix_spawn), so a command costs no page-table copy however large the host process was.
+fn spawn_command(req: &Request, fds: [c_int; 3], stack: &mut [u8]) -> libc::pid_t {
+    let to_c = |a: &Vec<u8>| CString::new(a.clone()).unwrap_or_default();
+    let argv: Vec<CString> = req.argv.iter().map(to_c).collect();
+    let env: Vec<CString> = req.env.iter().map(to_c).collect();
+    let name = &req.argv[0];
+    let candidates: Vec<CString> = if name.contains(&b'/') {
+        vec![argv[0].clone()]
+    } else {
         let path = req
             .env
             .iter()
             .find_map(|e| e.strip_prefix(b"PATH="))
-            .map(|p| CString::new(p.to_vec()).unwrap_or_default())
-            .unwrap_or_else(|| cstr(super::DEFAULT_PATH));
-        libc::setenv(c"PATH".as_ptr(), path.as_ptr(), 1);
-        libc::execvpe(argv[0].as_ptr(), argv_p.as_ptr(), env_p.as_ptr());
-        let e = errno();
-        let code = if e.raw_os_error() == Some(libc::ENOENT) {
-            127
-        } else {
-            126
-        };
-        let msg = format!(
-            "sandbox: cannot execute {}: {e}\n",
-            String::from_utf8_lossy(&req.argv[0])
-        );
-        libc::write(2, msg.as_ptr() as *const c_void, msg.len());
-        libc::_exit(code)
+            .unwrap_or(super::DEFAULT_PATH.as_bytes());
+        path.split(|b| *b == b':')
+            .map(|d| {
+                let d = if d.is_empty() { &b"."[..] } else { d };
+                let mut full = d.to_vec();
+                full.push(b'/');
+                full.extend_from_slice(name);
+                CString::new(full).unwrap_or_default()
+            })
+            .collect()
+    };
+    let shown = String::from_utf8_lossy(name);
+    let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_p.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = env.iter().map(|a| a.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    let spawn = Spawn {
+        fds,
+        limits: [
+            (libc::RLIMIT_CPU, req.cpu_s, req.cpu_s + 1),
+            (libc::RLIMIT_AS, req.as_bytes, req.as_bytes),
+            (libc::RLIMIT_NPROC, req.nproc, req.nproc),
+            (libc::RLIMIT_FSIZE, req.fsize, req.fsize),
+            (libc::RLIMIT_NOFILE, req.nofile, req.nofile),
+            (libc::RLIMIT_CORE, 0, 0),
+        ],
+        candidates,
+        argv: argv_p,
+        envp,
+        msg_not_found: format!("sandbox: {shown}: command not found\n").into_bytes(),
+        msg_denied: format!(
+            "sandbox: {shown}: cannot execute (permission denied or not an executable)\n"
+        )
+        .into_bytes(),
+    };
+    let top = (stack.as_mut_ptr() as usize + stack.len()) & !15usize;
+    unsafe {
+        libc::clone(
+            command_main,
+            top as *mut c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            &spawn as *const Spawn as *mut c_void,
+        )
     }
 }

@@ -83,7 +83,8 @@ impl Limits {
         }
         if self.mem_bytes < (16 << 20) {
             return Err(SandboxError::Invalid(
-                "sandbox limit mem must be at least 16 MiB (the dynamic loader alone needs a few)".into(),
+                "sandbox limit mem must be at least 16 MiB (the dynamic loader alone needs a few)"
+                    .into(),
             ));
         }
         if self.max_open_files < 16 {
@@ -481,9 +482,14 @@ impl Sandbox {
                     0 | 1 => {
                         let i = *id as usize;
                         let fd = if i == 0 { &mut out_r } else { &mut err_r };
-                        let n = unsafe { libc::read(*fd, chunk.as_mut_ptr() as *mut c_void, chunk.len()) };
+                        let n = unsafe {
+                            libc::read(*fd, chunk.as_mut_ptr() as *mut c_void, chunk.len())
+                        };
                         if n <= 0 {
-                            if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                            if n < 0
+                                && std::io::Error::last_os_error().raw_os_error()
+                                    == Some(libc::EINTR)
+                            {
                                 continue;
                             }
                             close(fd);
@@ -594,7 +600,9 @@ impl Sandbox {
         unsafe {
             libc::kill(self.pid, libc::SIGKILL);
             let mut st = 0;
-            while libc::waitpid(self.pid, &mut st, 0) < 0 && *libc::__errno_location() == libc::EINTR {}
+            while libc::waitpid(self.pid, &mut st, 0) < 0
+                && *libc::__errno_location() == libc::EINTR
+            {}
         }
         self.closed = true;
     }
@@ -605,21 +613,33 @@ impl Sandbox {
             return;
         }
         close(&mut self.sock);
-        let deadline = Instant::now() + Duration::from_secs(2);
-        loop {
-            let mut st = 0;
-            let r = unsafe { libc::waitpid(self.pid, &mut st, libc::WNOHANG) };
-            if r != 0 {
-                break;
-            }
-            if Instant::now() >= deadline {
-                unsafe {
-                    libc::kill(self.pid, libc::SIGKILL);
-                    libc::waitpid(self.pid, &mut st, 0);
+        // The init sees EOF, kills everything in the namespace and exits; then the outer process exits.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, self.pid, 0) } as c_int;
+        let mut st = 0;
+        let exited = if pidfd >= 0 {
+            let mut pfd = libc::pollfd {
+                fd: pidfd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let r = loop {
+                let r = unsafe { libc::poll(&mut pfd, 1, 2000) };
+                if r >= 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                    break r;
                 }
-                break;
-            }
-            std::thread::sleep(Duration::from_micros(100));
+            };
+            unsafe { libc::close(pidfd) };
+            r > 0
+        } else {
+            false
+        };
+        if !exited {
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        }
+        unsafe {
+            while libc::waitpid(self.pid, &mut st, 0) < 0
+                && *libc::__errno_location() == libc::EINTR
+            {}
         }
         self.closed = true;
     }
@@ -644,9 +664,9 @@ fn explain(res: &ExecResult, timeout_ms: u64) -> Option<String> {
         Some(libc::SIGPIPE) if res.truncated => {
             Some("output limit exceeded; the output pipe was closed".into())
         }
-        Some(libc::SIGKILL) if !res.timed_out => Some(
-            "killed by SIGKILL (CPU time hard limit, or out of memory)".into(),
-        ),
+        Some(libc::SIGKILL) if !res.timed_out => {
+            Some("killed by SIGKILL (CPU time hard limit, or out of memory)".into())
+        }
         Some(s) => Some(format!("killed by signal {s}")),
         None if res.truncated => Some("output truncated at the output limit".into()),
         None => None,
@@ -659,9 +679,12 @@ pub enum Target<'a> {
     Existing(&'a std::sync::Mutex<Option<Sandbox>>),
 }
 
+/// A [`Target`], the argv, and the stdin bytes.
+pub type Job<'a> = (Target<'a>, Vec<String>, Option<Vec<u8>>);
+
 /// Run `jobs` on `workers` threads (0: one per CPU, at least 2); results in job order.
 pub fn run_batch(
-    jobs: &[(Target<'_>, Vec<String>, Option<Vec<u8>>)],
+    jobs: &[Job<'_>],
     limits: &Limits,
     env: &[(String, String)],
     workers: usize,

@@ -102,7 +102,7 @@ pub fn send_with_fds(sock: c_int, data: &[u8], fds: &[c_int]) -> bool {
             iov_base: data.as_ptr() as *mut libc::c_void,
             iov_len: data.len(),
         };
-        let space = libc::CMSG_SPACE((fds.len() * size_of::<c_int>()) as u32) as usize;
+        let space = libc::CMSG_SPACE(std::mem::size_of_val(fds) as u32) as usize;
         let mut cbuf = vec![0u8; space.max(1)];
         let mut msg: libc::msghdr = std::mem::zeroed();
         msg.msg_iov = &mut iov;
@@ -113,11 +113,11 @@ pub fn send_with_fds(sock: c_int, data: &[u8], fds: &[c_int]) -> bool {
             let cm = libc::CMSG_FIRSTHDR(&msg);
             (*cm).cmsg_level = libc::SOL_SOCKET;
             (*cm).cmsg_type = libc::SCM_RIGHTS;
-            (*cm).cmsg_len = libc::CMSG_LEN((fds.len() * size_of::<c_int>()) as u32) as _;
+            (*cm).cmsg_len = libc::CMSG_LEN(std::mem::size_of_val(fds) as u32) as _;
             std::ptr::copy_nonoverlapping(
                 fds.as_ptr() as *const u8,
                 libc::CMSG_DATA(cm),
-                fds.len() * size_of::<c_int>(),
+                std::mem::size_of_val(fds),
             );
         }
         loop {
@@ -139,7 +139,7 @@ pub fn recv_with_fds(sock: c_int, buf: &mut [u8]) -> Option<(usize, Vec<c_int>)>
             iov_base: buf.as_mut_ptr() as *mut libc::c_void,
             iov_len: buf.len(),
         };
-        let space = libc::CMSG_SPACE((8 * size_of::<c_int>()) as u32) as usize;
+        let space = libc::CMSG_SPACE(size_of::<[c_int; 8]>() as u32) as usize;
         let mut cbuf = vec![0u8; space];
         let mut msg: libc::msghdr = std::mem::zeroed();
         msg.msg_iov = &mut iov;
@@ -160,7 +160,8 @@ pub fn recv_with_fds(sock: c_int, buf: &mut [u8]) -> Option<(usize, Vec<c_int>)>
         while !cm.is_null() {
             if (*cm).cmsg_level == libc::SOL_SOCKET && (*cm).cmsg_type == libc::SCM_RIGHTS {
                 let data = libc::CMSG_DATA(cm);
-                let count = ((*cm).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / size_of::<c_int>();
+                let count =
+                    ((*cm).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / size_of::<c_int>();
                 for i in 0..count {
                     let mut fd: c_int = 0;
                     std::ptr::copy_nonoverlapping(
@@ -225,7 +226,10 @@ mod tests {
         assert_eq!(&buf[..n], b"hello");
         assert_eq!(fds.len(), 1);
         unsafe {
-            assert_eq!(libc::write(fds[0], b"x".as_ptr() as *const libc::c_void, 1), 1);
+            assert_eq!(
+                libc::write(fds[0], b"x".as_ptr() as *const libc::c_void, 1),
+                1
+            );
             let mut c = [0u8; 1];
             assert_eq!(libc::read(p[0], c.as_mut_ptr() as *mut libc::c_void, 1), 1);
             assert_eq!(c[0], b'x');

@@ -157,13 +157,16 @@ impl SandboxProcess {
     }
 }
 
+/// (target, argv, stdin) as passed from Python.
+type PyJob<'py> = (Bound<'py, PyAny>, Vec<String>, Option<Vec<u8>>);
+
 /// Run (target, argv, stdin) jobs on a Rust thread pool; a target is a workspace path (fresh sandbox per job)
 /// or a SandboxProcess (a command in that episode's sandbox). Raises on the first failing job.
 #[pyfunction]
 #[pyo3(signature = (jobs, limits=None, env=None, workers=0))]
 pub fn sandbox_run_batch(
     py: Python<'_>,
-    jobs: Vec<(Bound<'_, PyAny>, Vec<String>, Option<Vec<u8>>)>,
+    jobs: Vec<PyJob<'_>>,
     limits: Option<PyLimits>,
     env: Option<Vec<(String, String)>>,
     workers: usize,
@@ -188,7 +191,7 @@ pub fn sandbox_run_batch(
     let limits = limits_from(limits);
     let env = env.unwrap_or_default();
     let results = py.detach(|| {
-        let jobs: Vec<(Target<'_>, Vec<String>, Option<Vec<u8>>)> = owned
+        let jobs: Vec<super::Job<'_>> = owned
             .iter()
             .map(|(t, a, s)| {
                 let t = match t {
