@@ -2,7 +2,7 @@
 
 ``VecToolEnv(...)`` builds the batched env with the Rust backend (``dspy_rl._rust_env``, default) or the
 pure-Python reference (``dspy_rl.envs.reference``); both have the same API (ENV_CONTRACT.md) and identical
-dynamics (envs/README.md). ``backend="shell"`` builds ShellEnv (``dspy_rl.shell.env``): the same API and
+dynamics (envs/README.md). ``backend="shell"`` builds ShellEnv (``dspy_rl.envs.shellenv.env``): the same API and
 observation layout, with every tool run for real in a sandboxed copy of a real workspace (shell suites only).
 """
 
@@ -133,7 +133,7 @@ def VecToolEnv(  # noqa: N802 - a factory named like the class it returns, as in
     if backend == "python":
         return PyVecToolEnv(num_envs, path, seed, num_threads, invalid_action, episode_len)
     if backend == "shell":
-        from dspy_rl.shell.env import ShellVecEnv
+        from dspy_rl.envs.shellenv.env import ShellVecEnv
 
         return ShellVecEnv(num_envs, path, seed, num_threads, invalid_action, episode_len)
     try:

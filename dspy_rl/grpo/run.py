@@ -145,7 +145,7 @@ def train(cfg: GRPOTrainConfig, reward_fn: RewardFn | None = None) -> RunSummary
     else:
         if cfg.task.startswith("shell:"):
             # ShellEnv tasks: completions run as commands in sandboxed workspaces, scored by each task's verifier.
-            from dspy_rl.shell.text_task import ShellVerifierReward, load_shell_text_task
+            from dspy_rl.grpo.shell_task import ShellVerifierReward, load_shell_text_task
 
             if reward_fn is None and cfg.reward != "rubric":
                 raise ConfigError(

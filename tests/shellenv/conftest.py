@@ -6,8 +6,8 @@ import pytest
 
 from dspy_rl.envs import load_suite
 from dspy_rl.envs.reference import SNAPSHOT_FORMAT, SNAPSHOT_MAGIC
-from dspy_rl.shell.env import WORKSPACE_MAGIC
-from dspy_rl.shell.workspaces import build_template
+from dspy_rl.envs.shellenv.env import WORKSPACE_MAGIC
+from dspy_rl.envs.shellenv.workspaces import build_template
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dspy_rl.envs import VecToolEnv, load_suite
-from dspy_rl.shell.env import ShellVecEnv
+from dspy_rl.envs.shellenv.env import ShellVecEnv
 
 pytestmark = pytest.mark.usefixtures("sandbox_ok")
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from dspy_rl.envs import SuiteError, VecToolEnv
-from dspy_rl.shell.suite import load_shell_suite
-from dspy_rl.shell.tools import CommandContext, command
-from dspy_rl.shell.workspaces import (
+from dspy_rl.envs.shellenv.suite import load_shell_suite
+from dspy_rl.envs.shellenv.tools import CommandContext, command
+from dspy_rl.envs.shellenv.workspaces import (
     Pack,
     WorkspaceError,
     available_workspaces,
@@ -105,7 +105,7 @@ def test_template_has_the_replayed_history_and_the_bug(tmp_path: Path) -> None:
 
 @pytest.mark.usefixtures("sandbox_ok")
 def test_episodes_are_fresh_and_isolated(shell_state) -> None:
-    from dspy_rl.shell.env import ShellVecEnv
+    from dspy_rl.envs.shellenv.env import ShellVecEnv
 
     env = ShellVecEnv(2, "shell", num_threads=2)
     try:
@@ -136,7 +136,7 @@ def test_episodes_are_fresh_and_isolated(shell_state) -> None:
 
 @pytest.mark.usefixtures("sandbox_ok")
 def test_snapshot_restore_carries_the_workspace() -> None:
-    from dspy_rl.shell.env import ShellVecEnv
+    from dspy_rl.envs.shellenv.env import ShellVecEnv
 
     env = ShellVecEnv(2, "shell", seed=4, num_threads=2)
     try:

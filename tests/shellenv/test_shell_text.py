@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dspy_rl.shell.text_env import ShellTextEnv
+from dspy_rl.envs.shellenv.text_env import ShellTextEnv
 
 pytestmark = pytest.mark.usefixtures("sandbox_ok")
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dspy_rl.cli.eval import evaluate, load_config
-from dspy_rl.train import run_training
+from dspy_rl.evaluation import evaluate, load_config
+from dspy_rl.trainer.trainer import run_training
 
 pytestmark = pytest.mark.usefixtures("sandbox_ok")
 

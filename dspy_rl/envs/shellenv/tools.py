@@ -14,7 +14,7 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from dspy_rl.shell.workspaces import GIT, WorkspaceSpec
+from dspy_rl.envs.shellenv.workspaces import GIT, WorkspaceSpec
 
 PYTEST = "python3 -B -m pytest -q -p no:cacheprovider"
 #: Marks the end of the here-document that carries a patch into ``patch`` (never occurs in a diff line).

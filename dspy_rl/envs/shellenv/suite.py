@@ -14,9 +14,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from dspy_rl.envs.shellenv.tools import TEMPLATES
+from dspy_rl.envs.shellenv.workspaces import WorkspaceError, WorkspaceSpec, load_workspace
 from dspy_rl.envs.suite import Suite, SuiteError, load_suite, resolve_suite
-from dspy_rl.shell.tools import TEMPLATES
-from dspy_rl.shell.workspaces import WorkspaceError, WorkspaceSpec, load_workspace
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dspy_rl.shell.suite import ShellSuite, ShellTask, load_shell_suite
-from dspy_rl.shell.tools import verify_command
-from dspy_rl.shell.workspaces import EpisodeDirs, Pack, build_template
+from dspy_rl.envs.shellenv.suite import ShellSuite, ShellTask, load_shell_suite
+from dspy_rl.envs.shellenv.tools import verify_command
+from dspy_rl.envs.shellenv.workspaces import EpisodeDirs, Pack, build_template
 
 PROMPT = (
     "You are in a shell in /workspace/{project}, a git repository ({description}).\n"
@@ -67,7 +67,7 @@ class ShellTextEnv:
         workdir: str | None = None,
         workers: int = 0,
     ) -> None:
-        from dspy_rl.shell.env import default_limits
+        from dspy_rl.envs.shellenv.env import default_limits
         from dspy_rl.shell.sandbox import check_support
 
         check_support()

@@ -5,7 +5,7 @@ symbolic backends (envs/README.md, ENV_CONTRACT.md), so trainers, eval and the G
 adapters take it unchanged (``VecToolEnv(..., backend="shell")``, ``env=shell``). What differs:
 
 * each episode starts in a fresh copy of the task's workspace (``envs/workspaces/``) with its git history;
-* a valid action runs the tool's command (``dspy_rl.shell.tools``) in the sandbox: one ``run_batch`` call per
+* a valid action runs the tool's command (``dspy_rl.envs.shellenv.tools``) in the sandbox: one ``run_batch`` call per
   ``step`` runs the commands of all envs in parallel on the Rust worker pool;
 * the facts a step adds are those the command's exit code and output show (``tools.detect``), restricted to the
   tool's relevant ``adds`` like in the simulator; nothing is drawn at random (commands are deterministic; the
@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 
 from dspy_rl.envs.reference import PyVecToolEnv, check_actions
+from dspy_rl.envs.shellenv.suite import ShellSuite, load_shell_suite
+from dspy_rl.envs.shellenv.tools import CommandContext, command, detect, verify_command
+from dspy_rl.envs.shellenv.workspaces import EpisodeDirs, Pack, build_template
 from dspy_rl.envs.suite import RESULT_EMPTY, RESULT_FAILURE, RESULT_INVALID, RESULT_SUCCESS
-from dspy_rl.shell.suite import ShellSuite, load_shell_suite
-from dspy_rl.shell.tools import CommandContext, command, detect, verify_command
-from dspy_rl.shell.workspaces import EpisodeDirs, Pack, build_template
 
 logger = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from dspy_rl.envs.shellenv.text_env import ShellTextEnv
+from dspy_rl.envs.shellenv.tools import TEMPLATES
 from dspy_rl.grpo.tasks import TaskItem, TextTask
-from dspy_rl.shell.text_env import ShellTextEnv
-from dspy_rl.shell.tools import TEMPLATES
 
 PREFIX = "shell:"
 
