@@ -68,3 +68,13 @@ def test_grpo_online_on_shell_tasks(tmp_path: Path) -> None:
         )
         == 2
     )
+
+
+def test_a_hanging_command_is_killed_and_said_so() -> None:
+    from dspy_rl.shell.sandbox import SandboxLimits
+
+    with ShellTextEnv(1, "shell", limits=SandboxLimits(timeout_s=1.0)) as env:
+        env.reset(["roman/build"])
+        (step,) = env.step(["sleep 30; make"])
+        assert step.exec_result.timed_out and "[killed: timeout]" in step.observation
+        assert step.reward == 0.0 and not step.done
