@@ -192,3 +192,29 @@ def test_gym_adapter_runs_shell_env_unchanged() -> None:
         assert terminated and info["is_success"]
     finally:
         env.vec.close()
+
+
+def test_episode_dirs_are_removed_on_close_collection_and_after_a_crash(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from dspy_rl.envs.shellenv.workspaces import EpisodeDirs
+
+    d = EpisodeDirs(2, str(tmp_path))
+    Pack((), (("f", 0o644, b"x"),)).write(d.path(0))
+    root = d.root
+    del d
+    assert not root.exists()
+    # a process killed before it could clean up leaves its root; the next EpisodeDirs on that base removes it
+    code = (
+        "import os; from dspy_rl.envs.shellenv.workspaces import EpisodeDirs;"
+        f"d = EpisodeDirs(1, {str(tmp_path)!r}); print(d.root, flush=True); os._exit(0)"
+    )
+    left = Path(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    )
+    assert left.exists()
+    EpisodeDirs(1, str(tmp_path)).close()
+    assert not left.exists()

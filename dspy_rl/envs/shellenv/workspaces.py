@@ -19,6 +19,7 @@ import shutil
 import struct
 import tempfile
 import threading
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -347,6 +348,27 @@ def build_template(spec: WorkspaceSpec, limits: Any = None) -> Pack:
         return pack
 
 
+_ROOT_PREFIX = "dspy-rl-shell-"
+
+
+def _remove_orphans(base: Path) -> None:
+    """Delete episode roots left by processes that died without cleaning up (killed actors): their pid is gone."""
+    try:
+        entries = list(base.glob(f"{_ROOT_PREFIX}*-*"))
+    except OSError:
+        return
+    for entry in entries:
+        pid = entry.name[len(_ROOT_PREFIX) :].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, another user's
+
+
 class EpisodeDirs:
     """One directory per env under a private temp root; :meth:`reset` replaces env ``i``'s with a fresh copy.
 
@@ -358,9 +380,12 @@ class EpisodeDirs:
     def __init__(self, num_envs: int, base: str | None = None) -> None:
         if base is None and os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
             base = "/dev/shm"
-        self.root = Path(tempfile.mkdtemp(prefix="dspy-rl-shell-", dir=base))
+        _remove_orphans(Path(base or tempfile.gettempdir()))
+        self.root = Path(tempfile.mkdtemp(prefix=f"{_ROOT_PREFIX}{os.getpid()}-", dir=base))
         self.paths = [self.root / f"env{i}" for i in range(num_envs)]
         self._generation = [0] * num_envs
+        # A process that exits without close() (an EnvRunner actor at shutdown) still removes its copies.
+        self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.root), True)
 
     def path(self, i: int) -> Path:
         return self.paths[i]
@@ -375,10 +400,5 @@ class EpisodeDirs:
         return old
 
     def close(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
-
-    def __del__(self) -> None:  # best effort: the owner should call close()
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
-            pass
+        """Remove every env's copy (idempotent; also runs at garbage collection and interpreter exit)."""
+        self._finalizer()
