@@ -10,6 +10,7 @@ dspy-rl stream export --out traces_export                        # traces/YYYYMM
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import signal
@@ -53,20 +54,14 @@ def _on_stop(callback: Callable[[], None]) -> None:
 
 
 def _ingest_config(cfg: StreamConfig, **overrides: Any) -> Any:
+    """The ``ingest.*`` settings as they are, with the broker connection of ``stream.*``."""
     from dspy_rl.stream.ingest import IngestConfig
 
     return IngestConfig(
+        **dataclasses.asdict(cfg.ingest),
         bootstrap_servers=str(cfg.stream.bootstrap_servers),
         group_id=cfg.stream.group_id,
         topic_prefix=cfg.stream.topic_prefix,
-        batch_size=cfg.ingest.batch_size,
-        batch_max_wait_ms=cfg.ingest.batch_max_wait_ms,
-        check_crcs=cfg.ingest.check_crcs,
-        idle_timeout_s=cfg.ingest.idle_timeout_s,
-        max_events=cfg.ingest.max_events,
-        max_seconds=cfg.ingest.max_seconds,
-        metrics_interval_s=cfg.ingest.metrics_interval_s,
-        session_timeout_ms=cfg.ingest.session_timeout_ms,
         **overrides,
     )
 

@@ -17,17 +17,15 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
 from dspy_rl.config import ConfigError, compose, to_object
 from dspy_rl.learners.grpo_env import GRPOHyper
-from dspy_rl.learners.learner_group import LearnerGroup, batch_keys, resolve_device
+from dspy_rl.learners.learner_group import LearnerGroup, batch_keys
 from dspy_rl.learners.ppo import PPOHyper
 from dspy_rl.runners.env_runner import EnvRunner, RolloutSpec, env_info, make_env
 from dspy_rl.trainer.config import TrainConfig
@@ -39,7 +37,9 @@ from dspy_rl.utils.checkpoint import (
     save_checkpoint,
     upgrade_checkpoint,
 )
-from dspy_rl.utils.run_logger import RunLogger
+from dspy_rl.utils.device import resolve_device
+from dspy_rl.utils.run_dir import new_run_dir, write_config
+from dspy_rl.utils.run_logger import Panel, RunLogger
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,21 @@ ALIASES = {
 def load_config(argv: Sequence[str] = ()) -> TrainConfig:
     """Compose conf/train.yaml with the command line and validate it (before Ray starts)."""
     return to_object(compose("train", argv, ALIASES), TrainConfig)
+
+
+#: learning_curve.png of a run: success rate, and the returns of the episode and of policies A and B.
+CURVE_PANELS: tuple[Panel, ...] = (
+    ("Success rate", "success rate", ("success_rate",)),
+    ("Episode return (A: first tool, B: later tools)", "return", ("episode_return", "return_A", "return_B")),
+)
+
+
+def _progress_postfix(m: dict[str, Any]) -> str:
+    # tqdm's own rate (env steps/s, smoothed) is on the bar; one iteration's rate reads low on a partial batch
+    return (
+        f"success={m.get('success_rate', 0):.2f} "
+        f"ret A/B/C={m.get('return_A', 0):.1f}/{m.get('return_B', 0):.1f}/{m.get('return_C', 0):.1f}"
+    )
 
 
 @dataclass
@@ -135,11 +150,10 @@ class Trainer:
             log.info(
                 "resuming %s from %s (env step %d)", self.run_dir, ckpt.name, self.resume_state["env_steps"]
             )
+            self.run_dir = new_run_dir(self.run_dir, "train")
         else:
-            stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-            self.run_dir = Path(cfg.run_dir or f"runs/train/{stamp}")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+            self.run_dir = new_run_dir(cfg.run_dir, "train")
+        write_config(self.run_dir, cfg.to_dict())
 
     # -- setup -------------------------------------------------------------------------------------------
     def _env_cfg(self, seed_offset: int) -> dict[str, Any]:
@@ -192,7 +206,15 @@ class Trainer:
             # process (an EnvRunner, another job) holds a core slow the learner down by 10x and more.
             torch.set_num_threads(cfg.runtime.torch_threads)
         session = self._build_session(progress.iteration)
-        logger = RunLogger(self.run_dir, cfg.logging, cfg.total_env_steps, progress.env_steps, cfg.to_dict())
+        logger = RunLogger(
+            self.run_dir,
+            cfg.logging,
+            cfg.total_env_steps,
+            progress.env_steps,
+            cfg.to_dict(),
+            postfix=_progress_postfix,
+            panels=CURVE_PANELS,
+        )
         restore_signals = self._install_signal_handlers()
         status = "completed"
         try:
@@ -202,7 +224,7 @@ class Trainer:
             if cfg.eval_episodes > 0 and self._stop_signal is None:
                 evaluation = self.evaluate_final()
                 progress.last.update(evaluation)
-                logger.log(progress.env_steps, evaluation, 0)
+                logger.log(progress.env_steps, evaluation)
                 if report is not None:
                     report(dict(progress.last))
         finally:
@@ -297,7 +319,8 @@ class Trainer:
             if p.first_90 is None and settled and p.last["success_rate"] >= 0.9:
                 p.first_90 = {"env_steps": p.env_steps, "wall_s": p.last["wall_s"]}
             if p.iteration % cfg.logging.log_every == 0 or p.env_steps >= cfg.total_env_steps:
-                logger.log(p.env_steps, p.last, new_steps)
+                logger.log(p.env_steps, p.last)
+            logger.advance(new_steps, p.last)
             if report is not None:
                 report(dict(p.last))
             if s.controller is not None:
