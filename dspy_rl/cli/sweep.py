@@ -24,7 +24,6 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from dspy_rl import REPO_ROOT
 from dspy_rl.config import ConfigError, compose, require, to_object
 from dspy_rl.sweeps.registry import SEARCHERS, make_searcher
 from dspy_rl.sweeps.spaces import SearchSpace, SpaceError
@@ -271,7 +270,8 @@ def run_sweep(cfg: SweepConfig) -> dict[str, Any]:
     space = build_space(cfg)
     trainable = build_trainable(cfg)
     run_dir = Path(
-        cfg.run_dir or REPO_ROOT / "runs" / "sweep" / f"{cfg.sweep.name}-{datetime.now():%Y-%m-%d_%H-%M-%S}"
+        cfg.run_dir
+        or Path("runs").resolve() / "sweep" / f"{cfg.sweep.name}-{datetime.now():%Y-%m-%d_%H-%M-%S}"
     ).resolve()
     exp_dir = run_dir / "tune"
     started = False
