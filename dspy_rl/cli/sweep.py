@@ -22,6 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from dspy_rl.config import ConfigError, compose, require, to_object
@@ -166,6 +167,9 @@ def fidelity_option(cfg: SweepConfig) -> dict[str, Any]:
     if cfg.sweep.fidelity is None or cfg.searcher != "protein":
         return {}
     return {"fidelity": cfg.sweep.fidelity}
+
+
+ConfigStore.instance().store(name="sweep_schema", node=SweepConfig)
 
 
 def load_config(argv: Sequence[str] = ()) -> SweepConfig:

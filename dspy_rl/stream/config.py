@@ -189,4 +189,4 @@ class StreamConfig:
         require(self.iteration_seconds > 0, "iteration_seconds", self.iteration_seconds, "a float > 0")
 
 
-ConfigStore.instance().store(group="schema", name="stream", node=StreamConfig)
+ConfigStore.instance().store(name="stream_schema", node=StreamConfig)

@@ -81,7 +81,7 @@ class MineConfig:
         )
 
 
-ConfigStore.instance().store(group="schema", name="mine", node=MineConfig)
+ConfigStore.instance().store(name="mine_schema", node=MineConfig)
 
 
 def context_hash(context: Any) -> str:
