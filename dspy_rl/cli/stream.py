@@ -21,6 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from dspy_rl.cli.help import HELP_FLAGS, render, wants_help
 from dspy_rl.config import compose, require, to_object
 from dspy_rl.stream.config import StreamConfig
 
@@ -38,7 +39,12 @@ ALIASES = {
     "idle_timeout": "ingest.idle_timeout_s",
     "max_events": "ingest.max_events",
 }
-SUBCOMMANDS = ("ingest", "train", "produce", "export")
+SUBCOMMANDS = {
+    "ingest": "consume span events (Kafka or a JSONL file) into the trace store",
+    "train": "ingest -> mine -> GRPO update -> publish metrics (--continuous: for max_iterations)",
+    "produce": "publish a JSONL file of span events to Kafka",
+    "export": "write the store's traces as JSON files (--out DIR)",
+}
 
 
 def _on_stop(callback: Callable[[], None]) -> None:
@@ -238,10 +244,19 @@ def _as_dict(cfg: StreamConfig) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     """Entry point of ``dspy-rl stream``."""
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(__doc__)
+    if not argv or argv[0] in HELP_FLAGS:
+        print(render(__doc__, subcommands=SUBCOMMANDS))
         return 0
     sub, rest = argv[0], list(argv[1:])
+    if sub in SUBCOMMANDS and wants_help(rest):
+        print(
+            render(
+                f"usage: dspy-rl stream {sub} [--flag value ...] [key=value ...]\n\n{SUBCOMMANDS[sub]}",
+                "stream",
+                StreamConfig,
+            )
+        )
+        return 0
     if sub not in SUBCOMMANDS:
         print(
             f"dspy-rl stream: unknown subcommand {sub!r}; choose one of {', '.join(SUBCOMMANDS)}\n\n{__doc__}",

@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 
 from dspy_rl import source_checkout
+from dspy_rl.cli.help import wants_help
 
 log = logging.getLogger(__name__)
 # The job ships the built Rust extension (dspy_rl/_rust_env*.so, git-ignored), so .gitignore is not applied
@@ -42,13 +43,7 @@ _EXCLUDES = [
 ]
 
 
-def _parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
-    argv = list(argv)
-    if "--" not in argv:
-        raise SystemExit(
-            "dspy-rl submit: put the command after `--`, e.g. `dspy-rl submit -- train total_env_steps=1e5`"
-        )
-    split = argv.index("--")
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dspy-rl submit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -68,6 +63,17 @@ def _parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
         default=None,
         help="directory shipped as the job's working_dir (default: the source checkout; none when installed)",
     )
+    return parser
+
+
+def _parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    argv = list(argv)
+    if "--" not in argv:
+        raise SystemExit(
+            "dspy-rl submit: put the command after `--`, e.g. `dspy-rl submit -- train total_env_steps=1e5`"
+        )
+    split = argv.index("--")
+    parser = _parser()
     args = parser.parse_args(argv[:split])
     command = argv[split + 1 :]
     if not command:
@@ -143,6 +149,11 @@ def submit(
 
 
 def main(argv: Sequence[str]) -> int:
+    if wants_help(argv[: list(argv).index("--")] if "--" in argv else argv):
+        from dspy_rl.cli.help import render
+
+        print(render(_parser().format_help()))
+        return 0
     args, command = _parse(argv)
     job_id, status = submit(
         command, args.address, args.working_dir, wait=not args.no_wait, timeout=args.timeout
