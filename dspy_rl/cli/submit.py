@@ -8,6 +8,8 @@ holds its configs and env data).
 The equivalent plain Ray command is::
 
     ray job submit --address http://127.0.0.1:8265 --working-dir . -- python -m dspy_rl train runtime=cluster
+
+(``--working-dir .`` honours .gitignore, so it leaves out the built extension that ``dspy-rl submit`` ships.)
 """
 
 from __future__ import annotations
