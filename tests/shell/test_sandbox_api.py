@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from dspy_rl.shell.sandbox import ExecResult, Sandbox, SandboxLimits, check_support, run_batch
+from dspy_rl.shell.sandbox import ExecResult, Sandbox, SandboxLimits, run_batch
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture()
-def ws(tmp_path: Path) -> Path:
-    check_support()
+def ws(tmp_path: Path, sandbox_support: int) -> Path:
     (tmp_path / "f.txt").write_text("hello\n")
     return tmp_path
 

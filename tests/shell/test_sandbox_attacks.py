@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from dspy_rl.shell.sandbox import ExecResult, Sandbox, SandboxLimits, check_support, run_batch
+from dspy_rl.shell.sandbox import ExecResult, Sandbox, SandboxLimits, run_batch
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="Linux namespaces only")
 
@@ -62,9 +62,8 @@ def _marked_processes() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def host(tmp_path_factory: pytest.TempPathFactory):
+def host(tmp_path_factory: pytest.TempPathFactory, sandbox_support: int):
     """A workspace plus host-side files next to it that no sandbox may read or change."""
-    check_support()
     base = tmp_path_factory.mktemp("attack")
     ws = base / "ws"
     ws.mkdir()
@@ -322,7 +321,7 @@ def test_batch_of_fresh_sandboxes_and_episode_sandboxes(host):
 @pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root to drop to nobody"
 )
-def test_runs_as_an_unprivileged_user():
+def test_runs_as_an_unprivileged_user(sandbox_support):
     """As `nobody` (where unprivileged user namespaces are enabled), through Debian's python3 (same ABI)."""
     sys_py = "/usr/bin/python3"
     probe = subprocess.run(
