@@ -384,3 +384,33 @@ def test_a_sandbox_inside_the_sandbox_is_refused_with_the_reason(host):
     assert r.exit_code == 0, r
     assert r.stdout.startswith("refused:") and "unshare" in r.stdout and "RAN" not in r.stdout, r.stdout
     shutil.rmtree(ws)
+
+
+def test_killing_the_host_process_kills_its_sandboxes(host):
+    """SIGKILL to the process that owns a sandbox while a command runs: the sandbox's init sees its control
+    socket close and kills everything in the sandbox."""
+    code = (
+        "from dspy_rl.shell.sandbox import Sandbox\n"
+        f"sb = Sandbox({str(host['ws'])!r})\n"
+        "print('up', flush=True)\n"
+        f"sb.run('sleep {MARK}', timeout_s=60)\n"
+    )
+    owner = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
+    try:
+        assert owner.stdout.readline().strip() == "up"
+        deadline = time.monotonic() + 20
+        while not _marked_processes() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _marked_processes(), "the command never started"
+    finally:
+        owner.kill()
+        owner.wait()
+    deadline = time.monotonic() + 10
+    while _marked_processes() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _marked_processes() == []
