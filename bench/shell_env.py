@@ -220,12 +220,17 @@ def throughput(ws_root: Path, workers_list: list[int], seconds: float) -> dict:
 def resets(ws_root: Path, trials: int) -> dict:
     """Episode resets: a fresh workspace copy plus the episode's sandbox started on it (and the old one closed).
 
-    With shellenv's workspaces (dspy_rl.shell.workspaces: EpisodeDirs + build_template of a real project) when
+    With shellenv's workspaces (dspy_rl.envs.shellenv.workspaces or dspy_rl.shell.workspaces: EpisodeDirs + build_template of a real project) when
     they are on this branch; else shutil.copytree of the bench workspace into /dev/shm (where EpisodeDirs puts
     them), or the temp dir."""
     copy: Callable[[int], Path]
     try:
-        from dspy_rl.shell import workspaces as shell_ws  # type: ignore[attr-defined]
+        import importlib
+
+        try:
+            shell_ws = importlib.import_module("dspy_rl.envs.shellenv.workspaces")
+        except ImportError:
+            shell_ws = importlib.import_module("dspy_rl.shell.workspaces")
 
         name = shell_ws.available_workspaces()[0]
         pack = shell_ws.build_template(shell_ws.load_workspace(name))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from dspy_rl.shell.sandbox import ExecResult, Sandbox, SandboxLimits, check_support, run_batch
+from dspy_rl.shell.sandbox import ExecResult, Sandbox, SandboxLimits, run_batch
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="Linux namespaces only")
 
@@ -62,9 +62,8 @@ def _marked_processes() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def host(tmp_path_factory: pytest.TempPathFactory):
+def host(tmp_path_factory: pytest.TempPathFactory, sandbox_support: int):
     """A workspace plus host-side files next to it that no sandbox may read or change."""
-    check_support()
     base = tmp_path_factory.mktemp("attack")
     ws = base / "ws"
     ws.mkdir()
@@ -322,7 +321,7 @@ def test_batch_of_fresh_sandboxes_and_episode_sandboxes(host):
 @pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root to drop to nobody"
 )
-def test_runs_as_an_unprivileged_user():
+def test_runs_as_an_unprivileged_user(sandbox_support):
     """As `nobody` (where unprivileged user namespaces are enabled), through Debian's python3 (same ABI)."""
     sys_py = "/usr/bin/python3"
     probe = subprocess.run(
@@ -385,3 +384,33 @@ def test_a_sandbox_inside_the_sandbox_is_refused_with_the_reason(host):
     assert r.exit_code == 0, r
     assert r.stdout.startswith("refused:") and "unshare" in r.stdout and "RAN" not in r.stdout, r.stdout
     shutil.rmtree(ws)
+
+
+def test_killing_the_host_process_kills_its_sandboxes(host):
+    """SIGKILL to the process that owns a sandbox while a command runs: the sandbox's init sees its control
+    socket close and kills everything in the sandbox."""
+    code = (
+        "from dspy_rl.shell.sandbox import Sandbox\n"
+        f"sb = Sandbox({str(host['ws'])!r})\n"
+        "print('up', flush=True)\n"
+        f"sb.run('sleep {MARK}', timeout_s=60)\n"
+    )
+    owner = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
+    try:
+        assert owner.stdout.readline().strip() == "up"
+        deadline = time.monotonic() + 20
+        while not _marked_processes() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _marked_processes(), "the command never started"
+    finally:
+        owner.kill()
+        owner.wait()
+    deadline = time.monotonic() + 10
+    while _marked_processes() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _marked_processes() == []

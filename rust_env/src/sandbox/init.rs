@@ -308,19 +308,13 @@ const NSSWITCH: &str =
 /// into the sandbox's `/etc` (small files: cheaper than a bind mount each). Absent entries are skipped.
 const ETC_COPY: &[&str] = &[
     "ld.so.cache",
-    "ld.so.conf",
-    "ld.so.conf.d",
     "localtime",
-    "timezone",
-    "mime.types",
-    "magic",
     "os-release",
     "debian_version",
     "python3",
     "python3.11",
     "python3.12",
     "python3.13",
-    "inputrc",
 ];
 /// Host `/etc` directories bound read-only (`alternatives`: hundreds of symlinks, e.g. awk, editor).
 const ETC_BIND: &[&str] = &["alternatives"];
