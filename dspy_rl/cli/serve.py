@@ -15,6 +15,8 @@ from dspy_rl.cli.config import ConfigError, compose, require, to_object
 logger = logging.getLogger(__name__)
 
 USAGE = """usage: dspy-rl serve judges [--host H] [--port P] [--autoscaling adaptive|default|fixed] [key=value ...]
+       dspy-rl serve lm [model=DIR] [host=H] [port=P] [key=value ...]
+       dspy-rl serve proxy upstream=URL [store=SQLITE | stream=kafka] [host=H] [port=P] [key=value ...]
        dspy-rl serve train-judge --pairs PAIRS.jsonl --out DIR [--steps N] [key=value ...]
 
 Examples:
@@ -22,6 +24,9 @@ Examples:
   dspy-rl serve judges judges.transformer.enabled=true judges.transformer.options.checkpoint=runs/judge
   DSPY_RL_JUDGE_TOKEN=secret dspy-rl serve judges auth_token_env=DSPY_RL_JUDGE_TOKEN
   dspy-rl serve judges --no-block ray_address=auto     # deploy into a running cluster and return
+  dspy-rl serve lm port=8300                                   # tiny GPT-2 built from a config
+  dspy-rl serve lm model=runs/grpo/my-run port=8300            # a text-GRPO run (its final/ or model/)
+  dspy-rl serve proxy port=8400 upstream=http://127.0.0.1:8300/v1 store=traces.db
 """
 
 ALIASES = {
@@ -116,6 +121,14 @@ def main(argv: list[str]) -> int:
     sub, rest = argv[0], argv[1:]
     if sub == "judges":
         return serve_judges(rest)
+    if sub == "lm":
+        from dspy_rl.cli.serve_agents import serve_lm
+
+        return serve_lm(rest)
+    if sub == "proxy":
+        from dspy_rl.cli.serve_agents import serve_proxy
+
+        return serve_proxy(rest)
     if sub in ("train-judge", "train_judge"):
         return train_judge(rest)
     print(f"dspy-rl serve: unknown subcommand {sub!r}\n\n{USAGE}", file=sys.stderr)
