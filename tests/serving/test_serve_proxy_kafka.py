@@ -35,7 +35,11 @@ def _consume(bootstrap: str, topic: str, want: int, timeout_s: float = 60.0) -> 
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None, consumer_timeout_ms=2000
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
+        consumer_timeout_ms=2000,
     )
     events, deadline = {}, time.time() + timeout_s
     try:
