@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dspy_rl.cli.config import ConfigError, compose, to_object
+from dspy_rl.config import ConfigError, compose, to_object
 
 
 def serve_lm(argv: list[str]) -> int:

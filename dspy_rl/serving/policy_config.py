@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dspy_rl.cli.config import require
+from dspy_rl.config import require
 
 
 @dataclass
