@@ -25,6 +25,8 @@ USAGE = """usage: dspy-rl grpo <subcommand> [--flag value ...] [key=value ...]
 subcommands:
   train   train a text policy with GRPO on grouped JSONL (dataset=...) or online (mode=online task=...)
   mine    build GRPO groups from the trace store (dspy_rl.traces.mining)
+  apply-policy  write <workspace>/.dspy_policy.yaml from recent actions:
+          dspy-rl grpo apply-policy --hours 24 --top-k 3 --bottom-k 1 --workspace DIR store=runs/traces.db
 
 `dspy-rl grpo train --help` lists every config key with its documentation."""
 
@@ -84,6 +86,24 @@ def _mine(argv: list[str]) -> int:
     return int(mining.main(argv) or 0)
 
 
+def _apply_policy(argv: list[str]) -> int:
+    from dspy_rl.config import compose, to_object
+    from dspy_rl.grpo.apply_policy import ApplyPolicyConfig, ApplyPolicyError, apply_policy
+
+    cfg = to_object(compose("apply_policy", argv), ApplyPolicyConfig)
+    try:
+        path, doc = apply_policy(cfg)
+    except ApplyPolicyError as exc:
+        print(f"dspy-rl grpo apply-policy: {exc}", file=sys.stderr)
+        return 2
+    prefer = (
+        ", ".join(f"{t['name']} ({t['mean_reward']:+.2f}, n={t['n']})" for t in doc["prefer"]["tools"]) or "-"
+    )
+    deny = ", ".join(f"{d['tool']} when {d['trigger']}" for d in doc["deny"]) or "-"
+    print(f"wrote {path}: prefer {prefer}; deny {deny}")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
@@ -93,5 +113,10 @@ def main(argv: list[str]) -> int:
         return _train(rest)
     if sub == "mine":
         return _mine(rest)
-    print(f"dspy-rl grpo: unknown subcommand {sub!r}; choose 'train' or 'mine'\n\n{USAGE}", file=sys.stderr)
+    if sub in ("apply-policy", "apply_policy"):
+        return _apply_policy(rest)
+    print(
+        f"dspy-rl grpo: unknown subcommand {sub!r}; choose 'train', 'mine' or 'apply-policy'\n\n{USAGE}",
+        file=sys.stderr,
+    )
     return 2

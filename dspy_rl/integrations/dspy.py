@@ -108,7 +108,10 @@ class DSPyTraceRecorder(BaseCallback):
 
         s = self._s
         if s.trace is None:
-            task = inputs.get("question") or next((v for v in inputs.values() if isinstance(v, str)), None)
+            kwargs = inputs.get("kwargs") if isinstance(inputs.get("kwargs"), dict) else inputs
+            task = kwargs.get("question") or next((v for v in kwargs.values() if isinstance(v, str)), None)
+            if task is None and inputs.get("args"):
+                task = next((v for v in inputs["args"] if isinstance(v, str)), None)
             s.trace = self.collector.start_trace(
                 str(task) if task is not None else json.dumps(_jsonable(inputs)),
                 metadata={"program": type(instance).__name__},
@@ -303,3 +306,52 @@ def rank_react_tools(
     by_name = {tool_name(t): t for t in tools}
     ordered = [by_name[n] for n in ranked_names] + [t for t in tools if tool_name(t) not in known]
     return dspy.ReAct(signature, tools=ordered, max_iters=max_iters)
+
+
+@dataclass
+class ToolPolicy:
+    """The ``.dspy_policy.yaml`` of ``dspy-rl grpo apply-policy``: preferred tools first, denied tools by trigger."""
+
+    prefer: list[str]
+    deny: list[tuple[str, Any]]  # (tool, compiled trigger regex)
+    path: str
+
+    def filter(self, tools: list[Any], request: str) -> list[Any]:
+        """``tools`` with the preferred ones first (in policy order) and the ones denied for ``request`` removed."""
+
+        def name(t: Any) -> str:
+            return str(getattr(t, "name", None) or getattr(t, "__name__", repr(t)))
+
+        denied = {tool for tool, trigger in self.deny if trigger.search(request)}
+        kept = [t for t in tools if name(t) not in denied]
+        rank = {n: i for i, n in enumerate(self.prefer)}
+        return sorted(kept, key=lambda t: rank.get(name(t), len(rank)))  # stable: others keep their order
+
+
+def load_policy_file(workspace: str | Path) -> ToolPolicy | None:
+    """The policy in ``<workspace>/.dspy_policy.yaml``, or None when there is none (ValueError if malformed)."""
+    import re
+
+    import yaml
+
+    path = Path(workspace) / ".dspy_policy.yaml"
+    if not path.is_file():
+        return None
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+        prefer = [str(t["name"]) for t in (doc.get("prefer") or {}).get("tools", [])]
+        deny = [(str(d["tool"]), re.compile(str(d["trigger"]))) for d in doc.get("deny") or []]
+    except (yaml.YAMLError, KeyError, TypeError, AttributeError, re.error) as exc:
+        raise ValueError(f"{path}: not a policy written by `dspy-rl grpo apply-policy` ({exc})") from exc
+    return ToolPolicy(prefer, deny, str(path))
+
+
+def policy_react(
+    signature: Any, tools: list[Any], workspace: str | Path, request: str, max_iters: int = 10
+) -> Any:
+    """A ``dspy.ReAct`` over ``tools`` as the workspace's policy file orders and filters them for ``request``."""
+    import dspy
+
+    policy = load_policy_file(workspace)
+    chosen = tools if policy is None else policy.filter(tools, request)
+    return dspy.ReAct(signature, tools=chosen, max_iters=max_iters)

@@ -71,8 +71,6 @@ class PolicyServer:
 
     @api.post("/v1/policy/decide")
     async def http_decide(self, request: Request) -> Any:
-        import asyncio
-
         self.auth.check(request)
         body = await read_json_body(request, self.cfg.max_body_bytes)
         if not isinstance(body, dict) or ("state" in body) == ("states" in body):
@@ -86,13 +84,18 @@ class PolicyServer:
             raise OpenAIError(400, "'states': expected a non-empty list", param="states")
         if len(states) > self.cfg.max_states:
             raise OpenAIError(413, f"{len(states)} states; the limit is {self.cfg.max_states} (max_states)")
-        decisions = await asyncio.gather(*(self._batched(s) for s in states))
-        for i, d in enumerate(decisions):
-            if "error" in d:
-                where = "state" if single else f"states[{i}]"
-                msg = d["error"].replace("state", where, 1)
+        if single:  # one state: through the dynamic batcher, shared with concurrent requests
+            decisions = [await self._batched(states[0])]
+            if "error" in decisions[0]:
+                msg = decisions[0]["error"]
                 raise OpenAIError(400, msg, param=msg.split(":")[0])
-            if top_k is not None:
+        else:  # a client-side batch is already a batch: one forward pass
+            try:
+                decisions = self.engine.decide(states)
+            except BadState as exc:
+                raise OpenAIError(400, str(exc), param=str(exc).split(":")[0]) from exc
+        if top_k is not None:
+            for d in decisions:
                 d["tools"] = d["tools"][:top_k]
         return decisions[0] if single else {"decisions": decisions}
 
