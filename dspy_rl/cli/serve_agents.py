@@ -38,6 +38,8 @@ def serve_proxy(argv: list[str]) -> int:
     from dspy_rl.serving.runtime import resolve_token, serve_forever
 
     argv = ["blocking=false" if a == "--no-block" else a for a in argv]
+    # `stream=kafka` (the interface) is a config group name elsewhere; it sets `sink` here
+    argv = ["sink=" + a.split("=", 1)[1] if a.startswith(("stream=", "--stream=")) else a for a in argv]
     cfg = to_object(compose("serve_proxy", argv), ProxyConfig)
     try:
         token = resolve_token(cfg.auth_token_env)
@@ -50,7 +52,7 @@ def serve_proxy(argv: list[str]) -> int:
 
         deploy_proxy(cfg, token, upstream_key)
 
-    sink = f"store={cfg.store}" if cfg.stream != "kafka" else f"kafka {cfg.kafka.bootstrap_servers}"
+    sink = f"store={cfg.store}" if cfg.sink != "kafka" else f"kafka {cfg.kafka.bootstrap_servers}"
     banner = (
         f"dspy-rl serve proxy: forwarding to {cfg.upstream}; recording into {sink} (spool {cfg.spool_dir})\n"
         f"dspy-rl serve proxy: OpenAI API at http://{cfg.host}:{cfg.port}{cfg.route_prefix.rstrip('/')}/v1 "

@@ -69,7 +69,7 @@ def validate_body(body: Any, endpoint: str) -> dict[str, Any]:
 
 
 def make_delivery(cfg: ProxyConfig):  # noqa: ANN201
-    if cfg.stream == "kafka":
+    if cfg.sink == "kafka":
         return KafkaDelivery(cfg.kafka.bootstrap_servers, cfg.kafka.topic_prefix, cfg.deliver_timeout_s)
     return StoreDelivery(str(cfg.store), cfg.deliver_timeout_s)
 
@@ -162,7 +162,7 @@ class RecordingProxy:
         return {
             "status": "ok",
             "upstream": self.upstream,
-            "sink": self.cfg.stream,
+            "sink": self.cfg.sink,
             "spool_backlog": self.spool.backlog(),
             "delivered": self.spool.delivered,
             "delivery_failures": self.spool.failures,

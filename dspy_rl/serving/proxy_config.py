@@ -11,7 +11,7 @@ SINKS = ("store", "kafka")
 
 @dataclass
 class ProxyKafkaConfig:
-    """Kafka settings used when ``stream=kafka``."""
+    """Kafka settings used when ``sink=kafka`` (``stream=kafka``)."""
 
     bootstrap_servers: str = "127.0.0.1:9092"
     """Broker list host:port[,host:port]."""
@@ -29,12 +29,13 @@ class ProxyConfig:
     """HTTP bind address; 127.0.0.1 unless you mean to expose the service."""
     port: int = 8001
     """HTTP port."""
-    stream: str = "store"
-    """Where records go: store (the SQLite trace store at `store`) or kafka (the agent.* topics)."""
+    sink: str = "store"
+    """Where records go: store (the SQLite trace store at `store`) or kafka (the agent.* topics). On the command
+    line also ``stream=kafka`` (``stream`` names a config group elsewhere, so the CLI passes it on as ``sink``)."""
     store: str | None = "runs/traces.db"
-    """SQLite trace store file (stream=store)."""
+    """SQLite trace store file (sink=store)."""
     kafka: ProxyKafkaConfig = field(default_factory=ProxyKafkaConfig)
-    """Broker settings (stream=kafka)."""
+    """Broker settings (sink=kafka)."""
     spool_dir: str = "runs/proxy-spool"
     """Durable local buffer: every record is fsynced here before the reply, then delivered; survives sink outages."""
     deliver_timeout_s: float = 2.0
@@ -71,8 +72,8 @@ class ProxyConfig:
             "the upstream's base URL, e.g. upstream=http://127.0.0.1:8300/v1",
         )
         require(1 <= self.port <= 65535, "port", self.port, "an int in 1..65535")
-        require(self.stream in SINKS, "stream", self.stream, f"one of {SINKS}")
-        if self.stream == "store":
+        require(self.sink in SINKS, "stream", self.sink, f"one of {SINKS}")
+        if self.sink == "store":
             require(bool(self.store), "store", self.store, "a SQLite file path such as store=runs/traces.db")
         require(bool(self.spool_dir), "spool_dir", self.spool_dir, "a directory for the durable spool")
         require(self.deliver_timeout_s > 0, "deliver_timeout_s", self.deliver_timeout_s, "seconds > 0")

@@ -66,7 +66,7 @@ def test_broker_stopped_mid_stream_loses_no_record(ray_session, private_broker, 
     cfg = ProxyConfig(
         upstream=f"http://127.0.0.1:{port}/lm/v1",
         port=port,
-        stream="kafka",
+        sink="kafka",
         kafka=ProxyKafkaConfig(bootstrap_servers=private_broker.bootstrap, topic_prefix=prefix),
         spool_dir=str(tmp_path / "spool"),
         app_name=f"proxyk_{suffix}",
