@@ -6,7 +6,8 @@ Modes (each for ``--seconds`` at ``--concurrency`` callers in flight, after a wa
   concurrent calls into one forward pass;
 * ``handle-unbatched``: the same calls, each with its own forward pass (``decide_unbatched``);
 * ``http-batched``: one state per ``POST /v1/policy/decide`` over HTTP (batched server side);
-* ``http-client-batches``: ``--client-batch`` states per HTTP request (one forward pass per request).
+* ``http-client-batches``: ``--client-batch`` states per HTTP request (one forward pass per request);
+* ``engine-direct``: the forward pass alone on ``--client-batch`` states, in the driver (no Serve): the ceiling.
 
 Prints decisions/s and p50/p99 latency per call (a call = one state, or one client batch), the batched/unbatched
 ratio, and writes JSON to ``bench/results/policy_serving.json``. The policy is a `dspy-rl train` run directory
@@ -59,6 +60,37 @@ def _states(tools: list[str], n: int) -> list[dict]:
         ]
         out.append({"history": hist})
     return out
+
+
+def _engine_ceiling(run: str, batch: int, seconds: float) -> dict:
+    """The policy forward pass alone (no Serve, no HTTP), ``batch`` states a call: the serving ceiling."""
+    import torch
+
+    from dspy_rl.serving.policy_engine import PolicyEngine
+
+    torch.set_num_threads(1)
+    engine = PolicyEngine(run)
+    states = _states(engine.tool_names, batch)
+    lat, n, stop = [], 0, time.perf_counter() + seconds
+    t0 = time.perf_counter()
+    while time.perf_counter() < stop:
+        t = time.perf_counter()
+        engine.decide(states)
+        lat.append((time.perf_counter() - t) * 1000.0)
+        n += 1
+    wall = time.perf_counter() - t0
+    r = {
+        "decisions_per_s": n * batch / wall,
+        "calls": n,
+        "p50_ms": _pct(lat, 0.5),
+        "p99_ms": _pct(lat, 0.99),
+        "mean_ms": statistics.fmean(lat),
+    }
+    print(
+        f"{'engine-direct':>20}: {r['decisions_per_s']:9.0f} decisions/s  p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms (batches of {batch}, no Serve)",
+        flush=True,
+    )
+    return r
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -170,10 +202,14 @@ def main() -> int:
             max_ongoing_requests=4 * args.concurrency,
             max_states=max(1024, args.client_batch),
         )
+        results_engine = _engine_ceiling(run, args.client_batch, args.seconds)
         handle = deploy(cfg)
         tools = handle.decide.remote({"history": []}).result()["tools"]
         tools = [t["tool"] for t in tools]
-        results = asyncio.run(_run(args, handle, f"http://127.0.0.1:{port}", tools))
+        results = {
+            "engine-direct": results_engine,
+            **asyncio.run(_run(args, handle, f"http://127.0.0.1:{port}", tools)),
+        }
     finally:
         serve.shutdown()
         ray.shutdown()
