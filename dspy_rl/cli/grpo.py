@@ -6,57 +6,34 @@ Examples::
     dspy-rl grpo train mode=online task=tool_commands model=tiny-gpt2 steps=300 lr=3e-3
     dspy-rl grpo train resume=runs/grpo/20260101-120000 steps=2000
     dspy-rl grpo mine --hours 48 --out groups.jsonl
+    dspy-rl grpo apply-policy --hours 24 --top-k 3 --bottom-k 1 --workspace . store=runs/traces.db
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import sys
+from pathlib import Path
 
+from dspy_rl.cli.help import HELP_FLAGS, render, wants_help
 from dspy_rl.config import compose, to_object
 
 #: ``--flag`` aliases for common keys (``--steps 100`` is ``steps=100``).
 ALIASES = {"data": "dataset", "out": "run_dir"}
 
-USAGE = """usage: dspy-rl grpo <subcommand> [--flag value ...] [key=value ...]
-
-subcommands:
-  train   train a text policy with GRPO on grouped JSONL (dataset=...) or online (mode=online task=...)
-  mine    build GRPO groups from the trace store (dspy_rl.traces.mining)
-  apply-policy  write <workspace>/.dspy_policy.yaml from recent actions:
-          dspy-rl grpo apply-policy --hours 24 --top-k 3 --bottom-k 1 --workspace DIR store=runs/traces.db
-
-`dspy-rl grpo train --help` lists every config key with its documentation."""
-
-
-def _config_help() -> str:
-    import ast
-    import inspect
-
-    from dspy_rl.grpo.config import GRPOTrainConfig
-
-    docs: dict[str, str] = {}
-    tree = ast.parse(inspect.getsource(GRPOTrainConfig))
-    body = tree.body[0].body  # type: ignore[attr-defined]
-    for node, nxt in zip(body, body[1:], strict=False):
-        if (
-            isinstance(node, ast.AnnAssign)
-            and isinstance(nxt, ast.Expr)
-            and isinstance(nxt.value, ast.Constant)
-        ):
-            docs[node.target.id] = " ".join(str(nxt.value.value).split())  # type: ignore[union-attr]
-    lines = ["dspy-rl grpo train [key=value ...]  (conf/grpo.yaml)", ""]
-    for f in dataclasses.fields(GRPOTrainConfig):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        lines.append(f"  {f.name}={default!r}\n      {docs.get(f.name, '')}")
-    return "\n".join(lines)
-
 
 def _train(argv: list[str]) -> int:
-    if any(a in ("-h", "--help") for a in argv):
-        print(_config_help())
+    if wants_help(argv):
+        from dspy_rl.grpo.config import GRPOTrainConfig
+
+        print(
+            render(
+                "usage: dspy-rl grpo train [--flag value ...] [key=value ...]\n\n" + __doc__,
+                "grpo",
+                GRPOTrainConfig,
+            )
+        )
         return 0
     argv = ["mode=online" if a == "--online" else a for a in argv]
     from dspy_rl.grpo.config import GRPOTrainConfig
@@ -74,20 +51,45 @@ def _train(argv: list[str]) -> int:
 
 
 def _mine(argv: list[str]) -> int:
-    try:
-        mining = importlib.import_module("dspy_rl.traces.mining")
-    except ModuleNotFoundError as exc:
+    """``dspy-rl grpo mine [--hours H] [--out groups.jsonl] [--db traces.db] [key=value ...]``."""
+    from dspy_rl.traces.mining import ALIASES as MINE_ALIASES
+    from dspy_rl.traces.mining import MineConfig, mine
+    from dspy_rl.traces.mining import __doc__ as mine_doc
+    from dspy_rl.traces.store import TraceStore
+
+    if wants_help(argv):
         print(
-            f"dspy-rl grpo mine: trace mining is not available ({exc}); it is provided by dspy_rl.traces.mining "
-            "(the traces component). Install/update dspy-rl with that module.",
+            render(
+                "usage: dspy-rl grpo mine [--hours H] [--out groups.jsonl] [key=value ...]\n\n"
+                + str(mine_doc),
+                "mine",
+                MineConfig,
+            )
+        )
+        return 0
+    cfg = to_object(compose("mine", argv, MINE_ALIASES), MineConfig)
+    if not Path(cfg.db).is_file():
+        print(
+            f"dspy-rl grpo mine: trace store {cfg.db!r} does not exist; pass db=<path to traces.db> "
+            "(written by `dspy-rl stream ingest` or the TraceCollector SDK)",
             file=sys.stderr,
         )
         return 2
-    return int(mining.main(argv) or 0)
+    with TraceStore(cfg.db) as store:
+        report = mine(store, cfg)
+    print(json.dumps(dataclasses.asdict(report), indent=1))
+    return 0
+
+
+SUBCOMMANDS = {
+    "train": "train a text policy with GRPO on grouped JSONL (dataset=...) or online (mode=online task=...)",
+    "mine": "build GRPO groups from the trace store (dspy_rl.traces.mining)",
+    "apply-policy": "write <workspace>/.dspy_policy.yaml from recent actions "
+    "(--hours 24 --top-k 3 --bottom-k 1 --workspace DIR store=runs/traces.db)",
+}
 
 
 def _apply_policy(argv: list[str]) -> int:
-    from dspy_rl.config import compose, to_object
     from dspy_rl.grpo.apply_policy import ApplyPolicyConfig, ApplyPolicyError, apply_policy
 
     cfg = to_object(compose("apply_policy", argv), ApplyPolicyConfig)
@@ -96,17 +98,15 @@ def _apply_policy(argv: list[str]) -> int:
     except ApplyPolicyError as exc:
         print(f"dspy-rl grpo apply-policy: {exc}", file=sys.stderr)
         return 2
-    prefer = (
-        ", ".join(f"{t['name']} ({t['mean_reward']:+.2f}, n={t['n']})" for t in doc["prefer"]["tools"]) or "-"
-    )
+    prefer = ", ".join(f"{t['name']} ({t['mean_reward']:+.2f}, n={t['n']})" for t in doc["prefer"]["tools"]) or "-"
     deny = ", ".join(f"{d['tool']} when {d['trigger']}" for d in doc["deny"]) or "-"
     print(f"wrote {path}: prefer {prefer}; deny {deny}")
     return 0
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(USAGE)
+    if not argv or argv[0] in HELP_FLAGS:
+        print(render(__doc__, subcommands=SUBCOMMANDS))
         return 0
     sub, rest = argv[0], list(argv[1:])
     if sub == "train":
@@ -115,8 +115,5 @@ def main(argv: list[str]) -> int:
         return _mine(rest)
     if sub in ("apply-policy", "apply_policy"):
         return _apply_policy(rest)
-    print(
-        f"dspy-rl grpo: unknown subcommand {sub!r}; choose 'train', 'mine' or 'apply-policy'\n\n{USAGE}",
-        file=sys.stderr,
-    )
+    print(f"dspy-rl grpo: unknown subcommand {sub!r}; choose 'train', 'mine' or 'apply-policy'", file=sys.stderr)
     return 2
