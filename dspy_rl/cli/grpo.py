@@ -92,13 +92,19 @@ SUBCOMMANDS = {
 def _apply_policy(argv: list[str]) -> int:
     from dspy_rl.grpo.apply_policy import ApplyPolicyConfig, ApplyPolicyError, apply_policy
 
+    if wants_help(argv):
+        usage = "usage: dspy-rl grpo apply-policy --workspace DIR [--hours 24] [--top-k 3] [--bottom-k 1] store=DB"
+        print(render(usage, "apply_policy", ApplyPolicyConfig))
+        return 0
     cfg = to_object(compose("apply_policy", argv), ApplyPolicyConfig)
     try:
         path, doc = apply_policy(cfg)
     except ApplyPolicyError as exc:
         print(f"dspy-rl grpo apply-policy: {exc}", file=sys.stderr)
         return 2
-    prefer = ", ".join(f"{t['name']} ({t['mean_reward']:+.2f}, n={t['n']})" for t in doc["prefer"]["tools"]) or "-"
+    prefer = (
+        ", ".join(f"{t['name']} ({t['mean_reward']:+.2f}, n={t['n']})" for t in doc["prefer"]["tools"]) or "-"
+    )
     deny = ", ".join(f"{d['tool']} when {d['trigger']}" for d in doc["deny"]) or "-"
     print(f"wrote {path}: prefer {prefer}; deny {deny}")
     return 0
@@ -115,5 +121,7 @@ def main(argv: list[str]) -> int:
         return _mine(rest)
     if sub in ("apply-policy", "apply_policy"):
         return _apply_policy(rest)
-    print(f"dspy-rl grpo: unknown subcommand {sub!r}; choose 'train', 'mine' or 'apply-policy'", file=sys.stderr)
+    print(
+        f"dspy-rl grpo: unknown subcommand {sub!r}; choose 'train', 'mine' or 'apply-policy'", file=sys.stderr
+    )
     return 2

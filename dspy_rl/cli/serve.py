@@ -119,6 +119,9 @@ def train_judge(argv: list[str]) -> int:
 SUBCOMMANDS = {
     "judges": "deploy the judge ensemble on Ray Serve (conf/serve.yaml, conf/judges/)",
     "train-judge": "train the transformer judge on preference pairs (train_judge.* settings)",
+    "lm": "OpenAI-compatible server for a local HF causal LM (conf/serve_lm.yaml)",
+    "proxy": "OpenAI-compatible recording proxy into the trace store or Kafka (conf/serve_proxy.yaml)",
+    "policy": "ranked tools + argument from a `dspy-rl train` run, batched (conf/serve_policy.yaml)",
 }
 
 
@@ -136,18 +139,13 @@ def main(argv: list[str]) -> int:
         return 0
     if sub == "judges":
         return serve_judges(rest)
-    if sub == "lm":
-        from dspy_rl.cli.serve_agents import serve_lm
+    if sub in ("lm", "proxy", "policy"):
+        from dspy_rl.cli import serve_agents
 
-        return serve_lm(rest)
-    if sub == "policy":
-        from dspy_rl.cli.serve_agents import serve_policy
-
-        return serve_policy(rest)
-    if sub == "proxy":
-        from dspy_rl.cli.serve_agents import serve_proxy
-
-        return serve_proxy(rest)
+        if wants_help(rest):
+            print(serve_agents.help_text(sub))
+            return 0
+        return getattr(serve_agents, f"serve_{sub}")(rest)
     if sub in ("train-judge", "train_judge"):
         return train_judge(rest)
     print(f"dspy-rl serve: unknown subcommand {sub!r}\n\n{USAGE}", file=sys.stderr)

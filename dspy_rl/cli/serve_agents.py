@@ -4,6 +4,23 @@ from __future__ import annotations
 
 from dspy_rl.config import ConfigError, compose, to_object
 
+USAGES = {
+    "lm": "usage: dspy-rl serve lm [model=DIR] [host=H] [port=P] [key=value ...]",
+    "proxy": "usage: dspy-rl serve proxy upstream=URL [store=SQLITE | stream=kafka] [host=H] [port=P] [key=value ...]",
+    "policy": "usage: dspy-rl serve policy checkpoint=RUN_DIR [host=H] [port=P] [key=value ...]",
+}
+
+
+def help_text(sub: str) -> str:
+    """``dspy-rl serve <sub> --help``: usage and every setting with its documentation."""
+    from dspy_rl.cli.help import render
+    from dspy_rl.serving.lm_config import LMServeConfig
+    from dspy_rl.serving.policy_config import PolicyServeConfig
+    from dspy_rl.serving.proxy_config import ProxyConfig
+
+    schema = {"lm": LMServeConfig, "proxy": ProxyConfig, "policy": PolicyServeConfig}[sub]
+    return render(USAGES[sub], f"serve_{sub}", schema)
+
 
 def serve_lm(argv: list[str]) -> int:
     from dspy_rl.serving.lm_config import LMServeConfig
