@@ -51,9 +51,9 @@ def test_grpo_online_on_shell_tasks(tmp_path: Path) -> None:
             "group_size=3",
             "max_new_tokens=3",
             "lr=0.05",
-            "log_every=1",
-            "progress=false",
-            "tensorboard=false",
+            "logging.log_every=1",
+            "logging.progress_bar=false",
+            "logging.tensorboard=false",
             f"run_dir={tmp_path}",
         ]
     )
