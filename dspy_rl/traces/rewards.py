@@ -172,11 +172,13 @@ class CoordinationSummary:
 def summarize_coordination(spans: Sequence[Span]) -> CoordinationSummary | None:
     """Summarize the ``answer`` / ``vote`` / ``restart`` coordination spans of a trace (None when it has none).
 
-    Rounds = 1 + restarts; only answers and votes after the last restart count. The winner is the agent with the
+    Spans are taken in their ``seq`` attribute's order when they have one, else as given. Rounds = 1 + restarts; only answers and votes after the last restart count. The winner is the agent with the
     most votes (ties: the one that answered first); consensus = every vote went to it; tokens = content words of
     all answers (an answer span's ``tokens`` attribute, when given, is used instead).
     """
     coord = [s for s in spans if s.kind == "coordination" and s.name in (ANSWER, VOTE, RESTART)]
+    seq = {id(s): s.attributes.get("seq", i) for i, s in enumerate(coord)}
+    coord.sort(key=lambda s: seq[id(s)])  # ``seq`` (recording order) when the spans carry it
     if not any(s.name in (ANSWER, VOTE) for s in coord):
         return None
     restarts = [i for i, s in enumerate(coord) if s.name == RESTART]
@@ -184,7 +186,9 @@ def summarize_coordination(spans: Sequence[Span]) -> CoordinationSummary | None:
     for s in coord:
         if s.name == ANSWER:
             given = s.attributes.get("tokens")
-            n_tokens += int(given) if isinstance(given, int) else len(tokens(str(s.attributes.get("text", ""))))
+            n_tokens += (
+                int(given) if isinstance(given, int) else len(tokens(str(s.attributes.get("text", ""))))
+            )
     last_round = coord[restarts[-1] + 1 :] if restarts else coord
     answers: dict[str, str] = {}
     for s in last_round:
@@ -312,7 +316,10 @@ class RewardComputer:
                     parent_id=None if target is None else target.span_id,
                     start_ts=max(s.end_ts or s.start_ts for s in spans),
                     reward=float(reward),
-                    attributes={"target": None if target is None else target.span_id, "components": components},
+                    attributes={
+                        "target": None if target is None else target.span_id,
+                        "components": components,
+                    },
                 )
             )
 
@@ -331,7 +338,9 @@ class RewardComputer:
                     similarity=q.similarity,
                 )
         if self.coordination:
-            handoffs = [s for s in spans if s.kind == "coordination" and s.name not in (ANSWER, VOTE, RESTART)]
+            handoffs = [
+                s for s in spans if s.kind == "coordination" and s.name not in (ANSWER, VOTE, RESTART)
+            ]
             for span, reward in zip(handoffs, self.coordination_rewards(handoffs), strict=True):
                 emit(span, "coordination", reward)
             summary = summarize_coordination(spans)
