@@ -9,7 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 
 import dspy_rl
-from dspy_rl.cli.sweep import SweepConfig
+from dspy_rl.sweeps.config import SweepConfig
 from dspy_rl.config import compose
 from dspy_rl.envs.config import EnvConfig
 from dspy_rl.evaluation import EvalConfig
