@@ -72,7 +72,7 @@ SERVERS = ("dspy-rl serve lm", "dspy-rl serve proxy", "dspy-rl serve policy", "d
 #: paths in README examples that the test creates in its scratch directory
 SCRATCH_PATHS = {"/tmp/ws": "ws"}
 #: commands run only with -m slow (Ray actors, a head node, DDP learners, sweeps)
-FAST_PREFIXES = ("dspy-rl eval", "dspy-rl stream ingest", "dspy-rl grpo")
+FAST_PREFIXES = ("dspy-rl eval", "dspy-rl stream ingest", "dspy-rl grpo", "dspy-rl shell")
 
 
 def readme_commands() -> list[str]:
