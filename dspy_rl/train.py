@@ -41,7 +41,7 @@ from dspy_rl.utils.checkpoint import (
     FORMAT_VERSION,
     checkpoint_version,
     latest_checkpoint,
-    load_checkpoint,
+    load_latest_checkpoint,
     save_checkpoint,
     upgrade_checkpoint,
 )
@@ -79,13 +79,13 @@ class Trainer:
         self._stop_signal: int | None = None
         self.resume_state: dict[str, Any] | None = None
         if cfg.resume:
-            ckpt = latest_checkpoint(cfg.resume)
-            if ckpt is None:
+            found = load_latest_checkpoint(cfg.resume)  # falls back past checkpoints that do not load
+            if found is None:
                 raise ConfigError(
                     f"resume={cfg.resume!r} has no checkpoint under checkpoints/; "
                     "pass the run directory of an earlier `dspy-rl train`"
                 )
-            loaded = load_checkpoint(ckpt)
+            ckpt, loaded = found
             self.resume_state = upgrade_checkpoint(loaded, f"resume={cfg.resume!r}: {ckpt.name}")
             if self.resume_state is not loaded:
                 log.info(

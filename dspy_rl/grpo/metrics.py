@@ -7,6 +7,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from dspy_rl.utils.run_logger import read_jsonl_rows
+
 logger = logging.getLogger(__name__)
 
 
@@ -21,7 +23,7 @@ class MetricsLogger:
         self.path = Path(run_dir) / "metrics.jsonl"
         self.rows = 0
         if keep_rows is not None and self.path.exists():
-            kept = [line for line in self.path.read_text().splitlines() if line.strip()][:keep_rows]
+            kept = [json.dumps(r) for r in read_jsonl_rows(self.path)][:keep_rows]
             self.path.write_text("".join(k + "\n" for k in kept))
             self.rows = len(kept)
         self._file = self.path.open("a", encoding="utf-8")
@@ -50,5 +52,4 @@ class MetricsLogger:
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     """The rows of ``<run_dir>/metrics.jsonl``."""
-    path = Path(run_dir) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_jsonl_rows(Path(run_dir) / "metrics.jsonl")

@@ -26,7 +26,7 @@ import torch
 import yaml
 
 from dspy_rl.cli.config import ConfigError, asdict
-from dspy_rl.grpo.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from dspy_rl.grpo.checkpoint import CHECKPOINT_NAME, has_checkpoint, load_latest_checkpoint, save_checkpoint
 from dspy_rl.grpo.config import GRPOTrainConfig
 from dspy_rl.grpo.dataset import GroupSampler, flatten_groups, load_groups
 from dspy_rl.grpo.metrics import MetricsLogger
@@ -85,7 +85,7 @@ def _set_rng_state(state: dict[str, Any], gen: torch.Generator) -> None:
 def _prepare_run_dir(cfg: GRPOTrainConfig) -> tuple[Path, bool]:
     if cfg.resume:
         run_dir = Path(cfg.resume)
-        if not (run_dir / CHECKPOINT_NAME).is_file() or not (run_dir / "model").is_dir():
+        if not has_checkpoint(run_dir) or not (run_dir / "model").is_dir():
             raise ConfigError(
                 f"resume={cfg.resume!r} is not a GRPO run directory with a checkpoint "
                 f"({CHECKPOINT_NAME} and model/); pass the run_dir of an earlier `grpo train`"
@@ -176,7 +176,7 @@ def train(cfg: GRPOTrainConfig, reward_fn: RewardFn | None = None) -> RunSummary
     resume_step = None
     metrics_rows = None
     if resuming:
-        state = load_checkpoint(run_dir / CHECKPOINT_NAME)
+        _, state = load_latest_checkpoint(run_dir)  # falls back to checkpoint.prev.pt if the latest is damaged
         trainer.load_state_dict(state["trainer"])
         sampler.consumed = int(state["sampler_consumed"])
         _set_rng_state(state["rng"], gen)

@@ -16,9 +16,29 @@ def truncate_metrics(path: Path, max_step: int) -> None:
     """Drop rows logged after ``max_step`` (written after the checkpoint a resumed run restarts from)."""
     if not path.exists():
         return
-    rows = [line for line in path.read_text().splitlines() if line.strip()]
-    kept = [r for r in rows if json.loads(r).get("env_steps", 0) <= max_step]
+    rows = read_jsonl_rows(path)
+    kept = [json.dumps(r) for r in rows if r.get("env_steps", 0) <= max_step]
     path.write_text("".join(r + "\n" for r in kept))
+
+
+def read_jsonl_rows(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a metrics file, one per line. A line that is not a JSON object (the torn last line a
+    kill during a write leaves) is dropped with a warning naming the file and line."""
+    rows: list[dict[str, Any]] = []
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if not isinstance(row, dict):
+            where = "its torn last line" if n == len(lines) else f"line {n}, which is not a JSON object"
+            log.warning("%s: dropping %s (%r)", path, where, line[:80])
+            continue
+        rows.append(row)
+    return rows
 
 
 class RunLogger:
@@ -101,11 +121,7 @@ def _finite(v: Any) -> bool:
 
 def plot_learning_curve(metrics_path: Path, out: Path) -> Path | None:
     """Success rate and episode return against env steps, from metrics.jsonl."""
-    rows = (
-        [json.loads(x) for x in metrics_path.read_text().splitlines() if x.strip()]
-        if metrics_path.exists()
-        else []
-    )
+    rows = read_jsonl_rows(metrics_path) if metrics_path.exists() else []
     rows = [r for r in rows if "success_rate" in r]
     if not rows:
         log.warning("no metrics to plot in %s", metrics_path)
