@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dspy_rl.cli.config import ConfigError
+from dspy_rl.config import ConfigError
 from dspy_rl.utils.atomic import atomic_torch_save, atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -177,7 +177,7 @@ def checkpoint_version(state: dict[str, Any]) -> int:
 
 
 def _require_known_version(state: dict[str, Any], where: str) -> int:
-    """The state's format version; a :class:`~dspy_rl.cli.config.ConfigError` if this code cannot read it."""
+    """The state's format version; a :class:`~dspy_rl.config.ConfigError` if this code cannot read it."""
     version = checkpoint_version(state)
     if 1 <= version <= FORMAT_VERSION:
         return version
@@ -194,7 +194,7 @@ def _require_known_version(state: dict[str, Any], where: str) -> int:
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint's state on the CPU, as saved (an older version is not converted: see
     :func:`upgrade_checkpoint`). A checkpoint from a newer dspy-rl, whose layout this code does not know, is a
-    :class:`~dspy_rl.cli.config.ConfigError`."""
+    :class:`~dspy_rl.config.ConfigError`."""
     state = safe_torch_load(path)
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} cannot be loaded: it is not a `dspy-rl train` checkpoint")
@@ -207,7 +207,7 @@ def upgrade_checkpoint(state: dict[str, Any], where: str = "checkpoint") -> dict
 
     A pure function: no Ray, no learner; the input is not modified. A current checkpoint is returned as is.
     Version 1 -> 2 turns each policy's per-tensor Adam states into the flat layout (:func:`flatten_adam_state`).
-    A state that cannot be converted is a :class:`~dspy_rl.cli.config.ConfigError` naming ``where`` and the reason.
+    A state that cannot be converted is a :class:`~dspy_rl.config.ConfigError` naming ``where`` and the reason.
     """
     if _require_known_version(state, where) == FORMAT_VERSION:
         return state

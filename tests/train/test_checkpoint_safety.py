@@ -16,7 +16,7 @@ import torch
 from dspy_rl.grpo.checkpoint import CHECKPOINT_NAME, PREVIOUS_NAME
 from dspy_rl.grpo.checkpoint import load_latest_checkpoint as grpo_load_latest
 from dspy_rl.grpo.checkpoint import save_checkpoint as grpo_save
-from dspy_rl.train import Trainer, load_config
+from dspy_rl.trainer import Trainer, load_config
 from dspy_rl.utils.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, safe_torch_load
 
 from ._helpers import FAST
