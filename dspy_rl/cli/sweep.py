@@ -89,6 +89,8 @@ class SweepConfig:
     resume: bool = False
     #: None: local Ray in-process; "auto": a running cluster
     ray_address: str | None = None
+    #: address of a local Ray instance (None: 127.0.0.1, so no Ray process listens on another interface)
+    node_ip: str | None = None
     #: CPUs of the local Ray instance (None: all)
     num_cpus: int | None = None
     #: write pareto.png
@@ -268,6 +270,8 @@ def run_sweep(cfg: SweepConfig) -> dict[str, Any]:
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
+    from dspy_rl.utils.ray_local import init_ray
+
     space = build_space(cfg)
     trainable = build_trainable(cfg)
     run_dir = Path(
@@ -279,7 +283,7 @@ def run_sweep(cfg: SweepConfig) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
         if cfg.ray_address is None and not os.environ.get("RAY_ADDRESS"):
             kwargs["num_cpus"] = cfg.num_cpus or max(os.cpu_count() or 1, int(math.ceil(cfg.cpus_per_trial)))
-        ray.init(address=cfg.ray_address, **kwargs)
+        init_ray(cfg.ray_address, cfg.node_ip, **kwargs)  # a local instance listens on 127.0.0.1 only
         started = True
     try:
         if cfg.resume:

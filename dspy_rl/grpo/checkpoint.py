@@ -60,7 +60,9 @@ def load_latest_checkpoint(run_dir: str | os.PathLike[str]) -> tuple[Path, dict[
         try:
             state = load_checkpoint(path)
             if not isinstance(state, dict) or "trainer" not in state:
-                raise CheckpointError(f"checkpoint {path} cannot be loaded: it is not a `grpo train` checkpoint")
+                raise CheckpointError(
+                    f"checkpoint {path} cannot be loaded: it is not a `grpo train` checkpoint"
+                )
         except CheckpointError as exc:
             failures.append(str(exc))
             log.warning("%s; trying the previous checkpoint", exc)
@@ -68,6 +70,4 @@ def load_latest_checkpoint(run_dir: str | os.PathLike[str]) -> tuple[Path, dict[
         if failures:
             log.warning("resuming from %s, the newest checkpoint that loads", path)
         return path, state
-    raise CheckpointError(
-        f"no checkpoint of {run_dir} loads: " + ("; ".join(failures) or "it has none")
-    )
+    raise CheckpointError(f"no checkpoint of {run_dir} loads: " + ("; ".join(failures) or "it has none"))

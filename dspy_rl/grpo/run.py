@@ -176,7 +176,9 @@ def train(cfg: GRPOTrainConfig, reward_fn: RewardFn | None = None) -> RunSummary
     resume_step = None
     metrics_rows = None
     if resuming:
-        _, state = load_latest_checkpoint(run_dir)  # falls back to checkpoint.prev.pt if the latest is damaged
+        _, state = load_latest_checkpoint(
+            run_dir
+        )  # falls back to checkpoint.prev.pt if the latest is damaged
         trainer.load_state_dict(state["trainer"])
         sampler.consumed = int(state["sampler_consumed"])
         _set_rng_state(state["rng"], gen)

@@ -284,7 +284,11 @@ def resolve_token(cfg: ServeConfig) -> str | None:
 
 
 def deploy(cfg: ServeConfig, blocking: bool = False) -> DeploymentHandle:
-    """Start Serve on ``cfg.host:cfg.port`` (Ray must be initialized) and run the app; returns the ingress handle."""
+    """Start Serve on ``cfg.host:cfg.port`` and run the app; returns the ingress handle. Ray is started on
+    loopback (:func:`~dspy_rl.utils.ray_local.init_ray`) unless it is already initialized."""
+    from dspy_rl.utils.ray_local import init_ray
+
+    init_ray(cfg.ray_address, cfg.node_ip)
     serve.start(http_options={"host": cfg.host, "port": cfg.port})
     app = build_app(cfg, resolve_token(cfg))
     handle = serve.run(app, name=cfg.app_name, route_prefix=cfg.route_prefix, blocking=blocking)

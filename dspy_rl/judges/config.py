@@ -138,6 +138,8 @@ class ServeConfig:
     """Keep the CLI running until Ctrl-C (false: deploy and return, Serve keeps running in the Ray cluster)."""
     ray_address: str | None = None
     """Ray cluster to connect to (None: start a local one)."""
+    node_ip: str | None = None
+    """Address of a local Ray instance (None: 127.0.0.1, so that no Ray process listens on another interface)."""
     control: dict[str, Any] = field(default_factory=dict)
     """LimiterConfig fields for the adaptive policy and the shedding limiters (mode, base_limit, ...)."""
     judges: dict[str, JudgeSpec] = field(default_factory=dict)

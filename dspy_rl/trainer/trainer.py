@@ -39,6 +39,7 @@ from dspy_rl.utils.checkpoint import (
     save_checkpoint,
     upgrade_checkpoint,
 )
+from dspy_rl.utils.ray_local import init_ray
 from dspy_rl.utils.run_logger import RunLogger
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,7 @@ class Trainer:
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
             if rt.ray_address is None and not os.environ.get("RAY_ADDRESS"):  # not inside `ray job submit`
                 kwargs["num_cpus"] = rt.num_cpus or max(os.cpu_count() or 1, need)
-            ray.init(address=rt.ray_address, **kwargs)
+            init_ray(rt.ray_address, rt.node_ip, **kwargs)  # local Ray listens on 127.0.0.1 only
 
     def _install_signal_handlers(self) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():

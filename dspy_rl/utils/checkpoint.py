@@ -244,6 +244,7 @@ def flatten_adam_state(
     kept. ``shapes``, when given, are the shapes the learner's parameters have, in flat order: the states must match
     them. A state that is already flat (one param) is returned with its moments flattened.
     """
+
     def fail(reason: str) -> ConfigError:
         return ConfigError(
             f"{where}: cannot convert the optimizer state to the flat layout: {reason}; start a new run (the "

@@ -76,7 +76,9 @@ def test_damaged_latest_checkpoint_resumes_from_the_previous_to_the_exact_total(
 ) -> None:
     run = tmp_path / "run"
     marker = tmp_path / "pwned"
-    first = Trainer(load_config([*FAST, f"total_env_steps={3 * PER_ITER}", "checkpoint_every=1", f"run_dir={run}"]))
+    first = Trainer(
+        load_config([*FAST, f"total_env_steps={3 * PER_ITER}", "checkpoint_every=1", f"run_dir={run}"])
+    )
     assert first.run()["env_steps"] == 3 * PER_ITER
     latest = latest_checkpoint(run)
     assert latest is not None and latest.name == "ckpt_0000003.pt"
@@ -87,7 +89,9 @@ def test_damaged_latest_checkpoint_resumes_from_the_previous_to_the_exact_total(
 
     total = 5 * PER_ITER
     with caplog.at_level(logging.WARNING):
-        trainer = Trainer(load_config([*FAST, f"total_env_steps={total}", f"resume={run}", "checkpoint_every=1"]))
+        trainer = Trainer(
+            load_config([*FAST, f"total_env_steps={total}", f"resume={run}", "checkpoint_every=1"])
+        )
     assert trainer.resume_state is not None and trainer.resume_state["env_steps"] == 2 * PER_ITER
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("ckpt_0000003.pt" in w and "cannot be loaded" in w for w in warnings), warnings
