@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dspy_rl.config import require
+from dspy_rl.config import ConfigError, require
+
+#: Most envs one VecToolEnv holds (the Rust core refuses more the same way): beyond it, the per-env state of a
+#: default suite runs to gigabytes, and one EnvRunner cannot step them in a useful time anyway.
+MAX_NUM_ENVS = 1 << 20
 
 
 @dataclass
@@ -30,8 +34,19 @@ class EnvConfig:
             self.backend,
             "'rust', 'python' or 'auto'",
         )
-        require(self.num_envs >= 1, "env.num_envs", self.num_envs, "an integer >= 1")
+        require(
+            1 <= self.num_envs <= MAX_NUM_ENVS,
+            "env.num_envs",
+            self.num_envs,
+            f"an integer in [1, {MAX_NUM_ENVS}]",
+        )
         require(self.num_threads >= 0, "env.num_threads", self.num_threads, "an integer >= 0")
+        from dspy_rl.envs.suite import SuiteError, resolve_suite
+
+        try:
+            resolve_suite(self.suite)
+        except SuiteError as exc:
+            raise ConfigError(f"env.suite={self.suite!r} is not allowed: {exc}") from None
         require(
             self.invalid_action in ("error", "penalty"),
             "env.invalid_action",

@@ -39,6 +39,7 @@ from dspy_rl.utils.checkpoint import (
     save_checkpoint,
     upgrade_checkpoint,
 )
+from dspy_rl.utils.finite import nonfinite_terms, raise_if_nonfinite
 from dspy_rl.utils.ray_local import init_ray
 from dspy_rl.utils.run_logger import RunLogger
 
@@ -294,6 +295,13 @@ class Trainer:
                 t1 = time.perf_counter()
                 train_metrics = learners.update(batch)
                 t_learn = time.perf_counter() - t1
+                if nonfinite_terms(train_metrics):  # stop before logging or checkpointing the NaN state
+                    good = latest_checkpoint(self.run_dir)
+                    raise_if_nonfinite(
+                        train_metrics,
+                        f"iteration {iteration + 1} (env steps {env_steps}-{env_steps + new_steps})",
+                        f"the last good checkpoint {good} is kept" if good else "no checkpoint was written",
+                    )
                 env_steps += new_steps
                 iteration += 1
                 stats = [r["stats"] for r in rollouts]
