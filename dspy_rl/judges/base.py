@@ -9,7 +9,6 @@ with a synchronous ``score_batch``; the Serve layer (:mod:`dspy_rl.judges.app`) 
 from __future__ import annotations
 
 import math
-
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable

@@ -35,7 +35,7 @@ from hydra.core.config_store import ConfigStore
 
 from dspy_rl.config import compose, require, to_object
 from dspy_rl.traces.spans import Span
-from dspy_rl.traces.store import TRACE_END, TraceStore
+from dspy_rl.traces.store import TRACE_END, TraceStore, check_store_path
 from dspy_rl.utils.atomic import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
@@ -276,6 +276,7 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
+    check_store_path(cfg.db, "db")  # a file that is not SQLite: one line, before any work
     with TraceStore(cfg.db) as store:
         report = mine(store, cfg)
     print(json.dumps(dataclasses.asdict(report), indent=1))
