@@ -5,10 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dspy_rl.config import ConfigError, require
-
-#: Most envs one VecToolEnv holds (the Rust core refuses more the same way): beyond it, the per-env state of a
-#: default suite runs to gigabytes, and one EnvRunner cannot step them in a useful time anyway.
-MAX_NUM_ENVS = 1 << 20
+from dspy_rl.envs.reference import MAX_NUM_ENVS  # the Rust core refuses more the same way
 
 
 @dataclass
