@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Kafka ingest (`stream ingest`) and continuous training (`stream train`)",
     ),
     "sweep": ("dspy_rl.cli.sweep", "cost-aware hyperparameter sweep with Ray Tune"),
+    "shell": ("dspy_rl.cli.shell", "real commands in the namespace sandbox: `shell exec --workspace DIR -- CMD`"),
     "submit": ("dspy_rl.cli.submit", "submit a command as a Ray job: `dspy-rl submit -- train <overrides>`"),
 }
 

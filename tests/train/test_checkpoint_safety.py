@@ -13,11 +13,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from dspy_rl.grpo.checkpoint import CHECKPOINT_NAME, PREVIOUS_NAME
-from dspy_rl.grpo.checkpoint import load_latest_checkpoint as grpo_load_latest
-from dspy_rl.grpo.checkpoint import save_checkpoint as grpo_save
 from dspy_rl.trainer import Trainer, load_config
-from dspy_rl.utils.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, safe_torch_load
+from dspy_rl.utils.checkpoint import (
+    CheckpointError,
+    latest_checkpoint,
+    load_checkpoint,
+    load_latest_checkpoint,
+    safe_torch_load,
+    save_checkpoint,
+)
 
 from ._helpers import FAST
 
@@ -117,19 +121,18 @@ def test_no_loadable_checkpoint_is_one_line_naming_each_file(tmp_path: Path) -> 
     assert "\n" not in str(err.value) and "ckpt_0000001.pt" in str(err.value)
 
 
-def test_text_grpo_checkpoint_falls_back_to_the_previous_one(tmp_path: Path, caplog) -> None:
-    path = tmp_path / CHECKPOINT_NAME
-    grpo_save(path, {"trainer": {"step": 1}, "w": torch.ones(3)})
-    grpo_save(path, {"trainer": {"step": 2}, "w": torch.ones(3)})
-    assert (tmp_path / PREVIOUS_NAME).is_file()
-    assert grpo_load_latest(tmp_path)[1]["trainer"]["step"] == 2
+def test_text_grpo_state_falls_back_to_the_previous_checkpoint(tmp_path: Path, caplog) -> None:
+    """Text GRPO runs write the same checkpoints/ckpt_<step>.pt (plain dicts without ``learner``)."""
+    save_checkpoint(tmp_path, 1, {"trainer": {"step": 1}, "w": torch.ones(3)})
+    save_checkpoint(tmp_path, 2, {"trainer": {"step": 2}, "w": torch.ones(3)})
+    assert load_latest_checkpoint(tmp_path)[1]["trainer"]["step"] == 2
     marker = tmp_path / "pwned"
-    _malicious(path, marker)
+    _malicious(latest_checkpoint(tmp_path), marker)
     with caplog.at_level(logging.WARNING):
-        found, state = grpo_load_latest(tmp_path)
-    assert found.name == PREVIOUS_NAME and state["trainer"]["step"] == 1
+        found, state = load_latest_checkpoint(tmp_path)
+    assert found.name == "ckpt_0000001.pt" and state["trainer"]["step"] == 1
     assert not marker.exists()
-    assert any(CHECKPOINT_NAME in r.getMessage() for r in caplog.records)
-    os.truncate(tmp_path / PREVIOUS_NAME, 10)
+    assert any("ckpt_0000002.pt" in r.getMessage() for r in caplog.records)
+    os.truncate(found, 10)
     with pytest.raises(CheckpointError, match="no checkpoint of"):
-        grpo_load_latest(tmp_path)
+        load_latest_checkpoint(tmp_path)

@@ -15,7 +15,6 @@ import dspy_rl.learners.grpo_env as grpo_env
 import dspy_rl.learners.ppo as ppo
 from dspy_rl.cli import main as cli_main
 from dspy_rl.config import ConfigError, compose, to_object
-from dspy_rl.grpo.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from dspy_rl.grpo.config import GRPOTrainConfig
 from dspy_rl.trainer import Trainer, load_config
 from dspy_rl.utils.checkpoint import latest_checkpoint
@@ -131,11 +130,13 @@ def test_nan_loss_stops_text_grpo_before_the_optimizer_step(
 
     _poison(monkeypatch, text_grpo_trainer, "grpo_loss", "pg_loss", when)
     argv = ["grpo", "train", f"dataset={_groups(tmp_path / 'g.jsonl')}", "steps=10", "model=bow", f"run_dir={run}",
-            "ckpt_every=1", "batch_groups=2", "progress=false", "torch_threads=1", "tensorboard=false"]  # fmt: skip
+            "ckpt_every=1", "batch_groups=2", "logging.progress_bar=false", "torch_threads=1", "logging.tensorboard=false"]  # fmt: skip
     assert cli_main(argv) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "stopped: non-finite training values at step 4" in err
     assert "pg_loss=nan" in err and "loss=nan" in err
-    state = load_checkpoint(run / CHECKPOINT_NAME)
+    ckpt = latest_checkpoint(run)
+    assert ckpt is not None and ckpt.name == "ckpt_0000003.pt"
+    state = load_train_checkpoint(ckpt)
     assert state["trainer"]["step"] == 3
     assert all(torch.isfinite(v).all() for v in state["trainer"]["policy"].values())
