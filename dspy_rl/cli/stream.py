@@ -4,6 +4,7 @@ dspy-rl stream ingest stream=kafka ingest.idle_timeout_s=30     # Kafka -> trace
 dspy-rl stream ingest                                           # the embedded JSONL sample -> trace store
 dspy-rl stream train --continuous --max-iterations 5            # ingest -> mine -> GRPO -> agent.metrics
 dspy-rl stream train --continuous stream=kafka                  # the same loop on the broker
+dspy-rl stream auto --period-sec 600 --hours 48 --min-groups 32 --hierarchical --port 0  # cycles, HTTP control
 dspy-rl stream produce stream=kafka stream.events_file=ev.jsonl  # publish a JSONL file of events to Kafka
 dspy-rl stream export --out traces_export                        # traces/YYYYMMDD/<agent>/<trace>.json
 """
@@ -36,8 +37,19 @@ ALIASES = {
     "level": "mine.level",
     "idle_timeout": "ingest.idle_timeout_s",
     "max_events": "ingest.max_events",
+    "period_sec": "auto.period_sec",
+    "min_groups": "auto.min_groups",
+    "hierarchical": "auto.hierarchical",
+    "apply_policy": "auto.apply_policy",
+    "workspace": "auto.workspace",
+    "state_dir": "auto.state_dir",
+    "max_cycles": "auto.max_cycles",
+    "port": "auto.http_port",
+    "token": "auto.http_token",
+    "paused": "auto.paused",
+    "model": "train.model",
 }
-SUBCOMMANDS = ("ingest", "train", "produce", "export")
+SUBCOMMANDS = ("ingest", "train", "auto", "produce", "export")
 
 
 def _on_stop(callback: Callable[[], None]) -> None:
@@ -190,6 +202,67 @@ def _train(cfg: StreamConfig) -> int:
     return 0
 
 
+def _auto(cfg: StreamConfig) -> int:
+    from dataclasses import asdict
+
+    from dspy_rl.stream.apply_policy import check_available
+    from dspy_rl.stream.auto import AutoOptions, AutoRunner
+    from dspy_rl.stream.control import ControlServer
+    from dspy_rl.stream.level_trainer import LevelTrainOptions
+    from dspy_rl.traces.mining import LEVELS
+
+    a = cfg.auto
+    if a.apply_policy:
+        reason = check_available(a.workspace)
+        if reason is not None:
+            print(f"dspy-rl stream auto: {reason}", file=sys.stderr)
+            return 2
+    t = cfg.train
+    options = AutoOptions(
+        store=cfg.store,
+        state_dir=a.state_dir,
+        levels=list(LEVELS) if a.hierarchical else [cfg.mine.level],
+        period_sec=a.period_sec,
+        hours=cfg.mine.hours,
+        min_groups=a.min_groups,
+        min_candidates=cfg.mine.min_candidates,
+        max_candidates=cfg.mine.max_candidates,
+        max_cycles=a.max_cycles,
+        keep_group_files=a.keep_group_files,
+        paused=a.paused,
+        apply_policy=a.apply_policy,
+        workspace=a.workspace,
+        guard=cfg.guard,
+        train=LevelTrainOptions(
+            **{k: v for k, v in asdict(t).items() if k in LevelTrainOptions.__dataclass_fields__}
+        ),
+        synchronous=cfg.synchronous,
+    )
+    try:
+        runner = AutoRunner(options)
+    except ValueError as exc:
+        print(f"dspy-rl stream auto: {exc}", file=sys.stderr)
+        return 2
+    server = None
+    if a.http_port is not None:
+        try:
+            server = ControlServer(runner, a.http_host, a.http_port, a.http_token)
+        except OSError as exc:
+            print(f"dspy-rl stream auto: cannot serve the control API on {a.http_host}:{a.http_port} ({exc}); "
+                  "pick another auto.http_port (0: a free one)", file=sys.stderr)  # fmt: skip
+            return 2
+        print(json.dumps({"control": server.url, "state_dir": a.state_dir}), flush=True)
+    _on_stop(runner.stop)
+    try:
+        cycles = runner.run()
+    finally:
+        if server is not None:
+            server.close()
+    print(json.dumps({"state_dir": a.state_dir, "cycles_run": cycles, "cycle": runner.state["cycle"],
+                      "last_cycle": runner.state.get("last_cycle")}, default=str))  # fmt: skip
+    return 0
+
+
 def _produce(cfg: StreamConfig) -> int:
     from dspy_rl.stream.bus import BusSink, KafkaBus
     from dspy_rl.stream.file_source import SAMPLE_EVENTS
@@ -270,6 +343,8 @@ def main(argv: list[str]) -> int:
         return _ingest(cfg)
     if sub == "train":
         return _train(cfg)
+    if sub == "auto":
+        return _auto(cfg)
     if sub == "produce":
         return _produce(cfg)
     return _export(cfg, out)

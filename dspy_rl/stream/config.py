@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from hydra.core.config_store import ConfigStore
 
 from dspy_rl.config import require
+from dspy_rl.system.guard import GuardConfig
 from dspy_rl.traces.mining import LEVELS
 from dspy_rl.traces.store import SYNCHRONOUS_MODES
 
@@ -134,13 +135,76 @@ class LoopTrainSettings:
     """Optimizer steps per iteration."""
     seed: int = 0
     """Seed for group sampling and initialization."""
+    model: str = "bow"
+    """Text policy: ``bow`` (bag-of-words), ``tiny-gpt2`` (a small GPT-2 built from a config over the mined
+    texts), or a local bow / Hugging Face model directory."""
+    device: str = "cpu"
+    """Device of the text policy: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``."""
+    keep_checkpoints: int = 3
+    """Checkpoints kept per level (``ckpts_<level>/``)."""
 
     def __post_init__(self) -> None:
         require(self.batch_groups >= 1, "train.batch_groups", self.batch_groups, "an int >= 1")
+        require(bool(self.model), "train.model", self.model, "bow, tiny-gpt2 or a model directory")
+        require(
+            self.device in ("cpu", "auto") or self.device.startswith("cuda"),
+            "train.device",
+            self.device,
+            "'cpu', 'auto', 'cuda' or 'cuda:N'",
+        )
+        require(self.keep_checkpoints >= 1, "train.keep_checkpoints", self.keep_checkpoints, "an int >= 1")
         require(self.lr > 0, "train.lr", self.lr, "a float > 0")
         require(self.kl_target >= 0, "train.kl_target", self.kl_target, "a float >= 0")
         require(self.kl_warmup >= 0, "train.kl_warmup", self.kl_warmup, "an int >= 0")
         require(self.updates_per_batch >= 1, "train.updates_per_batch", self.updates_per_batch, "an int >= 1")
+
+
+@dataclass
+class AutoSettings:
+    """``dspy-rl stream auto``: mine + train cycles on a cadence (dspy_rl/stream/auto.py)."""
+
+    period_sec: float = 600.0
+    """Seconds from the start of one cycle to the start of the next."""
+    min_groups: int = 32
+    """A level trains only once this many new groups are mined; fewer wait (accumulate) for a later cycle."""
+    hierarchical: bool = False
+    """Train one policy per level (global, signature, patch), each in ``ckpts_<level>/``; false: ``mine.level``."""
+    state_dir: str = "runs/auto"
+    """state.json, cycles.jsonl, control.json, groups/ and ckpts_<level>/ (a restart resumes from here)."""
+    max_cycles: int | None = None
+    """Exit once this many cycles are committed in the state dir (null: run until SIGTERM)."""
+    keep_group_files: int = 3
+    """Mined group files kept (per level, newest cycles); older ones are deleted."""
+    paused: bool = False
+    """Start paused: serve the HTTP control and wait for ``POST /start``."""
+    http_port: int | None = None
+    """Port of the control API on ``http_host`` (0: a free port, written to control.json; null: no API)."""
+    http_host: str = "127.0.0.1"
+    """Interface of the control API (loopback unless you mean it)."""
+    http_token: str | None = None
+    """Bearer token the control API requires (null: none; default from $DSPY_RL_AUTO_TOKEN)."""
+    apply_policy: bool = False
+    """After a trained cycle, run ``dspy-rl grpo apply-policy`` on ``workspace`` (needs issue 16's command)."""
+    workspace: str | None = None
+    """The agent workspace ``--apply-policy`` writes the policy into."""
+
+    def __post_init__(self) -> None:
+        require(self.period_sec >= 0, "auto.period_sec", self.period_sec, "a float >= 0")
+        require(self.min_groups >= 1, "auto.min_groups", self.min_groups, "an int >= 1")
+        require(bool(self.state_dir), "auto.state_dir", self.state_dir, "a directory")
+        require(
+            self.max_cycles is None or self.max_cycles >= 1,
+            "auto.max_cycles",
+            self.max_cycles,
+            "null or >= 1",
+        )
+        require(self.keep_group_files >= 1, "auto.keep_group_files", self.keep_group_files, "an int >= 1")
+        require(
+            self.http_port is None or 0 <= self.http_port <= 65535,
+            "auto.http_port",
+            self.http_port,
+            "null or a port in [0, 65535] (0: a free port)",
+        )
 
 
 @dataclass
@@ -171,6 +235,10 @@ class StreamConfig:
     """GRPO update of each iteration."""
     publish_metrics: bool = True
     """Publish each iteration's metrics to agent.metrics (Kafka, or <run_dir>/bus/agent.metrics.jsonl)."""
+    guard: GuardConfig = field(default_factory=GuardConfig)
+    """Capacity guard: checked before ``stream train`` and before every ``stream auto`` cycle."""
+    auto: AutoSettings = field(default_factory=AutoSettings)
+    """``stream auto`` settings."""
 
     def __post_init__(self) -> None:
         require(bool(self.store), "store", self.store, "a path to the SQLite trace store")
