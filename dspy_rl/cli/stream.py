@@ -4,6 +4,7 @@ dspy-rl stream ingest stream=kafka ingest.idle_timeout_s=30     # Kafka -> trace
 dspy-rl stream ingest                                           # the embedded JSONL sample -> trace store
 dspy-rl stream train --continuous --max-iterations 5            # ingest -> mine -> GRPO -> agent.metrics
 dspy-rl stream train --continuous stream=kafka                  # the same loop on the broker
+dspy-rl stream train --rl-steps 4096 --grpo-steps 4 --continuous --max-iterations 3 --model tiny-gpt2  # PPO + GRPO
 dspy-rl stream auto --period-sec 600 --hours 48 --min-groups 32 --hierarchical --port 0  # cycles, HTTP control
 dspy-rl stream produce stream=kafka stream.events_file=ev.jsonl  # publish a JSONL file of events to Kafka
 dspy-rl stream export --out traces_export                        # traces/YYYYMMDD/<agent>/<trace>.json
@@ -48,6 +49,8 @@ ALIASES = {
     "token": "auto.http_token",
     "paused": "auto.paused",
     "model": "train.model",
+    "rl_steps": "rl_steps",
+    "grpo_steps": "grpo_steps",
 }
 SUBCOMMANDS = ("ingest", "train", "auto", "produce", "export")
 
@@ -125,6 +128,9 @@ def _train(cfg: StreamConfig) -> int:
     from dspy_rl.traces.store import TraceStore
 
     run_dir = Path(cfg.run_dir or Path("runs") / "stream" / time.strftime("%Y%m%d-%H%M%S"))
+    from dspy_rl.system.guard import enforce
+
+    enforce(cfg.guard, run_dir, what="stream train run")
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(_as_dict(cfg), indent=1))
     store = TraceStore(cfg.store, synchronous=cfg.synchronous)
@@ -164,13 +170,23 @@ def _train(cfg: StreamConfig) -> int:
         t = cfg.train
         trainer = TextGRPOIteration(
             run_dir,
+            level=cfg.mine.level,
+            steps=cfg.grpo_steps,
+            model=t.model,
+            device=t.device,
             batch_groups=t.batch_groups,
             lr=t.lr,
             kl_target=t.kl_target,
             kl_warmup=t.kl_warmup,
             updates_per_batch=t.updates_per_batch,
             seed=t.seed,
+            keep_checkpoints=t.keep_checkpoints,
         )
+        rl_phase = None
+        if cfg.rl_steps > 0:
+            from dspy_rl.stream.rl_phase import PPOPhase
+
+            rl_phase = PPOPhase(run_dir / "rl", cfg.rl_steps, cfg.rl_overrides)
         mine_cfg = MineConfig(
             db=cfg.store,
             out=str(run_dir / "groups.jsonl"),
@@ -188,6 +204,8 @@ def _train(cfg: StreamConfig) -> int:
             mine_config=mine_cfg,
             bus=bus if cfg.publish_metrics else None,
             should_stop=lambda: stop["requested"],
+            rl_phase=rl_phase,
+            keep_group_files=cfg.keep_group_files,
         )
     finally:
         for close in reversed(closers):
@@ -228,7 +246,7 @@ def _auto(cfg: StreamConfig) -> int:
         min_candidates=cfg.mine.min_candidates,
         max_candidates=cfg.mine.max_candidates,
         max_cycles=a.max_cycles,
-        keep_group_files=a.keep_group_files,
+        keep_group_files=cfg.keep_group_files,
         paused=a.paused,
         apply_policy=a.apply_policy,
         workspace=a.workspace,

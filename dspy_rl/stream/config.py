@@ -173,8 +173,6 @@ class AutoSettings:
     """state.json, cycles.jsonl, control.json, groups/ and ckpts_<level>/ (a restart resumes from here)."""
     max_cycles: int | None = None
     """Exit once this many cycles are committed in the state dir (null: run until SIGTERM)."""
-    keep_group_files: int = 3
-    """Mined group files kept (per level, newest cycles); older ones are deleted."""
     paused: bool = False
     """Start paused: serve the HTTP control and wait for ``POST /start``."""
     http_port: int | None = None
@@ -198,7 +196,6 @@ class AutoSettings:
             self.max_cycles,
             "null or >= 1",
         )
-        require(self.keep_group_files >= 1, "auto.keep_group_files", self.keep_group_files, "an int >= 1")
         require(
             self.http_port is None or 0 <= self.http_port <= 65535,
             "auto.http_port",
@@ -237,6 +234,15 @@ class StreamConfig:
     """Publish each iteration's metrics to agent.metrics (Kafka, or <run_dir>/bus/agent.metrics.jsonl)."""
     guard: GuardConfig = field(default_factory=GuardConfig)
     """Capacity guard: checked before ``stream train`` and before every ``stream auto`` cycle."""
+    rl_steps: int = 0
+    """`stream train`: PPO env steps in the simulator per iteration (``dspy-rl train`` continued in
+    <run_dir>/rl; 0: no PPO phase)."""
+    rl_overrides: list[str] = field(default_factory=lambda: ["runtime.num_env_runners=0"])
+    """`stream train`: Hydra overrides of conf/train.yaml for the PPO phase (e.g. ``env=easy``, ``env.num_envs=64``)."""
+    grpo_steps: int | None = 1
+    """`stream train`: GRPO updates per iteration on its mined groups (null: one pass over them)."""
+    keep_group_files: int = 3
+    """Mined group files kept (newest iterations / cycles); older ones are deleted."""
     auto: AutoSettings = field(default_factory=AutoSettings)
     """``stream auto`` settings."""
 
@@ -251,6 +257,14 @@ class StreamConfig:
         require(self.max_iterations >= 1, "max_iterations", self.max_iterations, "an int >= 1")
         require(self.iteration_events >= 1, "iteration_events", self.iteration_events, "an int >= 1")
         require(self.iteration_seconds > 0, "iteration_seconds", self.iteration_seconds, "a float > 0")
+        require(self.rl_steps >= 0, "rl_steps", self.rl_steps, "an int >= 0 (0: no PPO phase)")
+        require(
+            self.grpo_steps is None or self.grpo_steps >= 1,
+            "grpo_steps",
+            self.grpo_steps,
+            "null or an int >= 1",
+        )
+        require(self.keep_group_files >= 1, "keep_group_files", self.keep_group_files, "an int >= 1")
 
 
 ConfigStore.instance().store(group="schema", name="stream", node=StreamConfig)

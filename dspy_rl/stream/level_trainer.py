@@ -148,9 +148,12 @@ class LevelTrainer:
         return path
 
     # -- training ---------------------------------------------------------------------------------------
-    def train(self, groups: list[Any], *, cycle: int, cursor: int) -> dict[str, Any]:
-        """One pass of GRPO updates over ``groups`` (batches of ``batch_groups``), then a checkpoint that
-        records ``cycle`` and ``cursor``; returns the cycle's mean metrics."""
+    def train(
+        self, groups: list[Any], *, cycle: int, cursor: int = 0, steps: int | None = None
+    ) -> dict[str, Any]:
+        """GRPO updates on ``groups`` in batches of ``batch_groups``: one pass over them (``steps=None``) or
+        ``steps`` batches (cycling through reshuffled passes); then a checkpoint that records ``cycle`` and
+        ``cursor``. Returns the cycle's mean metrics."""
         from dspy_rl.grpo.dataset import flatten_groups
         from dspy_rl.system.stats import usage_metrics
         from dspy_rl.utils.run_status import write_status
@@ -164,15 +167,22 @@ class LevelTrainer:
         rng.shuffle(order)
         rows: list[dict[str, Any]] = []
         t0 = time.perf_counter()
-        for i in range(0, len(order), self.opt.batch_groups):
-            batch = order[i : i + self.opt.batch_groups]
+        batches = [order[i : i + self.opt.batch_groups] for i in range(0, len(order), self.opt.batch_groups)]
+        if steps is not None and batches:
+            while len(batches) < steps:
+                rng.shuffle(order)
+                batches += [
+                    order[i : i + self.opt.batch_groups] for i in range(0, len(order), self.opt.batch_groups)
+                ]
+            batches = batches[:steps]
+        for batch in batches:
             prompts, texts, rewards, gids = flatten_groups(batch)
             responses = [self.policy.tokenize_response(t) for t in texts]
             rows.append(self.trainer.update(prompts, responses, rewards, gids))
         self.progress.update(
             cycle=cycle,
             cursor=cursor,
-            groups_trained=self.progress["groups_trained"] + len(groups),
+            groups_trained=self.progress["groups_trained"] + len(trainable),
             updates=self.progress["updates"] + len(rows),
         )
         metrics: dict[str, Any] = {
