@@ -34,6 +34,7 @@ ALIASES = {
     "events_file": "stream.events_file",
     "topic_prefix": "stream.topic_prefix",
     "group_id": "stream.group_id",
+    "client": "stream.client",
     "hours": "mine.hours",
     "level": "mine.level",
     "idle_timeout": "ingest.idle_timeout_s",
@@ -82,6 +83,7 @@ def _ingest_config(cfg: StreamConfig, **overrides: Any) -> Any:
         max_seconds=cfg.ingest.max_seconds,
         metrics_interval_s=cfg.ingest.metrics_interval_s,
         session_timeout_ms=cfg.ingest.session_timeout_ms,
+        client=cfg.stream.client,
         **overrides,
     )
 
@@ -122,7 +124,7 @@ def _ingest(cfg: StreamConfig) -> int:
 
 
 def _train(cfg: StreamConfig) -> int:
-    from dspy_rl.stream.bus import FileBus, KafkaBus
+    from dspy_rl.stream.bus import FileBus, make_bus
     from dspy_rl.stream.continuous import TextGRPOIteration, run_continuous
     from dspy_rl.traces.mining import MineConfig
     from dspy_rl.traces.store import TraceStore
@@ -140,7 +142,9 @@ def _train(cfg: StreamConfig) -> int:
         if cfg.stream.kind == "kafka":
             from dspy_rl.stream.ingest import KafkaIngester
 
-            bus: Any = KafkaBus(str(cfg.stream.bootstrap_servers), topic_prefix=cfg.stream.topic_prefix)
+            bus: Any = make_bus(
+                str(cfg.stream.bootstrap_servers), cfg.stream.client, topic_prefix=cfg.stream.topic_prefix
+            )
             ingester = KafkaIngester(store, _ingest_config(cfg), dlq_bus=bus)
             closers.append(ingester.close)
 
@@ -282,7 +286,7 @@ def _auto(cfg: StreamConfig) -> int:
 
 
 def _produce(cfg: StreamConfig) -> int:
-    from dspy_rl.stream.bus import BusSink, KafkaBus
+    from dspy_rl.stream.bus import BusSink, make_bus
     from dspy_rl.stream.file_source import SAMPLE_EVENTS
     from dspy_rl.traces.spans import MalformedEvent, parse_event
 
@@ -291,7 +295,9 @@ def _produce(cfg: StreamConfig) -> int:
     if not path.is_file():
         print(f"dspy-rl stream produce: events file {str(path)!r} does not exist", file=sys.stderr)
         return 2
-    sink = BusSink(KafkaBus(str(cfg.stream.bootstrap_servers), topic_prefix=cfg.stream.topic_prefix))
+    sink = BusSink(
+        make_bus(str(cfg.stream.bootstrap_servers), cfg.stream.client, topic_prefix=cfg.stream.topic_prefix)
+    )
     sent = skipped = 0
     with path.open("rb") as f:
         for lineno, raw in enumerate(f, start=1):

@@ -30,6 +30,9 @@ class SourceConfig:
     """Kafka: consumer group id."""
     events_file: str | None = None
     """File: JSONL of span events; null uses the embedded sample."""
+    client: str = "auto"
+    """Kafka client library for ingest and publish: ``confluent`` (librdkafka), ``kafka-python``, or ``auto``
+    (confluent when installed)."""
 
     def __post_init__(self) -> None:
         require(self.kind in ("kafka", "file"), "stream.kind", self.kind, "'kafka' or 'file'")
@@ -40,6 +43,12 @@ class SourceConfig:
             "host:port of the broker (e.g. 127.0.0.1:9092) when stream.kind=kafka",
         )
         require(bool(self.group_id), "stream.group_id", self.group_id, "a non-empty consumer group id")
+        require(
+            self.client in ("auto", "confluent", "kafka-python"),
+            "stream.client",
+            self.client,
+            "auto, confluent or kafka-python",
+        )
 
 
 @dataclass
