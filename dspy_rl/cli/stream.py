@@ -363,6 +363,14 @@ def main(argv: list[str]) -> int:
                 rest = rest[:i] + rest[i + 1 :]
                 break
     cfg: StreamConfig = to_object(compose("stream", rest, ALIASES), StreamConfig)
+    if cfg.stream.kind == "kafka" and sub in ("ingest", "train", "produce"):
+        from dspy_rl.stream.broker import BrokerUnavailable, wait_for_broker
+
+        try:
+            wait_for_broker(str(cfg.stream.bootstrap_servers), cfg.ingest.broker_wait_s)
+        except BrokerUnavailable as exc:
+            print(f"dspy-rl stream {sub}: {exc}", file=sys.stderr)
+            return 2
     if sub == "ingest":
         return _ingest(cfg)
     if sub == "train":

@@ -114,7 +114,9 @@ def resolve_client(client: str) -> str:
     if client == "auto":
         return "confluent" if available() else "kafka-python"
     if client == "confluent" and not available():
-        raise ValueError("stream.client=confluent but confluent-kafka is not installed (pip install confluent-kafka)")
+        raise ValueError(
+            "stream.client=confluent but confluent-kafka is not installed (pip install confluent-kafka)"
+        )
     return client
 
 

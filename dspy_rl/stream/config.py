@@ -73,6 +73,8 @@ class IngestSettings:
     """Consumer-group session timeout: how soon a crashed ingester's partitions move to a live one."""
     metrics_interval_s: float = 5.0
     """Log (and append to <run_dir>/ingest_metrics.jsonl) metrics this often."""
+    broker_wait_s: float = 60.0
+    """Kafka: at start, how long to retry a broker that is down (1, 2, 4, 8, 15, 30 s apart) before giving up."""
 
     def __post_init__(self) -> None:
         require(self.workers >= 1, "ingest.workers", self.workers, "an int >= 1")
@@ -101,6 +103,7 @@ class IngestSettings:
         require(
             self.metrics_interval_s > 0, "ingest.metrics_interval_s", self.metrics_interval_s, "a float > 0"
         )
+        require(self.broker_wait_s >= 0, "ingest.broker_wait_s", self.broker_wait_s, "a float >= 0")
 
 
 @dataclass

@@ -145,7 +145,9 @@ class ConfluentConsumer:
             raise CommitFailedError(str(exc)) from exc
         failed = [p for p in results or [] if p.error is not None]
         if failed:
-            raise CommitFailedError(f"{len(failed)} partition offsets not committed; first: {failed[0].error}")
+            raise CommitFailedError(
+                f"{len(failed)} partition offsets not committed; first: {failed[0].error}"
+            )
 
     def close(self, autocommit: bool = False) -> None:
         self._consumer.close()

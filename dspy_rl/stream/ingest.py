@@ -113,7 +113,11 @@ class IngestConfig:
             (self.max_events is None or self.max_events >= 1, "max_events", "None or an int >= 1"),
             (self.metrics_interval_s > 0, "metrics_interval_s", "a float > 0"),
             (self.session_timeout_ms >= 6000, "session_timeout_ms", "an int >= 6000 (the broker's minimum)"),
-            (self.client in ("auto", "confluent", "kafka-python"), "client", "auto, confluent or kafka-python"),
+            (
+                self.client in ("auto", "confluent", "kafka-python"),
+                "client",
+                "auto, confluent or kafka-python",
+            ),
         )
         for ok, key, allowed in checks:
             if not ok:
