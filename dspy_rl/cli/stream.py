@@ -124,7 +124,8 @@ def _ingest(cfg: StreamConfig) -> int:
 
 
 def _train(cfg: StreamConfig) -> int:
-    from dspy_rl.stream.bus import FileBus, make_bus
+    from dspy_rl.stream.bus import FileBus
+    from dspy_rl.stream.clients import make_bus
     from dspy_rl.stream.continuous import TextGRPOIteration, run_continuous
     from dspy_rl.traces.mining import MineConfig
     from dspy_rl.traces.store import TraceStore
@@ -286,7 +287,8 @@ def _auto(cfg: StreamConfig) -> int:
 
 
 def _produce(cfg: StreamConfig) -> int:
-    from dspy_rl.stream.bus import BusSink, make_bus
+    from dspy_rl.stream.bus import BusSink
+    from dspy_rl.stream.clients import make_bus
     from dspy_rl.stream.file_source import SAMPLE_EVENTS
     from dspy_rl.traces.spans import MalformedEvent, parse_event
 

@@ -15,13 +15,11 @@ SUBCOMMAND = "apply-policy"
 
 
 def available() -> bool:
-    """Whether ``dspy-rl grpo apply-policy`` exists in this installation."""
-    from dspy_rl.cli import grpo
-
-    subcommands = getattr(grpo, "SUBCOMMANDS", None)
-    if subcommands is not None:
-        return SUBCOMMAND in subcommands
-    return f"  {SUBCOMMAND} " in getattr(grpo, "USAGE", "")
+    """Whether ``dspy-rl grpo apply-policy`` exists in this installation (asks the command's own usage text,
+    as a driver may not import the commands layer)."""
+    proc = subprocess.run([sys.executable, "-m", "dspy_rl", "grpo", "--help"], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    return SUBCOMMAND in proc.stdout
 
 
 def check_available(workspace: str | None) -> str | None:

@@ -40,7 +40,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dspy_rl.stream.bus import EventBus, make_bus, resolve_client
+from dspy_rl.stream.bus import EventBus
+from dspy_rl.stream.clients import make_bus, resolve_client
 from dspy_rl.traces.spans import INGEST_TOPICS, TOPIC_DLQ, MalformedEvent, decode_event_row
 from dspy_rl.traces.store import TraceStore
 
