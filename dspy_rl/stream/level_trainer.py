@@ -104,8 +104,8 @@ class LevelTrainer:
         import torch
 
         from dspy_rl.grpo.policy import build_policy, load_policy
-        from dspy_rl.utils.device import resolve_device
         from dspy_rl.grpo.trainer import GRPOTextTrainer
+        from dspy_rl.utils.device import resolve_device
 
         model_dir = self.dir / "model"
         if (model_dir / ".complete").is_file():
