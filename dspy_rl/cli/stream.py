@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import logging
+import os
 import signal
 import sys
 import time
