@@ -22,6 +22,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(render(__doc__, "train", TrainConfig))
         return 0
     cfg = load_config(argv)
+    from dspy_rl.system.guard import enforce
+
+    enforce(cfg.guard, cfg.resume or cfg.run_dir or "runs", what="train run")
     result = Trainer(cfg).run()
     reached = result["reached_0.9"]
     milestone = (

@@ -8,6 +8,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 
 from dspy_rl.config import require
+from dspy_rl.system.guard import GuardConfig
 from dspy_rl.utils.run_logger import LoggingConfig
 
 
@@ -93,6 +94,8 @@ class GRPOTrainConfig:
     """Write an (atomic) checkpoint every this many steps, and at the end."""
     eval_every: int = 0
     """Online mode: every this many steps, mean reward of one sampled completion per task prompt; 0 disables."""
+    guard: GuardConfig = field(default_factory=GuardConfig)
+    """Capacity guard checked before the run starts (free disk at the run directory, RAM, VRAM)."""
 
     def __post_init__(self) -> None:
         require(self.mode in ("offline", "online"), "mode", self.mode, "'offline' or 'online'")

@@ -40,6 +40,7 @@ from dspy_rl.utils.checkpoint import latest_checkpoint, load_latest_checkpoint, 
 from dspy_rl.utils.device import resolve_device as _resolve_device
 from dspy_rl.utils.run_dir import new_run_dir, write_config
 from dspy_rl.utils.run_logger import Panel, RunLogger
+from dspy_rl.utils.run_status import write_status
 
 logger = logging.getLogger(__name__)
 
@@ -224,6 +225,7 @@ def train(cfg: GRPOTrainConfig, reward_fn: RewardFn | None = None) -> RunSummary
     try:
         if cfg.mode == "online" and cfg.eval_every and trainer.step == 0:
             run_eval()
+        write_status(run_dir, "running", kind="grpo", steps=cfg.steps)
         while trainer.step < cfg.steps:
             t0 = time.perf_counter()
             idx = sampler.next_batch()
@@ -264,6 +266,7 @@ def train(cfg: GRPOTrainConfig, reward_fn: RewardFn | None = None) -> RunSummary
             if trainer.step % cfg.ckpt_every == 0 and trainer.step < cfg.steps:
                 checkpoint()
         checkpoint()
+        write_status(run_dir, "completed", kind="grpo", step=trainer.step)
     finally:
         metrics_log.close()
     elapsed = time.perf_counter() - t_start

@@ -13,6 +13,7 @@ from hydra.core.config_store import ConfigStore
 
 from dspy_rl.config import require
 from dspy_rl.envs.config import EnvConfig
+from dspy_rl.system.guard import GuardConfig
 from dspy_rl.utils.run_logger import LoggingConfig
 
 
@@ -124,6 +125,8 @@ class TrainConfig:
     """Ray topology and device (group ``runtime/``)."""
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     """Logging settings (group ``logging/``)."""
+    guard: GuardConfig = field(default_factory=GuardConfig)
+    """Capacity guard checked before the run starts (free disk at the run directory, RAM, VRAM)."""
     total_env_steps: int = 500_000
     """Stop after this many env steps."""
     target_success: float | None = None

@@ -42,6 +42,7 @@ from dspy_rl.utils.finite import nonfinite_terms, raise_if_nonfinite
 from dspy_rl.utils.ray_local import init_ray
 from dspy_rl.utils.run_dir import new_run_dir, write_config
 from dspy_rl.utils.run_logger import Panel, RunLogger
+from dspy_rl.utils.run_status import write_status
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +220,7 @@ class Trainer:
         )
         restore_signals = self._install_signal_handlers()
         status = "completed"
+        write_status(self.run_dir, "running", kind="train", total_env_steps=cfg.total_env_steps)
         try:
             status = self._loop(session, progress, logger, report)
             if progress.last_ckpt != progress.iteration:
@@ -451,6 +453,7 @@ class Trainer:
     def _result(self, p: _Progress, status: str) -> dict[str, Any]:
         last = p.last
         last["status"] = status
+        write_status(self.run_dir, status, kind="train", env_steps=p.env_steps)
         last["run_dir"] = str(self.run_dir)
         last["reached_0.9"] = (
             p.first_90

@@ -157,7 +157,10 @@ class RunLogger:
             )
 
     def log(self, step: int, metrics: dict[str, Any]) -> None:
-        row = {self.step_key: step, **{k: v for k, v in metrics.items() if _finite(v)}}
+        from dspy_rl.system.stats import usage_metrics
+
+        usage = usage_metrics(self.run_dir)  # machine use (CPU, RAM, GPU, disk) with every row
+        row = {self.step_key: step, **{k: v for k, v in metrics.items() if _finite(v)}, **usage}
         self._metrics_file.write(json.dumps(row) + "\n")
         self._metrics_file.flush()
         self.rows += 1
