@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Kafka ingest (`stream ingest`) and continuous training (`stream train`)",
     ),
     "sweep": ("dspy_rl.cli.sweep", "cost-aware hyperparameter sweep with Ray Tune"),
+    "envs": ("dspy_rl.cli.envs", "ToolEnv suites: `envs generate` (seeded, validated), `envs check`"),
     "submit": ("dspy_rl.cli.submit", "submit a command as a Ray job: `dspy-rl submit -- train <overrides>`"),
 }
 
