@@ -23,7 +23,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dspy_rl.envs.suite import MAX_ARGS, MAX_EPISODE_LEN, REWARD_KEYS, SuiteError, load_suite, plan, relevant_facts
+from dspy_rl.envs.suite import (
+    MAX_ARGS,
+    MAX_EPISODE_LEN,
+    REWARD_KEYS,
+    SuiteError,
+    load_suite,
+    plan,
+    relevant_facts,
+)
 from dspy_rl.envs.suite import Tool as _Tool
 
 DEFAULT_REWARDS = {
@@ -179,7 +187,9 @@ def _validate(spec: GenerateSpec) -> None:
     if not 1 <= spec.num_args <= MAX_ARGS:
         raise GenerateError(f"num_args must be in [1, {MAX_ARGS}], got {spec.num_args}")
     if not 0 <= spec.min_candidates <= spec.num_args:
-        raise GenerateError(f"min_candidates must be in [0, num_args={spec.num_args}], got {spec.min_candidates}")
+        raise GenerateError(
+            f"min_candidates must be in [0, num_args={spec.num_args}], got {spec.min_candidates}"
+        )
     for key in ("start_prob", "distractor_prob"):
         value = getattr(spec, key)
         if not 0.0 <= value <= 1.0:
@@ -272,7 +282,9 @@ def generate(spec: GenerateSpec, out_dir: str | Path | None = None) -> dict[str,
     }
 
 
-def _task(name: str, start: int, goal: int, k: int, steps: tuple[int, ...], facts: list[str]) -> dict[str, Any]:
+def _task(
+    name: str, start: int, goal: int, k: int, steps: tuple[int, ...], facts: list[str]
+) -> dict[str, Any]:
     return {
         "name": name,
         "start": _names(start, facts),
