@@ -189,7 +189,8 @@ class Trainer:
             )
             info = local_runner.env_info()
         model_spec = {k: info[k] for k in ("obs_dim", "num_tools", "num_args")} | {"hidden": algo.hidden}
-        grpo = algo.name == "grpo"
+        grpo = algo.name in ("grpo", "gigpo")  # gigpo: GRPO's learner, GiGPO's advantages (in the runners)
+        group_args = (algo.group_size, algo.step_weight if algo.name == "gigpo" else 0.0, algo.gamma)
         hp = GRPOHyper.from_config(algo) if grpo else PPOHyper.from_config(algo)
         learners = LearnerGroup(
             model_spec,
@@ -265,7 +266,7 @@ class Trainer:
 
             weights = ray.put(learners.weights())
             if grpo:  # one whole episode per env, in snapshot groups
-                request = pool.submit(weights, algo.group_size, method="sample_groups")
+                request = pool.submit(weights, *group_args, method="sample_groups")
             else:
                 request = pool.submit(weights, rollout_steps(trained_steps, len(pool)), method="sample")
             request.version = iteration
@@ -283,7 +284,7 @@ class Trainer:
                         pool.resize(resize_to)
                         resize_to = None
                 elif grpo:
-                    rollouts = [local_runner.sample_groups(learners.weights(), algo.group_size)]
+                    rollouts = [local_runner.sample_groups(learners.weights(), *group_args)]
                 else:
                     rollouts = [local_runner.sample(learners.weights(), rollout_steps(env_steps, 1))]
                 n_runners = len(rollouts)
@@ -320,6 +321,9 @@ class Trainer:
                     time.perf_counter() - start,
                     n_runners,
                 )
+                for key in ("anchored_step_frac", "step_adv_abs"):  # GiGPO's grouping
+                    if key in stats[0]:
+                        last[key] = float(np.mean([s[key] for s in stats]))
                 last["runner_replacements"] = pool.replacements if pool is not None else 0
                 last["policy_lag"] = policy_lag  # updates between the sampling weights and the trained ones
                 # Before every env has run episode_len steps, only episodes that succeeded early have ended: the

@@ -50,8 +50,9 @@ class EnvConfig:
 @dataclass
 class AlgoConfig:
     name: str = "ppo"
-    """``ppo`` (multi-policy PPO with critics and GAE) or ``grpo`` (group-relative, critic-free; groups of
-    ``group_size`` rollouts replayed from one env snapshot)."""
+    """``ppo`` (multi-policy PPO with critics and GAE), ``grpo`` (group-relative, critic-free; groups of
+    ``group_size`` rollouts replayed from one env snapshot) or ``gigpo`` (GRPO plus step-level advantages from
+    identical states within a group, :mod:`dspy_rl.learners.gigpo`)."""
     rollout_len: int = 16
     """Steps per env per iteration."""
     lr: float = 1e-2
@@ -80,9 +81,13 @@ class AlgoConfig:
     """GRPO: final weight of the KL penalty to the frozen reference policies."""
     kl_warmup: int = 10
     """GRPO: iterations over which the KL weight rises linearly from 0 to ``kl_target``."""
+    step_weight: float = 1.0
+    """GiGPO (``algo=gigpo``): weight of the step-level advantage (identical states within a group, returns
+    discounted by ``gamma``) added to the episode-level group advantage; ignored by ppo and grpo."""
 
     def __post_init__(self) -> None:
-        require(self.name in ("ppo", "grpo"), "algo.name", self.name, "'ppo' or 'grpo'")
+        require(self.name in ("ppo", "grpo", "gigpo"), "algo.name", self.name, "'ppo', 'grpo' or 'gigpo'")
+        require(self.step_weight >= 0, "algo.step_weight", self.step_weight, "a float >= 0")
         require(self.group_size >= 2, "algo.group_size", self.group_size, "an integer >= 2")
         require(self.kl_target >= 0, "algo.kl_target", self.kl_target, "a float >= 0")
         require(self.kl_warmup >= 0, "algo.kl_warmup", self.kl_warmup, "an integer >= 0")
@@ -203,7 +208,7 @@ class TrainConfig:
     ``env.seed + 1000 * runner + 7919 * resume_iteration`` takes)."""
 
     def __post_init__(self) -> None:
-        if self.algo.name == "grpo":
+        if self.algo.name in ("grpo", "gigpo"):
             require(
                 self.env.num_envs % self.algo.group_size == 0,
                 "env.num_envs",

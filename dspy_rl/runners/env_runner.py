@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dspy_rl.learners.gigpo import gigpo_advantages
 from dspy_rl.learners.grpo import group_advantages
 from dspy_rl.learners.ppo import compute_gae
 from dspy_rl.models.policy import MultiPolicy, load_numpy_state
@@ -174,12 +175,16 @@ class EnvRunner:
         }
         return out
 
-    def sample_groups(self, weights: dict[str, np.ndarray], group_size: int) -> dict[str, Any]:
+    def sample_groups(
+        self, weights: dict[str, np.ndarray], group_size: int, step_weight: float = 0.0, gamma: float = 0.95
+    ) -> dict[str, Any]:
         """GRPO data: every env runs one episode; envs ``g*G .. g*G+G-1`` start from one snapshot.
 
         Returns the steps each rollout took before its episode ended (flat arrays), every step carrying its
         rollout's group-relative advantage, and episode stats. ``env_steps`` counts every env step executed,
         including the idle steps of envs whose episode ended before the longest one in the batch.
+        ``step_weight > 0`` is GiGPO: each step's advantage adds ``step_weight`` times its step-level advantage
+        among identical states of its group (:func:`dspy_rl.learners.gigpo.gigpo_advantages`, discount ``gamma``).
         """
         load_numpy_state(self.policy, weights)
         env, n, g = self.env, self.env.num_envs, group_size
@@ -193,6 +198,8 @@ class EnvRunner:
         keys = ("obs", "tool_mask", "arg_mask", "phase", "tools", "args", "logp_tool", "logp_arg")
         steps: dict[str, list[np.ndarray]] = {k: [] for k in keys}
         alive_rows: list[np.ndarray] = []
+        alive_t: list[np.ndarray] = []
+        rewards_t: list[np.ndarray] = []
         alive = np.ones(n, bool)
         # float64: rollouts whose rewards come in another order would otherwise differ by float32 rounding, which
         # the group standardization would blow up into advantages of order 0.1.
@@ -224,6 +231,8 @@ class EnvRunner:
             ):
                 steps[k].append(v[alive])
             alive_rows.append(np.flatnonzero(alive))
+            alive_t.append(alive.copy())
+            rewards_t.append(env.rewards.astype(np.float64))
             ret += np.where(alive, env.rewards, 0.0)
             if executed == n:  # every env starts its episode at this step: policy A acted
                 first_reward = env.rewards.copy()
@@ -234,10 +243,15 @@ class EnvRunner:
             if not alive.any():
                 break
         sample_s = time.perf_counter() - t0
-        adv = group_advantages(torch.from_numpy(ret), torch.arange(n) // g).numpy()
         out: dict[str, Any] = {k: np.concatenate(v) for k, v in steps.items()}
-        rows = np.concatenate(alive_rows)
-        out["adv"] = adv[rows]
+        gigpo_stats: dict[str, float] = {}
+        if step_weight > 0:
+            out["adv"], gigpo_stats = gigpo_advantages(
+                out["obs"], np.stack(rewards_t), np.stack(alive_t), ret, g, gamma, step_weight
+            )
+        else:
+            adv = group_advantages(torch.from_numpy(ret), torch.arange(n) // g).numpy()
+            out["adv"] = adv[np.concatenate(alive_rows)]
         out["arg_active"] = self.takes_arg[out["tools"]]
         out["stats"] = {
             "env_steps": executed,
@@ -247,5 +261,6 @@ class EnvRunner:
             "episode_success": success,
             "return_A": first_reward,
             "return_B": (ret - first_reward).astype(np.float32),
+            **gigpo_stats,
         }
         return out
