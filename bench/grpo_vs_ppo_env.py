@@ -25,7 +25,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 def run(algo: str, steps: int, suite: str, seed: int) -> dict[str, Any]:
     """One `dspy-rl train` run (256 envs sampled in the driver); its learning curve and throughput."""
-    from dspy_rl.train import run_training
+    from dspy_rl.trainer import run_training
 
     curve: list[tuple[int, float]] = []
     start = time.perf_counter()

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from dspy_rl.cli.config import compose, require, to_object
+from dspy_rl.config import compose, require, to_object
 from dspy_rl.stream.config import StreamConfig
 
 logger = logging.getLogger(__name__)

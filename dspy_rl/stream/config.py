@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from hydra.core.config_store import ConfigStore
 
-from dspy_rl.cli.config import require
+from dspy_rl.config import require
 from dspy_rl.traces.mining import LEVELS
 from dspy_rl.traces.store import SYNCHRONOUS_MODES
 

@@ -33,7 +33,7 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
-from dspy_rl.cli.config import compose, require, to_object
+from dspy_rl.config import compose, require, to_object
 from dspy_rl.traces.spans import Span
 from dspy_rl.traces.store import TRACE_END, TraceStore
 from dspy_rl.utils.atomic import atomic_write_bytes

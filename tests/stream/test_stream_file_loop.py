@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from dspy_rl.cli.config import ConfigError
 from dspy_rl.cli.stream import main
+from dspy_rl.config import ConfigError
 from dspy_rl.stream.bus import FileBus
 from dspy_rl.stream.continuous import run_continuous
 from dspy_rl.stream.file_source import SAMPLE_EVENTS, JsonlSource

@@ -19,7 +19,7 @@ from dspy_rl.learners.gigpo import (
 from dspy_rl.learners.grpo import group_advantages
 from dspy_rl.models.policy import MultiPolicy, state_to_numpy
 from dspy_rl.runners.env_runner import EnvRunner, RolloutSpec
-from dspy_rl.train import run_training
+from dspy_rl.trainer import run_training
 
 from ._helpers import BACKEND, FAST
 
