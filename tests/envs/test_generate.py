@@ -36,13 +36,18 @@ def test_shipped_expert_is_the_seed_0_preset_and_meets_the_spec() -> None:
 
 
 def test_same_seed_same_file_other_seed_other_tasks(tmp_path: Path) -> None:
-    a = write_suite(preset_spec("expert", seed=5), tmp_path / "a.json").read_bytes()
-    b = write_suite(preset_spec("expert", seed=5), tmp_path / "b.json").read_bytes()
-    c = json.loads(write_suite(preset_spec("expert", seed=6), tmp_path / "c.json").read_text())
+    def spec(seed: int) -> GenerateSpec:
+        s = preset_spec("expert", seed=seed)
+        s.num_tasks = 8
+        return s
+
+    a = write_suite(spec(5), tmp_path / "a.json").read_bytes()
+    b = write_suite(spec(5), tmp_path / "b.json").read_bytes()
+    c = json.loads(write_suite(spec(6), tmp_path / "c.json").read_text())
     assert a == b
     assert c["tasks"] != json.loads(a)["tasks"]
     for task in c["tasks"]:
-        assert 14 <= task["plan_len"] <= 40 and 1 <= len(task["goal"]) <= 3
+        assert 24 <= task["plan_len"] <= 44 and 2 <= len(task["goal"]) <= 4
 
 
 def test_generated_suite_steps_identically_in_both_backends(tmp_path: Path) -> None:
