@@ -13,6 +13,7 @@ from hydra.core.config_store import ConfigStore
 
 from dspy_rl.config import require
 from dspy_rl.envs.config import EnvConfig
+from dspy_rl.trainer.curriculum import CurriculumConfig
 
 
 @dataclass
@@ -174,6 +175,9 @@ class TrainConfig:
     eval_seed: int | None = None
     """Env seed of the final evaluation (null: ``env.seed + 1000007``, which no training env stream
     ``env.seed + 1000 * runner + 7919 * resume_iteration`` takes)."""
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    """Suites trained in order with promotion on rolling success (``curriculum=[easy,default,hard,expert]``,
+    :mod:`dspy_rl.trainer.curriculum`); empty: ``env.suite`` only."""
 
     def __post_init__(self) -> None:
         if self.algo.name in ("grpo", "gigpo"):

@@ -31,6 +31,7 @@ from dspy_rl.learners.learner_group import LearnerGroup, batch_keys, resolve_dev
 from dspy_rl.learners.ppo import PPOHyper
 from dspy_rl.runners.env_runner import EnvRunner, RolloutSpec, env_info, make_env
 from dspy_rl.trainer.config import TrainConfig
+from dspy_rl.trainer.curriculum import curriculum_overrides
 from dspy_rl.utils.checkpoint import (
     FORMAT_VERSION,
     checkpoint_version,
@@ -61,7 +62,7 @@ ALIASES = {
 
 def load_config(argv: Sequence[str] = ()) -> TrainConfig:
     """Compose conf/train.yaml with the command line and validate it (before Ray starts)."""
-    return to_object(compose("train", argv, ALIASES), TrainConfig)
+    return to_object(compose("train", curriculum_overrides(argv), ALIASES), TrainConfig)
 
 
 class Trainer:
