@@ -13,6 +13,8 @@ from hydra.core.config_store import ConfigStore
 
 from dspy_rl.config import require
 from dspy_rl.envs.config import EnvConfig
+from dspy_rl.envs.objectives import ObjectivesConfig
+from dspy_rl.trainer.convergence import ConvergenceConfig
 from dspy_rl.trainer.curriculum import CurriculumConfig
 
 
@@ -178,6 +180,11 @@ class TrainConfig:
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     """Suites trained in order with promotion on rolling success (``curriculum=[easy,default,hard,expert]``,
     :mod:`dspy_rl.trainer.curriculum`); empty: ``env.suite`` only."""
+    objectives: ObjectivesConfig = field(default_factory=ObjectivesConfig)
+    """Weights of the global objectives in the training reward (:mod:`dspy_rl.envs.objectives`); per-objective
+    metrics ``objective/<name>`` are logged either way."""
+    convergence: ConvergenceConfig = field(default_factory=ConvergenceConfig)
+    """Plateau test that ends the run with status ``converged`` (:mod:`dspy_rl.trainer.convergence`)."""
 
     def __post_init__(self) -> None:
         if self.algo.name in ("grpo", "gigpo"):
@@ -195,6 +202,13 @@ class TrainConfig:
             "null or a float in (0, 1]",
         )
         require(self.checkpoint_every >= 1, "checkpoint_every", self.checkpoint_every, "an integer >= 1")
+        require(
+            not (self.curriculum.suites and self.eval_episodes > 0),
+            "eval_episodes",
+            self.eval_episodes,
+            "0 with a curriculum (the final evaluation does not pad the env yet; evaluate the last suite with "
+            "`dspy-rl eval` instead)",
+        )
         require(
             self.eval_episodes >= 0,
             "eval_episodes",

@@ -14,6 +14,7 @@ mid-curriculum at the same stage.
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -80,6 +81,9 @@ class Curriculum:
         self.stage_start_step = 0
         self.recent: deque[float] = deque(maxlen=cfg.window)
         self.events: list[dict[str, Any]] = []
+        from dspy_rl.envs.suite import resolve_suite
+
+        self.episode_lens = [int(json.loads(resolve_suite(s).read_text())["episode_len"]) for s in cfg.suites]
 
     @property
     def suite(self) -> str:
@@ -92,8 +96,10 @@ class Curriculum:
     def success_rate(self) -> float:
         return float(np.mean(self.recent)) if self.recent else 0.0
 
-    def observe(self, successes: np.ndarray, env_steps: int, episode_len: int) -> bool:
-        """Record the episodes that ended; ``True`` when this promotes to the next suite (at ``env_steps``)."""
+    def observe(self, successes: np.ndarray, env_steps: int, episode_len: int | None = None) -> bool:
+        """Record the episodes that ended; ``True`` when this promotes to the next suite (at ``env_steps``).
+        ``episode_len``: the current suite's (default: read from its file)."""
+        episode_len = self.episode_lens[self.stage] if episode_len is None else episode_len
         self.recent.extend(np.asarray(successes, dtype=float).tolist())
         settled = (
             len(self.recent) >= self.cfg.min_episodes

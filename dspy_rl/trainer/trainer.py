@@ -26,12 +26,15 @@ import torch
 from omegaconf import OmegaConf
 
 from dspy_rl.config import ConfigError, compose, to_object
+from dspy_rl.envs.objectives import OBJECTIVES
+from dspy_rl.envs.padded import PadSpec
 from dspy_rl.learners.grpo_env import GRPOHyper
 from dspy_rl.learners.learner_group import LearnerGroup, batch_keys, resolve_device
 from dspy_rl.learners.ppo import PPOHyper
 from dspy_rl.runners.env_runner import EnvRunner, RolloutSpec, env_info, make_env
 from dspy_rl.trainer.config import TrainConfig
-from dspy_rl.trainer.curriculum import curriculum_overrides
+from dspy_rl.trainer.convergence import PlateauDetector
+from dspy_rl.trainer.curriculum import Curriculum, curriculum_overrides
 from dspy_rl.utils.checkpoint import (
     FORMAT_VERSION,
     checkpoint_version,
@@ -43,6 +46,13 @@ from dspy_rl.utils.checkpoint import (
 from dspy_rl.utils.run_logger import RunLogger
 
 log = logging.getLogger(__name__)
+
+
+def ray_put(value: Any) -> Any:
+    import ray
+
+    return ray.put(value)
+
 
 #: Default ``eval_seed`` offset from ``env.seed``: no ``env.seed + 1000 * runner + 7919 * resume_iteration`` hits it.
 EVAL_SEED_OFFSET = 1_000_007
@@ -73,6 +83,11 @@ class Trainer:
         self.device = resolve_device(cfg.runtime.device)
         self._stop_signal: int | None = None
         self.resume_state: dict[str, Any] | None = None
+        self.curriculum = (
+            Curriculum(cfg.curriculum, cfg.env.num_envs * max(1, cfg.runtime.num_env_runners))
+            if cfg.curriculum.suites
+            else None
+        )
         if cfg.resume:
             ckpt = latest_checkpoint(cfg.resume)
             if ckpt is None:
@@ -91,6 +106,11 @@ class Trainer:
                     FORMAT_VERSION,
                 )
             self.run_dir = Path(cfg.resume)
+            if self.curriculum is not None and "curriculum" in self.resume_state:
+                try:
+                    self.curriculum.load_state_dict(self.resume_state["curriculum"])
+                except ValueError as exc:
+                    raise ConfigError(f"resume={cfg.resume!r}: {exc}") from None
             log.info(
                 "resuming %s from %s (env step %d)", self.run_dir, ckpt.name, self.resume_state["env_steps"]
             )
@@ -104,6 +124,9 @@ class Trainer:
     def _env_cfg(self, seed_offset: int) -> dict[str, Any]:
         env = asdict(self.cfg.env)
         env["seed"] = env["seed"] + seed_offset
+        if self.curriculum is not None:  # the stage's suite, padded to the largest suite of the curriculum
+            env["suite"] = self.curriculum.suite
+            env["pad"] = PadSpec.of_suites(self.cfg.curriculum.suites).to_dict()
         return env
 
     def _start_ray(self) -> None:
@@ -159,7 +182,16 @@ class Trainer:
             # Small-batch PPO gains little from intra-op threads, and OpenMP threads that spin while another
             # process (an EnvRunner, another job) holds a core slow the learner down by 10x and more.
             torch.set_num_threads(rt.torch_threads)
-        spec = RolloutSpec(algo.rollout_len, algo.gamma, algo.gae_lambda, algo.hidden)
+        weights = cfg.objectives.vector()
+        spec = RolloutSpec(
+            algo.rollout_len,
+            algo.gamma,
+            algo.gae_lambda,
+            algo.hidden,
+            None if (weights == 1).all() else tuple(weights.tolist()),
+        )
+        curriculum = self.curriculum
+        plateau = PlateauDetector(cfg.convergence) if cfg.convergence.enabled else None
         # Fresh env streams after a resume, so a resumed run does not replay the episodes it already saw.
         offset = 7919 * iteration
         pool, local_runner = None, None
@@ -240,6 +272,7 @@ class Trainer:
                     },
                     "recent_success": list(recent_success),
                     "recent_return": list(recent_return),
+                    **({"curriculum": curriculum.state_dict()} if curriculum is not None else {}),
                 },
             )
 
@@ -316,6 +349,18 @@ class Trainer:
                     time.perf_counter() - start,
                     n_runners,
                 )
+                objective_terms = [s["objectives"] for s in stats if len(s["objectives"])]
+                if objective_terms:  # per-episode sum of each global objective's reward term
+                    per_objective = np.concatenate(objective_terms).mean(axis=0)
+                    last.update(
+                        {f"objective/{k}": float(v) for k, v in zip(OBJECTIVES, per_objective, strict=True)}
+                    )
+                promoted = False
+                if curriculum is not None:
+                    ended = np.concatenate([s["episode_success"] for s in stats])
+                    promoted = curriculum.observe(ended, env_steps)
+                    last["curriculum_stage"] = curriculum.stage
+                    last["curriculum_success_rate"] = curriculum.success_rate()
                 for key in ("anchored_step_frac", "step_adv_abs"):  # GiGPO's grouping
                     if key in stats[0]:
                         last[key] = float(np.mean([s[key] for s in stats]))
@@ -324,6 +369,8 @@ class Trainer:
                 # Before every env has run episode_len steps, only episodes that succeeded early have ended: the
                 # rolling rate is biased high until then, so milestones and the early stop wait for it.
                 settled = len(recent_success) >= 200 and env_steps >= info["episode_len"] * envs_total
+                if curriculum is not None:  # milestones and the early stop are about the last suite
+                    settled = curriculum.last_stage and not promoted and len(curriculum.recent) >= 200
                 if first_90 is None and settled and last["success_rate"] >= 0.9:
                     first_90 = {"env_steps": env_steps, "wall_s": last["wall_s"]}
                 if iteration % cfg.logging.log_every == 0 or env_steps >= cfg.total_env_steps:
@@ -338,6 +385,34 @@ class Trainer:
                 if iteration % cfg.checkpoint_every == 0:
                     checkpoint()
                     last_ckpt = iteration
+                if promoted:
+                    event = curriculum.events[-1]
+                    log.info(
+                        "curriculum: %s -> %s at env step %d (rolling success %.3f)",
+                        event["from"],
+                        event["to"],
+                        env_steps,
+                        event["success_rate"],
+                    )
+                    if pending is not None:  # sampled on the previous suite: dropped, not trained or counted
+                        pool.collect(pending)
+                        pending = None
+                    if pool is not None:
+                        pool.env_cfg = {**pool.env_cfg, "suite": curriculum.suite}
+                        pool.sample(ray_put(None), curriculum.suite, method="set_suite")
+                    else:
+                        local_runner.set_suite(None, curriculum.suite)
+                    recent_success.clear()
+                    recent_return.clear()
+                    checkpoint()
+                    last_ckpt = iteration
+                if plateau is not None:
+                    reason = plateau.update(last.get(cfg.convergence.metric, float("nan")), env_steps)
+                    if reason is not None and (curriculum is None or curriculum.last_stage):
+                        status = "converged"
+                        last["converged_reason"] = reason
+                        log.info("converged at env step %d: %s", env_steps, reason)
+                        break
                 if self._stop_signal is not None:
                     status = f"interrupted by {signal.Signals(self._stop_signal).name}"
                     break

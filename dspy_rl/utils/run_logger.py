@@ -124,6 +124,12 @@ def plot_learning_curve(metrics_path: Path, out: Path) -> Path | None:
             ax2.plot(steps, [r.get(key, float("nan")) for r in rows], label=key, color=color)
     ax2.set(xlabel="env steps", ylabel="return", title="Episode return (A: first tool, B: later tools)")
     ax2.legend()
+    stages = [r.get("curriculum_stage") for r in rows]
+    for prev, row, stage in zip(stages, rows[1:], stages[1:], strict=False):  # curriculum promotions
+        if prev is not None and stage is not None and stage != prev:
+            for ax in (ax1, ax2):
+                ax.axvline(row["env_steps"], color="tab:purple", linestyle="--", alpha=0.6)
+            ax1.annotate(f"stage {stage}", (row["env_steps"], 0.03), color="tab:purple", fontsize=8)
     from matplotlib.ticker import EngFormatter
 
     for ax in (ax1, ax2):
