@@ -26,7 +26,7 @@ def test_objective_terms_sum_to_the_env_reward(suite: str) -> None:
     rng = np.random.default_rng(0)
     seen = np.zeros(len(OBJECTIVES), bool)
     for step in range(300):
-        if step % 3 == 0:
+        if step % 4:  # mostly the oracle, so that episodes end in success
             tools, args = env.oracle_actions()
         else:  # random actions, some of them invalid
             tools = rng.integers(0, env.num_tools, 64)
@@ -62,7 +62,9 @@ def test_plateau_detector() -> None:
     assert flat[:9].count(None) >= 5
     noisy = PlateauDetector(ConvergenceConfig(enabled=True, window=3, min_delta=0.01, max_spread=0.05))
     assert all(noisy.update(v, 0) is None for v in [0.5, 0.9, 0.5, 0.9, 0.5, 0.9])  # no gain but not flat
-    assert PlateauDetector(ConvergenceConfig(enabled=True, window=2, min_env_steps=100)).update(1.0, 5) is None
+    assert (
+        PlateauDetector(ConvergenceConfig(enabled=True, window=2, min_env_steps=100)).update(1.0, 5) is None
+    )
     with pytest.raises(ConfigError, match="convergence.window"):
         ConvergenceConfig(window=1)
 
