@@ -253,6 +253,7 @@ class Trainer:
         status = "completed"
         last_ckpt = -1
         first_90: dict[str, Any] | None = None
+        first_settled = False
 
         def checkpoint() -> None:
             save_checkpoint(
@@ -371,6 +372,9 @@ class Trainer:
                 settled = len(recent_success) >= 200 and env_steps >= info["episode_len"] * envs_total
                 if curriculum is not None:  # milestones and the early stop are about the last suite
                     settled = curriculum.last_stage and not promoted and len(curriculum.recent) >= 200
+                # 1 once the rolling rate is free of the early-episode bias; the learning-curve plot starts there
+                last["success_settled"] = float(settled or first_settled)
+                first_settled = bool(last["success_settled"])
                 if first_90 is None and settled and last["success_rate"] >= 0.9:
                     first_90 = {"env_steps": env_steps, "wall_s": last["wall_s"]}
                 if iteration % cfg.logging.log_every == 0 or env_steps >= cfg.total_env_steps:

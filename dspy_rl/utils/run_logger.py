@@ -99,6 +99,16 @@ def _finite(v: Any) -> bool:
     return isinstance(v, int | float) and math.isfinite(v)
 
 
+def curve_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The training rows a learning curve plots. Before every env has run a whole episode only early successes
+    have ended and the rolling rate reads high; the trainer marks the rows from which it is unbiased
+    (``success_settled``) and the curve starts there."""
+    rows = [r for r in rows if "success_rate" in r]
+    if any("success_settled" in r for r in rows):
+        rows = [r for r in rows if r.get("success_settled", 0) >= 1]
+    return rows
+
+
 def plot_learning_curve(metrics_path: Path, out: Path) -> Path | None:
     """Success rate and episode return against env steps, from metrics.jsonl."""
     rows = (
@@ -106,7 +116,7 @@ def plot_learning_curve(metrics_path: Path, out: Path) -> Path | None:
         if metrics_path.exists()
         else []
     )
-    rows = [r for r in rows if "success_rate" in r]
+    rows = curve_rows(rows)
     if not rows:
         log.warning("no metrics to plot in %s", metrics_path)
         return None

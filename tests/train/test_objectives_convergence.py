@@ -15,6 +15,7 @@ from dspy_rl.envs import VecToolEnv, load_suite
 from dspy_rl.envs.objectives import OBJECTIVES, ObjectivesConfig, decompose, weighted
 from dspy_rl.trainer import run_training
 from dspy_rl.trainer.convergence import ConvergenceConfig, PlateauDetector
+from dspy_rl.utils.run_logger import curve_rows
 
 from ._helpers import BACKEND, FAST
 
@@ -85,8 +86,12 @@ def test_convergence_ends_a_ppo_run_early(tmp_path: Path) -> None:
     )
     assert result["status"] == "converged" and result["env_steps"] < 2_000_000
     assert "plateaued" in result["converged_reason"] and result["success_rate"] > 0.9
-    row = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
-    assert row["objective/query_satisfaction"] > 9 and row["objective/efficiency"] < 0
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["objective/query_satisfaction"] > 9 and rows[-1]["objective/efficiency"] < 0
+    # the learning curve starts once the rolling rate is free of the early-episode bias
+    assert rows[0]["success_settled"] == 0 and rows[-1]["success_settled"] == 1
+    plotted = curve_rows(rows)
+    assert plotted[0]["env_steps"] >= 12 * 64 and all(r["success_settled"] == 1 for r in plotted)
 
 
 def test_curriculum_promotes_and_resumes_mid_curriculum(tmp_path: Path) -> None:
