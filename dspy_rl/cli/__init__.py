@@ -24,6 +24,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Kafka ingest (`stream ingest`) and continuous training (`stream train`)",
     ),
     "sweep": ("dspy_rl.cli.sweep", "cost-aware hyperparameter sweep with Ray Tune"),
+    "pipeline": (
+        "dspy_rl.cli.pipeline",
+        "sweep -> train with the best config -> eval, resumable, one results page",
+    ),
     "envs": ("dspy_rl.cli.envs", "ToolEnv suites: `envs generate` (seeded, validated), `envs check`"),
     "submit": ("dspy_rl.cli.submit", "submit a command as a Ray job: `dspy-rl submit -- train <overrides>`"),
 }
