@@ -60,7 +60,8 @@ def run(algo: str, steps: int, suite: str, seed: int) -> dict[str, Any]:
 
 def success_at(curve: list[tuple[int, float]], mark: int, window: int = 3) -> float:
     """Mean per-iteration success of the last `window` iterations at or before `mark` env steps."""
-    pts = [s for step, s in curve if step <= mark][-window:]
+    # iterations in which no episode ended report NaN (PPO on long episodes): skip them
+    pts = [s for step, s in curve if step <= mark and s == s][-window:]
     return sum(pts) / len(pts) if pts else float("nan")
 
 
