@@ -20,6 +20,7 @@ TRAIN = [
 ]
 
 
+@pytest.mark.slow  # a real sweep (2 trials), a training run and an eval: ~1-3 min on the shared machine
 def test_pipeline_runs_its_three_stages_and_resumes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
