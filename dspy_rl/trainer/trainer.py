@@ -370,11 +370,18 @@ class Trainer:
                 # Before every env has run episode_len steps, only episodes that succeeded early have ended: the
                 # rolling rate is biased high until then, so milestones and the early stop wait for it.
                 settled = len(recent_success) >= 200 and env_steps >= info["episode_len"] * envs_total
-                if curriculum is not None:  # milestones and the early stop are about the last suite
-                    settled = curriculum.last_stage and not promoted and len(curriculum.recent) >= 200
+                if curriculum is not None:  # the rolling rate restarts with each stage (and its bias with it)
+                    ep_len = curriculum.episode_lens[curriculum.stage]
+                    settled = (
+                        len(recent_success) >= 200
+                        and env_steps - curriculum.stage_start_step >= ep_len * envs_total
+                        and not promoted
+                    )
                 # 1 once the rolling rate is free of the early-episode bias; the learning-curve plot starts there
                 last["success_settled"] = float(settled or first_settled)
                 first_settled = bool(last["success_settled"])
+                if curriculum is not None:  # milestones and the early stop are about the last suite
+                    settled = settled and curriculum.last_stage
                 if first_90 is None and settled and last["success_rate"] >= 0.9:
                     first_90 = {"env_steps": env_steps, "wall_s": last["wall_s"]}
                 if iteration % cfg.logging.log_every == 0 or env_steps >= cfg.total_env_steps:
@@ -408,6 +415,7 @@ class Trainer:
                         local_runner.set_suite(None, curriculum.suite)
                     recent_success.clear()
                     recent_return.clear()
+                    first_settled = False
                     checkpoint()
                     last_ckpt = iteration
                 if plateau is not None:
