@@ -54,6 +54,7 @@ class TextGRPOIteration:
         seed: int = 0,
     ) -> None:
         from dspy_rl.grpo.config import GRPOTrainConfig
+        from dspy_rl.utils.run_logger import LoggingConfig
 
         self.run_dir = Path(run_dir)
         self.cfg = GRPOTrainConfig(
@@ -67,8 +68,7 @@ class TextGRPOIteration:
             updates_per_batch=updates_per_batch,
             seed=seed,
             device="cpu",
-            tensorboard=False,
-            progress=False,
+            logging=LoggingConfig(tensorboard=False, progress_bar=False, plot=False),
         )
         self.rng = random.Random(seed)
         self.policy: Any = None
@@ -77,10 +77,10 @@ class TextGRPOIteration:
     def __call__(self, groups_path: Path) -> dict[str, Any]:
         import torch
 
-        from dspy_rl.grpo.checkpoint import save_checkpoint
         from dspy_rl.grpo.dataset import DatasetError, flatten_groups, load_groups
         from dspy_rl.grpo.policy import build_policy
         from dspy_rl.grpo.trainer import GRPOTextTrainer
+        from dspy_rl.utils.atomic import atomic_torch_save
 
         try:
             groups, report = load_groups(groups_path, on_bad_line="skip")
@@ -97,7 +97,7 @@ class TextGRPOIteration:
         responses = [self.policy.tokenize_response(t) for t in texts]
         metrics = self.trainer.update(prompts, responses, rewards, group_ids)
         self.policy.save_pretrained(self.run_dir / "model")
-        save_checkpoint(self.run_dir / "trainer.pt", {"trainer": self.trainer.state_dict()})
+        atomic_torch_save({"trainer": self.trainer.state_dict()}, self.run_dir / "trainer.pt")
         return {"updated": 1, "trainable_groups": len(groups), **metrics}
 
 

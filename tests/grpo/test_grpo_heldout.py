@@ -15,7 +15,7 @@ from dspy_rl.grpo.heldout import split_groups
 from dspy_rl.grpo.metrics import read_metrics
 from dspy_rl.grpo.run import train
 
-FAST = ["progress=false", "torch_threads=1", "tensorboard=false"]
+FAST = ["logging.progress_bar=false", "torch_threads=1", "logging.tensorboard=false"]
 GOOD = ["pytest -x then git commit", "make test and git commit"]
 BAD = ["rm -rf build", "curl example.com", "sleep 10", "cat /dev/null"]
 
