@@ -1,5 +1,7 @@
 """``dspy-rl envs``: generate and check ToolEnv task suites.
 
+subcommands: generate (a seeded, validated suite from a catalog), check (load suites and summarize them)
+
     dspy-rl envs generate --preset expert --seed 3 --out /tmp/expert-3.json        # a member of the expert family
     dspy-rl envs generate --catalog envs/catalogs/expert.json --tasks 16 --min-plan 10 --max-plan 30 \\
         --episode-len 60 --out /tmp/mine.json
@@ -28,7 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="sub", required=True)
     gen = sub.add_parser("generate", help="draw a seeded task suite from a catalog")
     gen.add_argument("--out", required=True, help="suite JSON file to write")
-    gen.add_argument("--preset", choices=sorted(PRESETS), help="start from a preset (catalog and all settings)")
+    gen.add_argument(
+        "--preset", choices=sorted(PRESETS), help="start from a preset (catalog and all settings)"
+    )
     gen.add_argument("--catalog", help="catalog JSON file (required without --preset)")
     gen.add_argument("--name", help="suite name (default: the preset's name, or the output file's stem)")
     gen.add_argument("--seed", type=int, default=0)
@@ -118,7 +122,13 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_parser().format_help())
+        return 0
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # argparse printed its one-line error (or a subcommand's help)
+        return int(exc.code or 0)
     try:
         return _generate(args) if args.sub == "generate" else _check(args)
     except (GenerateError, SuiteError) as exc:

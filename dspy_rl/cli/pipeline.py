@@ -101,7 +101,17 @@ def _page(state: dict[str, Any]) -> str:
 
 def main(argv: list[str]) -> int:
     if argv and argv[0] in ("-h", "--help"):
-        print(__doc__)
+        print(
+            f"usage: dspy-rl pipeline run_dir=DIR [sweep.<key>=V ...] [train.<key>=V ...] [eval.<key>=V ...]\n{__doc__}"
+        )
+        print(
+            "settings (key=value):\n"
+            "  run_dir\n      the pipeline's directory (state, sweep/, train/, results.md); required\n"
+            "  sweep.<key>\n      any `dspy-rl sweep` setting (see `dspy-rl sweep --help`)\n"
+            "  train.<key>\n      any `dspy-rl train` setting, applied over the best trial's configuration\n"
+            "  eval.episodes\n      episodes of the final evaluation (default 1000)\n"
+            "  eval.greedy\n      evaluate the most likely actions (default true)"
+        )
         return 0
     from dataclasses import replace
 

@@ -19,7 +19,7 @@ CASES = [[name] for name in COMMANDS] + [
     for sub in getattr(importlib.import_module(module), "SUBCOMMANDS", {})
 ]
 #: commands without Hydra settings of their own (they list subcommands or flags)
-NO_SETTINGS = {("grpo",), ("serve",), ("stream",), ("submit",)}
+NO_SETTINGS = {("grpo",), ("serve",), ("stream",), ("submit",), ("envs",)}
 
 
 def _undocumented(text: str) -> list[str]:
