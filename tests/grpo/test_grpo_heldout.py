@@ -12,7 +12,7 @@ from dspy_rl.config import ConfigError, compose, to_object
 from dspy_rl.grpo.config import GRPOTrainConfig
 from dspy_rl.grpo.dataset import load_groups
 from dspy_rl.grpo.heldout import split_groups
-from dspy_rl.grpo.metrics import read_metrics
+from dspy_rl.utils.run_logger import read_metrics
 from dspy_rl.grpo.run import train
 
 FAST = ["logging.progress_bar=false", "torch_threads=1", "logging.tensorboard=false"]
@@ -49,7 +49,7 @@ def test_heldout_ranking_improves_with_training(tmp_path: Path) -> None:
         compose(
             "grpo",
             [*FAST, f"dataset={data}", "model=bow", "steps=40", "lr=0.05", "heldout_fraction=0.25",
-             f"run_dir={tmp_path / 'run'}", "log_every=1"],
+             f"run_dir={tmp_path / 'run'}", "logging.log_every=1"],
         ),
         GRPOTrainConfig,
     )  # fmt: skip
