@@ -47,7 +47,7 @@ def test_same_seed_same_file_other_seed_other_tasks(tmp_path: Path) -> None:
     assert a == b
     assert c["tasks"] != json.loads(a)["tasks"]
     for task in c["tasks"]:
-        assert 24 <= task["plan_len"] <= 44 and 2 <= len(task["goal"]) <= 4
+        assert 30 <= task["plan_len"] <= 52 and 3 <= len(task["goal"]) <= 5
 
 
 def test_generated_suite_steps_identically_in_both_backends(tmp_path: Path) -> None:
