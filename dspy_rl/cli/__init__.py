@@ -29,7 +29,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "sweep -> train with the best config -> eval, resumable, one results page",
     ),
     "envs": ("dspy_rl.cli.envs", "ToolEnv suites: `envs generate` (seeded, validated), `envs check`"),
-    "shell": ("dspy_rl.cli.shell", "real commands in the namespace sandbox: `shell exec --workspace DIR -- CMD`"),
+    "shell": (
+        "dspy_rl.cli.shell",
+        "real commands in the namespace sandbox: `shell exec --workspace DIR -- CMD`",
+    ),
     "submit": ("dspy_rl.cli.submit", "submit a command as a Ray job: `dspy-rl submit -- train <overrides>`"),
 }
 

@@ -222,7 +222,11 @@ def plan(
     if start & goal == goal:
         return ()
     # Tools without a relevant effect never apply: skip them once here instead of at every state (same order).
-    usable = [(index, tool.requires, tool.adds & relevant) for index, tool in enumerate(tools) if tool.adds & relevant]
+    usable = [
+        (index, tool.requires, tool.adds & relevant)
+        for index, tool in enumerate(tools)
+        if tool.adds & relevant
+    ]
     parent: dict[int, tuple[int, int]] = {start: (start, -1)}
     queue = deque([start])
     while queue:

@@ -457,7 +457,9 @@ class Trainer:
         objective_terms = [st["objectives"] for st in stats if len(st["objectives"])]
         if objective_terms:  # per-episode sum of each global objective's reward term
             per_objective = np.concatenate(objective_terms).mean(axis=0)
-            p.last.update({f"objective/{k}": float(v) for k, v in zip(OBJECTIVES, per_objective, strict=True)})
+            p.last.update(
+                {f"objective/{k}": float(v) for k, v in zip(OBJECTIVES, per_objective, strict=True)}
+            )
         for key in ("anchored_step_frac", "step_adv_abs"):  # GiGPO's grouping
             if key in stats[0]:
                 p.last[key] = float(np.mean([st[key] for st in stats]))

@@ -217,7 +217,10 @@ def plot_learning_curve(metrics_path: Path, out: Path, step_key: str, panels: Se
             for ax in axes[0]:
                 ax.axvline(row[step_key], color="tab:purple", linestyle="--", alpha=0.6)
             axes[0][0].annotate(
-                f"stage {row['curriculum_stage']}", (row[step_key], 0.03), color="tab:purple", fontsize=8,
+                f"stage {row['curriculum_stage']}",
+                (row[step_key], 0.03),
+                color="tab:purple",
+                fontsize=8,
                 xycoords=("data", "axes fraction"),
             )
     fig.tight_layout()

@@ -12,8 +12,8 @@ from dspy_rl.config import ConfigError, compose, to_object
 from dspy_rl.grpo.config import GRPOTrainConfig
 from dspy_rl.grpo.dataset import load_groups
 from dspy_rl.grpo.heldout import split_groups
-from dspy_rl.utils.run_logger import read_metrics
 from dspy_rl.grpo.run import train
+from dspy_rl.utils.run_logger import read_metrics
 
 FAST = ["logging.progress_bar=false", "torch_threads=1", "logging.tensorboard=false"]
 GOOD = ["pytest -x then git commit", "make test and git commit"]
