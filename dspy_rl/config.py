@@ -33,20 +33,26 @@ def require(ok: bool, key: str, value: Any, allowed: str) -> None:
         raise ConfigError(f"{key}={value!r} is not allowed; expected {allowed}")
 
 
-def flags_to_overrides(argv: Sequence[str], aliases: Mapping[str, str] | None = None) -> list[str]:
+def flags_to_overrides(
+    argv: Sequence[str], aliases: Mapping[str, str] | None = None, retired: Mapping[str, str] | None = None
+) -> list[str]:
     """Turn ``--flag value`` / ``--flag`` / ``key=value`` tokens into Hydra overrides.
 
     ``aliases`` maps a flag name (without dashes, ``-`` and ``_`` equivalent) to a config key; flags not in the
     map become the key of the same name with ``-`` replaced by ``_``. A flag followed by nothing, another flag,
-    or a ``key=value`` token is a boolean switch set to ``true``.
+    or a ``key=value`` token is a boolean switch set to ``true``. ``retired`` maps a flag that no longer exists to
+    what replaced it (or why it is gone): using it is a :class:`ConfigError` saying so in one line.
     """
     aliases = {k.replace("-", "_"): v for k, v in (aliases or {}).items()}
+    retired = {k.replace("-", "_"): v for k, v in (retired or {}).items()}
     out: list[str] = []
     i = 0
     while i < len(argv):
         tok = argv[i]
         if tok.startswith("--") and len(tok) > 2:
             name, eq, inline = tok[2:].partition("=")
+            if name.replace("-", "_") in retired:
+                raise ConfigError(f"--{name} is no longer supported: {retired[name.replace('-', '_')]}")
             key = aliases.get(name.replace("-", "_"), name.replace("-", "_"))
             if eq:
                 out.append(f"{key}={inline}")
@@ -70,9 +76,11 @@ def compose(
     argv: Sequence[str] = (),
     aliases: Mapping[str, str] | None = None,
     config_dir: str | Path | None = None,
+    retired: Mapping[str, str] | None = None,
 ) -> DictConfig:
-    """Compose ``conf/<config_name>.yaml`` with the command line; errors become :class:`ConfigError`."""
-    overrides = flags_to_overrides(argv, aliases)
+    """Compose ``conf/<config_name>.yaml`` with the command line (``--flag`` aliases and retired flags as in
+    :func:`flags_to_overrides`); errors become :class:`ConfigError`."""
+    overrides = flags_to_overrides(argv, aliases, retired)
     directory = str(Path(config_dir or conf_dir()).resolve())
     try:
         with initialize_config_dir(config_dir=directory, version_base="1.3"):

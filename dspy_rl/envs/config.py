@@ -12,8 +12,9 @@ class EnvConfig:
     suite: str = "default"
     """Task suite: a name in envs/suites (easy, default, hard) or a path to a suite file."""
     backend: str = "rust"
-    """``rust`` (the batched Rust VecToolEnv), ``python`` (the pure-Python reference; slow) or ``auto`` (Rust
-    when the extension is built, else Python)."""
+    """``rust`` (the batched Rust VecToolEnv), ``python`` (the pure-Python reference; slow), ``auto`` (Rust
+    when the extension is built, else Python) or ``shell`` (ShellEnv: real sandboxed commands in real
+    workspaces; needs a shell suite, e.g. ``env=shell``)."""
     num_envs: int = 512
     """Environments stepped together by each EnvRunner."""
     seed: int = 0
@@ -25,10 +26,10 @@ class EnvConfig:
 
     def __post_init__(self) -> None:
         require(
-            self.backend in ("rust", "python", "auto"),
+            self.backend in ("rust", "python", "auto", "shell"),
             "env.backend",
             self.backend,
-            "'rust', 'python' or 'auto'",
+            "'rust', 'python', 'auto' or 'shell'",
         )
         require(self.num_envs >= 1, "env.num_envs", self.num_envs, "an integer >= 1")
         require(self.num_threads >= 0, "env.num_threads", self.num_threads, "an integer >= 0")

@@ -131,7 +131,21 @@ def train(cfg: GRPOTrainConfig, reward_fn: RewardFn | None = None) -> RunSummary
                 raise ConfigError(f"heldout_fraction={cfg.heldout_fraction}: {exc}") from None
         sampler = GroupSampler(len(groups), cfg.batch_groups, cfg.seed)
     else:
-        task = load_task(cfg.task)
+        if cfg.task.startswith("shell:"):
+            # ShellEnv tasks: completions run as commands in sandboxed workspaces, scored by each task's verifier.
+            from dspy_rl.grpo.shell_task import ShellVerifierReward, load_shell_text_task
+
+            if reward_fn is None and cfg.reward != "rubric":
+                raise ConfigError(
+                    f"reward={cfg.reward!r}: task={cfg.task} is scored by its tasks' verifiers only (use reward=rubric)"
+                )
+            try:
+                task = load_shell_text_task(cfg.task)
+            except (ValueError, KeyError) as exc:
+                raise ConfigError(f"task={cfg.task}: {exc}") from exc
+            reward_fn = reward_fn or ShellVerifierReward(task)
+        else:
+            task = load_task(cfg.task)
         if reward_fn is None:
             try:
                 reward_fn = resolve_reward_fn(cfg.reward, task, cfg.reward_kwargs)
