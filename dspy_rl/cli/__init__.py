@@ -32,6 +32,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "capacity guard: free disk/RAM/VRAM vs the guard settings (`system guard`)",
     ),
     "sweep": ("dspy_rl.cli.sweep", "cost-aware hyperparameter sweep with Ray Tune"),
+    "pipeline": (
+        "dspy_rl.cli.pipeline",
+        "sweep -> train with the best config -> eval, resumable, one results page",
+    ),
+    "envs": ("dspy_rl.cli.envs", "ToolEnv suites: `envs generate` (seeded, validated), `envs check`"),
     "shell": (
         "dspy_rl.cli.shell",
         "real commands in the namespace sandbox: `shell exec --workspace DIR -- CMD`",
