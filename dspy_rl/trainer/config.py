@@ -13,8 +13,8 @@ from hydra.core.config_store import ConfigStore
 
 from dspy_rl.config import require
 from dspy_rl.envs.config import EnvConfig
-from dspy_rl.system.guard import GuardConfig
 from dspy_rl.envs.objectives import ObjectivesConfig
+from dspy_rl.system.guard import GuardConfig
 from dspy_rl.trainer.convergence import ConvergenceConfig
 from dspy_rl.trainer.curriculum import CurriculumConfig
 from dspy_rl.utils.run_logger import LoggingConfig
