@@ -73,6 +73,8 @@ class SweepConfig:
     """Continue the sweep stored in run_dir."""
     ray_address: str | None = None
     """None: local Ray in-process; "auto": a running cluster."""
+    node_ip: str | None = None
+    """Address of a local Ray instance (None: 127.0.0.1, so no Ray process listens on another interface)."""
     num_cpus: int | None = None
     """CPUs of the local Ray instance (None: all)."""
     plot: bool = True

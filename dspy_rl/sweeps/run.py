@@ -16,6 +16,7 @@ from dspy_rl.config import ConfigError
 from dspy_rl.sweeps.config import SweepConfig, build_space, fidelity_option
 from dspy_rl.sweeps.registry import make_searcher
 from dspy_rl.sweeps.spaces import SearchSpace
+from dspy_rl.utils.ray_local import init_ray
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def run_sweep(cfg: SweepConfig) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
         if cfg.ray_address is None and not os.environ.get("RAY_ADDRESS"):
             kwargs["num_cpus"] = cfg.num_cpus or max(os.cpu_count() or 1, int(math.ceil(cfg.cpus_per_trial)))
-        ray.init(address=cfg.ray_address, **kwargs)
+        init_ray(cfg.ray_address, cfg.node_ip, **kwargs)  # a local instance listens on 127.0.0.1 only
         started = True
     try:
         if cfg.resume:

@@ -55,6 +55,15 @@ BUDGET: dict[str, dict[str, str]] = {
     },
 }
 BUDGET["ray job submit"] = BUDGET["dspy-rl submit"]
+# ShellEnv runs every tool call as a sandboxed command: far fewer env steps fit in the same time.
+BUDGET["dspy-rl eval env=shell"] = {"episodes": "8", "env.num_envs": "8"}
+BUDGET["dspy-rl train env=shell"] = {
+    **BUDGET["dspy-rl train"],
+    "total_env_steps": "64",
+    "env.num_envs": "8",
+    "eval_episodes": "8",
+}
+BUDGET["dspy-rl grpo train mode=online task=shell"] = {**BUDGET["dspy-rl grpo train"], "steps": "2"}
 #: the shipped sample span events are older than any look-back window: mine them all
 BUDGET["dspy-rl grpo apply-policy"] = {"hours": "10000000"}
 #: the README's sweep over PPO also gets a small training budget per trial
