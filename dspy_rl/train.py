@@ -46,6 +46,7 @@ from dspy_rl.utils.checkpoint import (
     upgrade_checkpoint,
 )
 from dspy_rl.utils.run_logger import RunLogger
+from dspy_rl.utils.run_status import write_status
 
 log = logging.getLogger(__name__)
 
@@ -271,6 +272,7 @@ class Trainer:
             request.version = iteration
             return request
 
+        write_status(self.run_dir, "running", kind="train", total_env_steps=cfg.total_env_steps)
         try:
             while env_steps < cfg.total_env_steps:
                 t0 = time.perf_counter()
@@ -360,6 +362,7 @@ class Trainer:
             if pool is not None:
                 pool.shutdown()
         last["status"] = status
+        write_status(self.run_dir, status, kind="train", env_steps=env_steps)
         last["run_dir"] = str(self.run_dir)
         last["reached_0.9"] = first_90  # first point where the rolling success rate was >= 0.9 (this session)
         log.info(
@@ -498,6 +501,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(OmegaConf.to_yaml(compose("train", [])))
         return 0
     cfg = load_config(argv)
+    from dspy_rl.system.guard import enforce
+
+    enforce(cfg.guard, cfg.resume or cfg.run_dir or "runs", what="train run")
     result = Trainer(cfg).run()
     reached = result["reached_0.9"]
     milestone = (

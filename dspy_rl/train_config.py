@@ -12,6 +12,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 
 from dspy_rl.cli.config import require
+from dspy_rl.system.guard import GuardConfig
 
 
 @dataclass
@@ -179,6 +180,8 @@ class TrainConfig:
     """Ray topology and device (group ``runtime/``)."""
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     """Logging settings (group ``logging/``)."""
+    guard: GuardConfig = field(default_factory=GuardConfig)
+    """Capacity guard checked before the run starts (free disk at the run directory, RAM, VRAM)."""
     total_env_steps: int = 500_000
     """Stop after this many env steps."""
     target_success: float | None = None

@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "dspy_rl.cli.stream",
         "Kafka ingest (`stream ingest`) and continuous training (`stream train`)",
     ),
+    "rl": ("dspy_rl.cli.rl", "inspect: `rl report` (runs), `rl recent` (latest actions), `rl verify-storage`"),
+    "system": ("dspy_rl.cli.system", "capacity guard: free disk/RAM/VRAM vs the guard settings (`system guard`)"),
     "sweep": ("dspy_rl.cli.sweep", "cost-aware hyperparameter sweep with Ray Tune"),
     "submit": ("dspy_rl.cli.submit", "submit a command as a Ray job: `dspy-rl submit -- train <overrides>`"),
 }
@@ -55,9 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"dspy-rl {name}: invalid configuration: {exc}", file=sys.stderr)
         return 2
+    except CapacityError as exc:
+        print(f"dspy-rl {name}: {exc}", file=sys.stderr)
+        return 3
 
 
 from dspy_rl.cli.config import ConfigError  # noqa: E402  (re-exported for commands)
+from dspy_rl.system.guard import CapacityError  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

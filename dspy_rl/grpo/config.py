@@ -8,6 +8,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 
 from dspy_rl.cli.config import require
+from dspy_rl.system.guard import GuardConfig
 
 
 @dataclass
@@ -92,6 +93,8 @@ class GRPOTrainConfig:
     """Online mode: every this many steps, mean reward of one sampled completion per task prompt; 0 disables."""
     tensorboard: bool = True
     """Write TensorBoard events under <run_dir>/tb."""
+    guard: GuardConfig = field(default_factory=GuardConfig)
+    """Capacity guard checked before the run starts (free disk at the run directory, RAM, VRAM)."""
     progress: bool = True
     """Show a progress bar with steps/s on stderr."""
 

@@ -32,6 +32,9 @@ class MetricsLogger:
             self._tb = SummaryWriter(log_dir=str(Path(run_dir) / "tb"))
 
     def log(self, step: int, metrics: dict[str, Any]) -> None:
+        from dspy_rl.system.stats import usage_metrics
+
+        metrics = {**metrics, **usage_metrics(self.path.parent)}
         row = {"step": step, **metrics}
         self._file.write(json.dumps(row) + "\n")
         self._file.flush()

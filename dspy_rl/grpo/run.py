@@ -35,6 +35,7 @@ from dspy_rl.grpo.policy import build_policy, load_policy
 from dspy_rl.grpo.rewards import RewardFn, resolve_reward_fn
 from dspy_rl.grpo.tasks import load_task
 from dspy_rl.grpo.trainer import GRPOTextTrainer
+from dspy_rl.utils.run_status import write_status
 
 logger = logging.getLogger(__name__)
 
@@ -224,6 +225,7 @@ def train(cfg: GRPOTrainConfig, reward_fn: RewardFn | None = None) -> RunSummary
     try:
         if cfg.mode == "online" and cfg.eval_every and trainer.step == 0:
             run_eval()
+        write_status(run_dir, "running", kind="grpo", steps=cfg.steps)
         while trainer.step < cfg.steps:
             t0 = time.perf_counter()
             idx = sampler.next_batch()
@@ -265,6 +267,7 @@ def train(cfg: GRPOTrainConfig, reward_fn: RewardFn | None = None) -> RunSummary
             if trainer.step % cfg.ckpt_every == 0 and trainer.step < cfg.steps:
                 checkpoint()
         checkpoint()
+        write_status(run_dir, "completed", kind="grpo", step=trainer.step)
     finally:
         bar.close()
         metrics_log.close()

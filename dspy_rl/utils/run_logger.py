@@ -64,7 +64,10 @@ class RunLogger:
             )
 
     def log(self, step: int, metrics: dict[str, float], advance: int) -> None:
-        row = {"env_steps": step, **{k: v for k, v in metrics.items() if _finite(v)}}
+        from dspy_rl.system.stats import usage_metrics
+
+        usage = usage_metrics(self.run_dir)
+        row = {"env_steps": step, **{k: v for k, v in metrics.items() if _finite(v)}, **usage}
         self._metrics_file.write(json.dumps(row) + "\n")
         self._metrics_file.flush()
         if self.tb is not None:
