@@ -26,6 +26,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rl": ("dspy_rl.cli.rl", "inspect: `rl report` (runs), `rl recent` (latest actions), `rl verify-storage`"),
     "system": ("dspy_rl.cli.system", "capacity guard: free disk/RAM/VRAM vs the guard settings (`system guard`)"),
     "sweep": ("dspy_rl.cli.sweep", "cost-aware hyperparameter sweep with Ray Tune"),
+    "dashboard": (
+        "dspy_rl.cli.dashboard",
+        "web UI + JSON API over runs, sweeps, auto mode, the trace store and the machine",
+    ),
     "submit": ("dspy_rl.cli.submit", "submit a command as a Ray job: `dspy-rl submit -- train <overrides>`"),
 }
 

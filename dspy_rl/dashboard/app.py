@@ -39,7 +39,7 @@ from dspy_rl.dashboard.performance import trends as perf_trends
 from dspy_rl.dashboard.prometheus import render as render_metrics
 from dspy_rl.dashboard.runs import STATUSES, RunIndex
 from dspy_rl.dashboard.sweeps import list_sweeps, sweep_detail
-from dspy_rl.dashboard.traces import StoreUnavailable, ingest_summary, store_summary
+from dspy_rl.dashboard.traces import StoreUnavailable, dlq_summary, ingest_summary, store_summary
 
 logger = logging.getLogger(__name__)
 
@@ -54,18 +54,20 @@ class GuardRequest(BaseModel):
     min_vram_mb: float | None = Field(None, ge=0, description="Free GPU memory (MB) required.")
 
 
-def _hash(token: str) -> str:
+def token_hash(token: str) -> str:
+    """SHA-256 hex of a bearer token (what replicas keep instead of the token)."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def create_app(cfg: DashboardConfig, token: str | None = None) -> FastAPI:
-    """The dashboard app over ``cfg.runs_dir`` (``token``: bearer token required by every POST endpoint)."""
+def create_app(cfg: DashboardConfig, token: str | None = None, token_sha256: str | None = None) -> FastAPI:
+    """The dashboard app over ``cfg.runs_dir``; every POST endpoint requires the bearer ``token`` (or the token
+    whose SHA-256 is ``token_sha256``, so a Serve replica never holds the token itself) when one is given."""
     root = Path(cfg.runs_dir)
     runs = RunIndex(root, cfg.live_window_s, cfg.scan_ttl_s)
     sampler = StatsSampler(cfg.stats_interval_s, cfg.stats_history, str(root if root.exists() else "."))
     store_path = Path(cfg.store) if cfg.store else root / "traces.db"
-    auto = AutoClient(cfg.auto_url, cfg.auto_dir, token)
-    token_hash = _hash(token) if token else None
+    auto = AutoClient(cfg.auto_url, cfg.auto_dir)
+    required = token_hash(token) if token else token_sha256
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -84,10 +86,10 @@ def create_app(cfg: DashboardConfig, token: str | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     def require_token(request: Request) -> None:
-        if token_hash is None:
+        if required is None:
             return
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(_hash(given.strip()), token_hash):
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token_hash(given.strip()), required):
             raise HTTPException(401, "missing or wrong bearer token (Authorization: Bearer <token>)")
 
     def all_runs() -> list[dict[str, Any]]:
@@ -104,7 +106,7 @@ def create_app(cfg: DashboardConfig, token: str | None = None) -> FastAPI:
         base = request.scope.get("root_path", "").rstrip("/") + "/"
         html = (STATIC_DIR / "index.html").read_text()
         html = html.replace("__BASE__", base).replace("__POLL_MS__", str(cfg.poll_ms))
-        html = html.replace("__PAGE_SIZE__", str(cfg.page_size)).replace("__AUTH__", "1" if token_hash else "0")
+        html = html.replace("__PAGE_SIZE__", str(cfg.page_size)).replace("__AUTH__", "1" if required else "0")
         return HTMLResponse(html)
 
     @app.get("/favicon.ico", include_in_schema=False)
@@ -249,15 +251,20 @@ def create_app(cfg: DashboardConfig, token: str | None = None) -> FastAPI:
         except StoreUnavailable as exc:
             out["store"] = None
             out["store_error"] = str(exc)
-        if cfg.ingest_metrics:
+        ingest_path = Path(cfg.ingest_metrics) if cfg.ingest_metrics else store_path.with_name("ingest_metrics.jsonl")
+        if ingest_path.is_file():
             try:
-                out["ingest"] = ingest_summary(Path(cfg.ingest_metrics))
+                out["ingest"] = ingest_summary(ingest_path)
             except StoreUnavailable as exc:
                 out["ingest"] = None
                 out["ingest_error"] = str(exc)
         else:
             out["ingest"] = None
-            out["ingest_error"] = "no ingest metrics file (set ingest_metrics=<ingest.metrics_path of the ingester>)"
+            out["ingest_error"] = f"no Kafka ingester metrics at {ingest_path} (set ingest_metrics=<file>)"
+        dlq_path = Path(cfg.dlq_file) if cfg.dlq_file else store_path.parent / "bus" / "agent.dlq.jsonl"
+        out["dlq"] = dlq_summary(dlq_path) if dlq_path.is_file() else None
+        if out["dlq"] is None:
+            out["dlq_error"] = f"no file-bus dead letters at {dlq_path} (set dlq_file=<file>)"
         return out
 
     # -- files and metrics ------------------------------------------------------------------------------

@@ -28,7 +28,10 @@ class DashboardConfig:
     store: str | None = None
     """Trace store SQLite file, opened read-only (None: <runs_dir>/traces.db when it exists)."""
     ingest_metrics: str | None = None
-    """JSONL of ingest metrics snapshots (``stream ingest.metrics_path``): live events/s and DLQ counts."""
+    """JSONL of the Kafka ingester's metrics snapshots: events/s and DLQ counts (None: ingest_metrics.jsonl next
+    to the store when it exists)."""
+    dlq_file: str | None = None
+    """Dead letters of a file-bus ingest (None: bus/agent.dlq.jsonl next to the store when it exists)."""
     auto_url: str | None = None
     """Base URL of auto mode's HTTP control (``GET /status``, ``POST /start``, ``POST /stop``)."""
     auto_dir: str | None = None

@@ -6,14 +6,17 @@ directory (``train/2026-12-04_16-56-02``).
 
 Status: ``finished`` once the last row reached the budget (``total_env_steps`` / ``steps``), the target success
 rate, or a final evaluation / ``summary.json`` was written; ``live`` while metrics.jsonl changed within
-``live_window_s``; otherwise ``failed`` (it stopped before its budget: killed, crashed or interrupted). A
-``status.json`` with ``{"status": ...}`` in the run directory takes precedence.
+``live_window_s``; otherwise ``failed`` (it stopped before its budget: killed, crashed or interrupted). The
+``status.json`` the trainers write (:mod:`dspy_rl.utils.run_status`) takes precedence: ``running`` with a live pid
+is live, ``completed`` / ``reached target_success`` finished, anything else (``died``, ``error``, ``interrupted by
+SIGTERM``) failed, with the recorded status as the detail.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,10 +26,13 @@ from typing import Any
 import yaml
 
 from dspy_rl.dashboard.files import NotFound, clean_number, inside, read_jsonl, tail_rows
+from dspy_rl.utils.run_status import read_status
 
 logger = logging.getLogger(__name__)
 
 STATUSES = ("live", "finished", "failed")
+#: Final statuses (status.json) of a run that ended as planned.
+FINISHED = ("completed", "reached target_success", "finished")
 #: Directories never searched for runs (inside a run, or not runs at all).
 SKIP_DIRS = {"checkpoints", "tb", "wandb", "model", "final", "__pycache__", "node_modules"}
 #: Keys a run page charts as losses (per policy prefixes such as ``A/`` are kept).
@@ -218,13 +224,18 @@ class RunIndex:
         updated: float | None,
         now: float,
     ) -> tuple[str, str]:
-        explicit = path / "status.json"
-        if explicit.exists():
-            data = _load_yaml(explicit)  # JSON is YAML
-            s = str(data.get("status", ""))
-            if s:
-                kind = "live" if s in ("running", "live") else "finished" if s in ("completed", "finished") else "failed"
-                return kind, s
+        recorded = read_status(path)  # written by the trainers: running (with pid) / their final status
+        if recorded and recorded.get("status"):
+            st = str(recorded["status"])
+            if st == "running":
+                if recorded.get("host") == socket.gethostname() or (
+                    updated is not None and now - updated < self.live_window_s
+                ):
+                    return "live", "training"
+                return "failed", f"recorded running on {recorded.get('host')}, no update for {now - (updated or now):.0f} s"
+            if st in FINISHED:
+                return "finished", st
+            return "failed", st  # died, error, interrupted by SIGTERM, ...
         if budget and isinstance(steps, int | float) and steps >= budget:
             return "finished", f"reached its budget of {budget:,}"
         if c.evaluated:

@@ -18,7 +18,6 @@ import numpy as np
 import yaml
 
 from dspy_rl.dashboard.files import NotFound, clean_number, inside, tail_rows
-from dspy_rl.sweeps.pareto import pareto_front
 
 
 def _yaml(path: Path) -> dict[str, Any]:
@@ -210,6 +209,8 @@ def sweep_detail(root: Path, sweep_id: str, live_window_s: float = 120.0) -> dic
     both = [t for t in trials if t["score"] is not None and t["cost"] is not None]
     front: list[str] = []
     if both:
+        from dspy_rl.sweeps.pareto import pareto_front  # dspy_rl.sweeps imports Ray Tune (seconds): load on use
+
         idx = pareto_front(np.array([sign * t["score"] for t in both]), np.array([t["cost"] for t in both]))
         front = [both[i]["trial_id"] for i in idx]
     for t in trials:

@@ -117,3 +117,24 @@ def ingest_summary(path: Path) -> dict[str, Any]:
         ],
         "age_s": time.time() - path.stat().st_mtime,
     }
+
+
+def dlq_summary(path: Path, recent: int = 10) -> dict[str, Any]:
+    """Dead letters in a file-bus DLQ topic file (``<bus dir>/agent.dlq.jsonl``): count, count by reason (the text
+    before the first ':'), and the newest ``recent`` reasons."""
+    rows, corrupt, _ = read_jsonl(path)
+    reasons: dict[str, int] = {}
+    for r in rows:
+        label = str(r.get("reason", "?")).split(":", 1)[0][:80]
+        reasons[label] = reasons.get(label, 0) + 1
+    return {
+        "path": str(path),
+        "dlq": len(rows),
+        "corrupt_lines": corrupt,
+        "dlq_reasons": reasons,
+        "recent": [
+            {"reason": r.get("reason"), "where": r.get("file") or r.get("topic"), "line": r.get("line", r.get("offset")),
+             "failed_at": r.get("failed_at")}
+            for r in rows[-recent:]
+        ][::-1],
+    }

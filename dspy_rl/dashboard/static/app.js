@@ -182,7 +182,7 @@ async function runPage(id) {
   defs.push({ title: "Entropy / KL / clip fraction", keys: m.loss_keys.filter((k) => has(k) && /entropy|clipfrac|approx_kl/.test(k)) });
   defs.push({ title: "Env steps/s", keys: ["env_steps_per_s", "samples_per_s"].filter(has) });
   defs.push({ title: "Time per iteration: sample / learn / wait (s)", keys: ["sample_s", "learn_s", "wait_s"].filter(has) });
-  const useKeys = ["cpu_percent", "ram_used_gb", "gpu_util_percent", "vram_used_mb"].filter(has);
+  const useKeys = ["sys/cpu_percent", "sys/ram_used_gb", "sys/gpu_util_percent", "sys/vram_used_mb", "cpu_percent", "ram_used_gb", "gpu_util_percent"].filter(has);
   if (useKeys.length) defs.push({ title: "CPU / RAM / GPU use", keys: useKeys });
   const made = defs.map((d) => {
     const xs = rows.map((r) => r[x]);
@@ -359,6 +359,15 @@ async function tracesPage() {
       ${Object.entries(ing.dlq_reasons).map(([k, v]) => `<tr><td>${esc(k)}</td><td class="num">${fmt(v)}</td></tr>`).join("") || `<tr><td class="muted" colspan="2">no dead letters</td></tr>`}</tbody></table>`;
   } else {
     html += `<p class="muted" data-testid="ingest-missing">${esc(d.ingest_error)}</p>`;
+    if (!d.dlq) html += `<p class="muted">${esc(d.dlq_error)}</p>`;
+  }
+  const dl = d.dlq;
+  if (dl) {
+    html += `<h2>Dead letters (file bus)</h2><div class="cards">${card("DLQ", `<span data-testid="dlq-file">${fmt(dl.dlq)}</span>`)}</div>
+      <table data-testid="dlq-file-reasons"><thead><tr><th>reason</th><th class="num">count</th></tr></thead><tbody>
+      ${Object.entries(dl.dlq_reasons).map(([k, v]) => `<tr><td>${esc(k)}</td><td class="num">${fmt(v)}</td></tr>`).join("")}</tbody></table>
+      <table><thead><tr><th>newest dead letters</th><th>where</th><th class="num">line / offset</th><th>at</th></tr></thead><tbody>
+      ${dl.recent.map((r) => `<tr><td>${esc(r.reason)}</td><td class="muted">${esc(r.where)}</td><td class="num">${fmt(r.line)}</td><td>${fmtTime(r.failed_at)}</td></tr>`).join("")}</tbody></table>`;
   }
   html += `<div class="charts" id="charts"></div>`;
   if (s) {

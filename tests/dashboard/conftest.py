@@ -1,0 +1,155 @@
+"""Real data for the dashboard tests: a short `dspy-rl train` run, a copy with corrupt metrics lines, a small real
+PPO sweep (`dspy-rl sweep sweep=ppo_tiny`), and a trace store filled by `dspy-rl stream ingest` (with dead letters);
+and the dashboard itself, started with `dspy-rl dashboard` on a free loopback port."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dspy_rl import PACKAGE_DIR
+from dspy_rl.envs import rust_available
+
+BACKEND = "rust" if rust_available() else "python"
+#: A short training run (in-process runner; a few seconds).
+TINY = [
+    f"env.backend={BACKEND}",
+    "env.num_envs=64",
+    "env.num_threads=1",
+    "algo.rollout_len=32",
+    "algo.minibatch_size=512",
+    "logging.progress_bar=false",
+    "logging.tensorboard=false",
+    "runtime.num_env_runners=0",
+    "runtime.device=cpu",
+]
+ENV = {
+    **os.environ,
+    "PYTHONUNBUFFERED": "1",
+    "OMP_NUM_THREADS": "1",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "PYTHONPATH": str(PACKAGE_DIR.parent) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+}
+BAD_METRICS_LINES = ['{"env_steps": 999, "success_rate": ', "this is not json", "[1, 2, 3]"]
+BAD_EVENTS = ['{"kind": "tool", "v": 1', '{"v": 1, "kind": "nonsense", "trace_id": "t", "agent_id": "a"}']
+
+
+def dspy_rl(*args: str, timeout: float = 600, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", "dspy_rl", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=ENV,
+        cwd=cwd,
+    )
+    assert proc.returncode == 0, f"dspy-rl {' '.join(args)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    return proc
+
+
+@pytest.fixture(scope="session")
+def runs_dir(tmp_path_factory, ray_session) -> Path:
+    """A runs directory with real output of train, sweep and stream ingest (the sweep runs in this process on the
+    session's Ray instance: three real PPO trials at once)."""
+    root = tmp_path_factory.mktemp("dash") / "runs"
+    tiny = root / "train" / "tiny"
+    dspy_rl("train", *TINY, "total_env_steps=8192", "checkpoint_every=2", "eval_episodes=64", f"run_dir={tiny}")
+    # the same run with corrupt lines in its metrics (a torn write, garbage, a JSON non-object)
+    corrupt = root / "train" / "corrupt"
+    shutil.copytree(tiny, corrupt)
+    lines = (corrupt / "metrics.jsonl").read_text().splitlines()
+    (corrupt / "metrics.jsonl").write_text("\n".join(lines[:2] + BAD_METRICS_LINES + lines[2:]) + "\n")
+    from dspy_rl.cli.sweep import main as sweep_main
+
+    argv = ["sweep=ppo_tiny", "num_samples=3", "max_concurrent=3", "num_warmup=2", "plot=true"]
+    assert sweep_main([*argv, f"run_dir={root / 'sweep' / 'tiny'}"]) == 0
+    events = root / "events.jsonl"
+    sample = (PACKAGE_DIR / "stream" / "data" / "sample_events.jsonl").read_text().splitlines()
+    events.write_text("\n".join(sample[:300] + BAD_EVENTS + sample[300:]) + "\n")
+    out = dspy_rl("stream", "ingest", f"stream.events_file={events}", f"store={root / 'traces.db'}").stdout
+    (root.parent / "ingest.json").write_text(out[out.index("{") :])  # the ingester's counters, for the tests
+    return root
+
+
+class Dashboard:
+    def __init__(self, runs: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dspy_rl", "dashboard", f"runs_dir={runs}", "port=0", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**ENV, **(env or {})},
+            start_new_session=True,
+        )
+        line = self.proc.stdout.readline()
+        m = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        if not m:
+            self.close()
+            raise RuntimeError(f"dashboard did not start: {line!r} {self.proc.stderr.read()[-3000:]}")
+        self.port = int(m.group(1))
+        self.url = f"http://127.0.0.1:{self.port}/"
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def dashboard(runs_dir) -> Iterator[Dashboard]:
+    d = Dashboard(runs_dir, "poll_ms=300", "stats_interval_s=0.5")
+    yield d
+    d.close()
+
+
+class LiveRun:
+    """A real `dspy-rl train` with a budget far beyond the test, killed at the end."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dspy_rl", "train", *TINY, "total_env_steps=100000000", "checkpoint_every=1000000",
+             f"run_dir={run_dir}"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=ENV,
+            start_new_session=True,
+        )
+
+    def wait_rows(self, n: int, timeout: float = 120) -> int:
+        deadline = time.monotonic() + timeout
+        path = self.run_dir / "metrics.jsonl"
+        while time.monotonic() < deadline:
+            rows = len(path.read_text().splitlines()) if path.exists() else 0
+            if rows >= n:
+                return rows
+            assert self.proc.poll() is None, f"training exited early: {self.proc.stderr.read()[-3000:]}"
+            time.sleep(0.2)
+        raise AssertionError(f"no {n} metrics rows within {timeout} s")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def ingest_counts(runs: Path) -> dict:
+    return json.loads((runs.parent / "ingest.json").read_text())
+
+
+def results_best(runs: Path) -> dict:
+    return json.loads((runs / "sweep" / "tiny" / "results.json").read_text())["best"]
