@@ -25,6 +25,9 @@ from typing import Any
 
 import yaml
 
+#: libyaml's C loader where PyYAML was built with it (tens of times faster: thousands of configs per scan)
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 from dspy_rl.dashboard.files import NotFound, clean_number, inside, read_jsonl, tail_rows
 from dspy_rl.utils.run_status import read_status
 
@@ -52,7 +55,7 @@ class _Cached:
 
 def _load_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_LOADER)
     except (OSError, yaml.YAMLError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -148,10 +151,13 @@ class RunIndex:
         metrics = path / "metrics.jsonl"
         try:
             st = metrics.stat()
-        except OSError:
-            st = None
+        except OSError as exc:
+            raise NotFound(f"no run {run_id!r} under {self.root}") from exc
         cfg_path = path / "config.yaml"
-        cfg_mtime = cfg_path.stat().st_mtime_ns if cfg_path.exists() else 0
+        try:
+            cfg_mtime = cfg_path.stat().st_mtime_ns
+        except OSError:
+            cfg_mtime = 0
         stamp = (st.st_mtime_ns if st else 0, st.st_size if st else 0, cfg_mtime)
         cached = self._cache.get(run_id)
         if cached is not None and cached.stamp == stamp:
@@ -171,13 +177,12 @@ class RunIndex:
 
     def summary(self, run_id: str, now: float | None = None) -> dict[str, Any]:
         """One run's row of the runs list (status, algorithm, env, progress, env steps/s, success, ETA)."""
-        path = self.run_dir(run_id)
+        return self._summary(run_id, self.run_dir(run_id), time.time() if now is None else now)
+
+    def _summary(self, run_id: str, path: Path, now: float) -> dict[str, Any]:
         c = self._read(run_id, path)
-        now = time.time() if now is None else now
-        metrics = path / "metrics.jsonl"
-        updated = metrics.stat().st_mtime if metrics.exists() else None
-        cfg_path = path / "config.yaml"
-        started = cfg_path.stat().st_mtime if cfg_path.exists() else updated
+        updated = c.stamp[0] / 1e9 if c.stamp[0] else None
+        started = c.stamp[2] / 1e9 if c.stamp[2] else updated
         last = c.last
         budget = _budget(c.config)
         x = step_key(last) if last else "env_steps"
@@ -255,9 +260,10 @@ class RunIndex:
         now = time.time()
         rows = []
         counts = dict.fromkeys(STATUSES, 0)
-        for run_id in self.run_ids():
+        root = self.root.resolve()
+        for run_id in self.run_ids():  # found by the walk: inside root, no need to re-check the path
             try:
-                s = self.summary(run_id, now)
+                s = self._summary(run_id, root / run_id, now)
             except NotFound:  # deleted since the scan
                 continue
             counts[s["status"]] += 1

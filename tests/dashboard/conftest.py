@@ -59,8 +59,9 @@ def dspy_rl(*args: str, timeout: float = 600, cwd: Path | None = None) -> subpro
 
 @pytest.fixture(scope="session")
 def runs_dir(tmp_path_factory, ray_session) -> Path:
-    """A runs directory with real output of train, sweep and stream ingest (the sweep runs in this process on the
-    session's Ray instance: three real PPO trials at once)."""
+    """A runs directory with real output of train, sweep and stream ingest. The sweep is a real Ray Tune sweep with
+    the protein searcher on the synthetic ``ppo_like`` objective (its trials diverge for lr > 0.03, so some fail),
+    in this process on the session's Ray instance; ``ppo_sweep_dir`` has the slower sweep of real PPO trials."""
     root = tmp_path_factory.mktemp("dash") / "runs"
     tiny = root / "train" / "tiny"
     dspy_rl("train", *TINY, "total_env_steps=8192", "checkpoint_every=2", "eval_episodes=64", f"run_dir={tiny}")
@@ -71,8 +72,8 @@ def runs_dir(tmp_path_factory, ray_session) -> Path:
     (corrupt / "metrics.jsonl").write_text("\n".join(lines[:2] + BAD_METRICS_LINES + lines[2:]) + "\n")
     from dspy_rl.cli.sweep import main as sweep_main
 
-    argv = ["sweep=ppo_tiny", "num_samples=3", "max_concurrent=3", "num_warmup=2", "plot=true"]
-    assert sweep_main([*argv, f"run_dir={root / 'sweep' / 'tiny'}"]) == 0
+    argv = ["sweep=ppo_like", "num_samples=8", "max_concurrent=2", "num_warmup=4", "seed=3"]
+    assert sweep_main([*argv, f"run_dir={root / 'sweep' / 'like'}"]) == 0
     events = root / "events.jsonl"
     sample = (PACKAGE_DIR / "stream" / "data" / "sample_events.jsonl").read_text().splitlines()
     events.write_text("\n".join(sample[:300] + BAD_EVENTS + sample[300:]) + "\n")
@@ -97,6 +98,7 @@ class Dashboard:
             self.close()
             raise RuntimeError(f"dashboard did not start: {line!r} {self.proc.stderr.read()[-3000:]}")
         self.port = int(m.group(1))
+        self.runs = runs
         self.url = f"http://127.0.0.1:{self.port}/"
 
     def close(self) -> None:
@@ -151,5 +153,16 @@ def ingest_counts(runs: Path) -> dict:
     return json.loads((runs.parent / "ingest.json").read_text())
 
 
-def results_best(runs: Path) -> dict:
-    return json.loads((runs / "sweep" / "tiny" / "results.json").read_text())["best"]
+def sweep_results(sweep_dir: Path) -> dict:
+    return json.loads((sweep_dir / "results.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def ppo_sweep_dir(tmp_path_factory, ray_session) -> Path:
+    """A runs directory holding a sweep of three real PPO training runs (`sweep=ppo_tiny`; minutes: slow tests)."""
+    from dspy_rl.cli.sweep import main as sweep_main
+
+    root = tmp_path_factory.mktemp("dash-ppo") / "runs"
+    argv = ["sweep=ppo_tiny", "num_samples=3", "max_concurrent=3", "num_warmup=2"]
+    assert sweep_main([*argv, f"run_dir={root / 'sweep' / 'tiny'}"]) == 0
+    return root

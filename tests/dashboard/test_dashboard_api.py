@@ -1,4 +1,4 @@
-"""The dashboard's JSON API over real run directories (a train run, a corrupt copy, a PPO sweep, a trace store),
+"""The dashboard's JSON API over real run directories (a train run, a corrupt copy, sweeps, a trace store),
 served by `dspy-rl dashboard` on a loopback port: listings, metrics, sweeps, 404s, path traversal, auth, /metrics."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import BAD_EVENTS, BAD_METRICS_LINES, ENV, Dashboard, ingest_counts, results_best
+from .conftest import BAD_EVENTS, BAD_METRICS_LINES, ENV, Dashboard, ingest_counts, sweep_results
 
 
 def get(d: Dashboard, path: str, **kw) -> httpx.Response:
@@ -39,10 +39,7 @@ def test_runs_list_status_and_summaries(dashboard, runs_dir) -> None:
     assert tiny["steps"] == tiny["budget"] == 8192 and tiny["progress"] == 1.0
     assert tiny["env_steps_per_s"] > 0 and 0 <= tiny["success_rate"] <= 1
     assert tiny["eval_success_rate"] is not None  # the final evaluation row joins the summary
-    # the sweep's trials are runs too (real `dspy-rl train` runs inside Tune trials), tagged with their sweep
-    trials = [r for r in d["sessions"] if r["sweep"] == "sweep/tiny"]
-    assert len(trials) == 3 and all(r["status"] == "finished" for r in trials)
-    assert d["counts"]["finished"] == d["total"] == 5
+    assert d["counts"]["finished"] == d["total"] == 2
     assert get(dashboard, "api/rl/sessions?status=live").json()["sessions"] == []
     assert [r["id"] for r in get(dashboard, "api/rl/sessions?q=corrupt").json()["sessions"]] == ["train/corrupt"]
     bad = get(dashboard, "api/rl/sessions?status=bogus")
@@ -71,7 +68,7 @@ def test_unknown_ids_are_404_naming_the_id(dashboard) -> None:
         ("api/rl/sessions/train/nope", "train/nope"),
         ("api/rl/sessions/train/nope/metrics", "train/nope"),
         ("api/rl/sweeps/sweep/nope", "sweep/nope"),
-        ("api/rl/sessions/sweep/tiny", "sweep/tiny"),  # a sweep is not a run
+        ("api/rl/sessions/sweep/like", "sweep/like"),  # a sweep is not a run
     ):
         r = get(dashboard, path)
         assert r.status_code == 404 and name in r.json()["detail"], (path, r.text)
@@ -105,43 +102,77 @@ def test_never_serves_files_outside_the_runs_dir(dashboard, runs_dir, tmp_path) 
         (runs_dir / "train" / "tiny" / "escape").unlink()
 
 
-def test_sweep_trials_history_pareto_importance(dashboard, runs_dir) -> None:
-    listing = get(dashboard, "api/rl/sweeps").json()["sweeps"]
-    assert [s["id"] for s in listing] == ["sweep/tiny"]
-    s = get(dashboard, "api/rl/sweeps/sweep/tiny").json()
-    assert s["status"] == "finished" and s["searcher"] == "protein" and s["metric"] == "eval_success_rate"
-    assert s["trials"] == 3 and len(s["trials_table"]) == 3 and len(s["history"]) == 3
-    best = results_best(runs_dir)
+def check_sweep(s: dict, results: dict) -> dict:
+    """The sweep page's data agrees with the sweep's own results.json; returns trials by id."""
+    rows = {r["trial_id"]: r for r in results["rows"]}
+    table = {t["trial_id"]: t for t in s["trials_table"]}
+    assert set(table) == set(rows) and s["trials"] == len(rows) and len(s["history"]) == len(rows)
+    for tid, r in rows.items():
+        assert (table[tid]["status"] == "error") == (r["status"] == "error"), tid
+        if r["score"] is not None:
+            assert table[tid]["score"] == pytest.approx(r["score"]) and table[tid]["cost"] == pytest.approx(r["cost"])
+    assert s["errors"] == sum(r["status"] == "error" for r in rows.values())
+    best = results["best"]
     assert s["best_score"] == pytest.approx(best["score"]) and s["best_cost"] == pytest.approx(best["cost"])
     # best-so-far never gets worse and ends at the best score
     bests = [h["best"] for h in s["history"] if h["best"] is not None]
     assert bests == sorted(bests) and bests[-1] == pytest.approx(best["score"])
-    # the Pareto front: no trial has both a higher score and a lower cost than a front member
-    table = {t["trial_id"]: t for t in s["trials_table"]}
+    # the Pareto front: no scored trial has both a higher score and a lower cost than a front member
+    scored = [t for t in table.values() if t["score"] is not None]
     assert s["pareto"] and all(table[t]["pareto"] for t in s["pareto"])
     for tid in s["pareto"]:
         f = table[tid]
-        assert not any(o["score"] > f["score"] and o["cost"] < f["cost"] for o in table.values())
-    assert set(s["parameters"]) == {"algo.lr", "algo.ent_coef", "total_env_steps"}
+        assert not any(o["score"] >= f["score"] and o["cost"] < f["cost"] for o in scored)
+    for t in scored:  # and every other trial is beaten by some front member
+        if not t["pareto"]:
+            assert any(table[f]["score"] >= t["score"] and table[f]["cost"] <= t["cost"] for f in s["pareto"])
     imp = {p["name"]: p for p in s["importance"]}
     assert set(imp) == set(s["parameters"])
-    assert sum(p["share"] for p in imp.values()) == pytest.approx(1.0) or all(p["value"] == 0 for p in imp.values())
-    # each trial's own training run is linked
-    assert all(t["train_run"] for t in s["trials_table"])
-    run = get(dashboard, "api/rl/sessions/sweep/tiny/" + s["trials_table"][0]["train_run"]).json()
-    assert run["status"] == "finished"
+    assert sum(p["share"] for p in imp.values()) == pytest.approx(1.0)
+    return table
+
+
+def test_sweep_trials_history_pareto_importance(dashboard, runs_dir) -> None:
+    listing = get(dashboard, "api/rl/sweeps").json()["sweeps"]
+    assert [s["id"] for s in listing] == ["sweep/like"]
+    s = get(dashboard, "api/rl/sweeps/sweep/like").json()
+    assert s["status"] == "finished" and s["searcher"] == "protein" and s["metric"] == "score"
+    table = check_sweep(s, sweep_results(runs_dir / "sweep" / "like"))
+    assert set(s["parameters"]) == {"lr", "gamma", "batch", "epochs", "activation", "steps"}
+    kinds = {p["name"]: p["kind"] for p in s["importance"]}
+    assert kinds["activation"] == "correlation ratio" and kinds["lr"] == "spearman"
+    assert all(t["train_run"] is None for t in table.values())  # synthetic trials train nothing
+    assert s["images"] == ["sweep/like/pareto.png"]
+    assert get(dashboard, "files/sweep/like/pareto.png").headers["content-type"] == "image/png"
+
+
+@pytest.mark.slow
+def test_ppo_sweep_links_each_trial_to_its_training_run(ppo_sweep_dir) -> None:
+    d = Dashboard(ppo_sweep_dir)
+    try:
+        s = get(d, "api/rl/sweeps/sweep/tiny").json()
+        assert s["metric"] == "eval_success_rate" and s["cost"] == "env_steps"
+        table = check_sweep(s, sweep_results(ppo_sweep_dir / "sweep" / "tiny"))
+        assert set(s["parameters"]) == {"algo.lr", "algo.ent_coef", "total_env_steps"}
+        runs = get(d, "api/rl/sessions").json()["sessions"]
+        assert len(runs) == 3 and all(r["sweep"] == "sweep/tiny" and r["status"] == "finished" for r in runs)
+        for t in table.values():
+            run = get(d, "api/rl/sessions/sweep/tiny/" + t["train_run"]).json()
+            assert run["eval_success_rate"] == pytest.approx(t["score"]) and run["steps"] == t["cost"]
+    finally:
+        d.close()
 
 
 def test_status_performance_and_openapi(dashboard) -> None:
     st = get(dashboard, "api/rl/status").json()
-    assert st["counts"] == {"live": 0, "finished": 5, "failed": 0} and st["sweeps"] == 1
+    assert st["counts"] == {"live": 0, "finished": 2, "failed": 0} and st["sweeps"] == 1
     assert st["machine"]["ram_total_gb"] > 0 and st["guard"]["checks"]
     assert st["auto"]["available"] is False and "auto mode not available" in st["auto"]["reason"]
     summary = get(dashboard, "api/rl/performance/summary").json()
-    assert summary["overall"]["runs"] == 5 and summary["overall"]["env_steps"] >= 2 * 8192
+    assert summary["overall"]["runs"] == 2 and summary["overall"]["env_steps"] == 2 * 8192
     assert summary["by_algorithm_env"][0]["group"].startswith("ppo / ")
     trends = get(dashboard, "api/rl/performance/trends").json()
-    assert len(trends["points"]) == 5
+    assert len(trends["points"]) == 2
     starts = [p["started"] for p in trends["points"]]
     assert starts == sorted(starts)
     paths = get(dashboard, "openapi.json").json()["paths"]
@@ -193,7 +224,7 @@ def test_prometheus_metrics(dashboard) -> None:
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     families = {f.name: f for f in text_string_to_metric_families(r.text)}
     runs = {s.labels["status"]: s.value for s in families["dspy_rl_runs"].samples}
-    assert runs == {"live": 0.0, "finished": 5.0, "failed": 0.0}
+    assert runs == {"live": 0.0, "finished": 2.0, "failed": 0.0}
     assert families["dspy_rl_machine_ram_total_gb"].samples[0].value > 0
 
 

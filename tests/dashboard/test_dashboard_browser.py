@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from .cdp import Browser, find_chromium
-from .conftest import BAD_METRICS_LINES, LiveRun, ingest_counts
+from .conftest import BAD_METRICS_LINES, Dashboard, LiveRun, ingest_counts, sweep_results
 
 CHROMIUM = find_chromium()
 pytestmark = pytest.mark.skipif(
@@ -52,10 +52,10 @@ def open_page(browser, dashboard, fragment: str, ready: str):
 def test_runs_page(browser, dashboard, shots) -> None:
     page = open_page(browser, dashboard, "#/runs", "runs")
     rows = page.evaluate("[...document.querySelectorAll('[data-testid=runs-table] tbody tr')].map(r => r.innerText)")
-    assert len(rows) == 5
+    assert len(rows) == 2
     tiny = next(r for r in rows if r.startswith("train/tiny"))
     assert "finished" in tiny and "ppo" in tiny and "8,192 / 8,192" in tiny
-    assert "all (5)" in page.text() and "finished (5)" in page.text() and "page 1 of 1" in page.text()
+    assert "all (2)" in page.text() and "finished (2)" in page.text() and "page 1 of 1" in page.text()
     page.screenshot(shots / "runs.png")
     assert page.errors() == []
     # the status filter shows no live runs
@@ -101,21 +101,43 @@ def test_unknown_run_page_names_the_id(browser, dashboard) -> None:
     assert page.errors() and all("404" in e for e in page.errors()), page.errors()
 
 
-def test_sweeps_pages(browser, dashboard, shots) -> None:
+def check_sweep_page(browser, dashboard, shots, sweep_id: str, name: str) -> None:
     page = open_page(browser, dashboard, "#/sweeps", "sweeps")
-    row = page.evaluate("document.querySelector('[data-testid=sweeps-table] tbody tr').innerText")
-    assert "sweep/tiny" in row and "protein" in row and "eval_success_rate" in row and "3 / 3" in row
-    page.screenshot(shots / "sweeps.png")
+    rows = page.evaluate("[...document.querySelectorAll('[data-testid=sweeps-table] tbody tr')].map(r => r.innerText)")
+    results = sweep_results(dashboard.runs / sweep_id)
+    n = len(results["rows"])
+    (row,) = [r for r in rows if r.startswith(sweep_id)]
+    assert "protein" in row and "finished" in row and f"{n} / {n}" in row
+    page.screenshot(shots / f"sweeps_{name}.png")
     assert page.errors() == []
-    page = open_page(browser, dashboard, "#/sweep/" + urllib.parse.quote("sweep/tiny", safe=""), "sweep")
+    page = open_page(browser, dashboard, "#/sweep/" + urllib.parse.quote(sweep_id, safe=""), "sweep")
     text = page.text()
     assert "Optimization history" in text and "(Pareto front)" in text and "Parameter importance" in text
-    assert page.evaluate("document.querySelectorAll('[data-testid=trials-table] tbody tr').length") == 3
+    assert page.evaluate("document.querySelectorAll('[data-testid=trials-table] tbody tr').length") == n
     assert page.evaluate("document.querySelectorAll('[data-testid=trials-table] tr.pareto').length") >= 1
-    assert page.evaluate("document.querySelectorAll('[data-testid=importance] tbody tr').length") == 3
+    errors = sum(r["status"] == "error" for r in results["rows"])
+    assert page.evaluate("document.querySelectorAll('[data-testid=trials-table] .pill.error').length") == errors
     assert page.evaluate("document.querySelectorAll('.chart canvas').length") == 2
-    page.screenshot(shots / "sweep.png")
+    page.screenshot(shots / f"sweep_{name}.png")
     assert page.errors() == []
+
+
+def test_sweep_pages(browser, dashboard, shots) -> None:
+    check_sweep_page(browser, dashboard, shots, "sweep/like", "synthetic")
+
+
+@pytest.mark.slow
+def test_ppo_sweep_page_links_trial_runs(browser, ppo_sweep_dir, shots) -> None:
+    d = Dashboard(ppo_sweep_dir, "poll_ms=300")
+    try:
+        check_sweep_page(browser, d, shots, "sweep/tiny", "ppo")
+        page = open_page(browser, d, "#/sweep/" + urllib.parse.quote("sweep/tiny", safe=""), "sweep")
+        page.evaluate("document.querySelector('[data-testid=trials-table] tbody a').click()")
+        page.wait_for("document.body.dataset.ready === 'run'")
+        assert "eval success" in page.text().lower() and "finished" in page.text()
+        assert page.errors() == []
+    finally:
+        d.close()
 
 
 def test_performance_traces_system_auto_pages(browser, dashboard, runs_dir, shots) -> None:
@@ -163,6 +185,7 @@ def test_live_run_page_updates_while_training(browser, dashboard, runs_dir, shot
         page.wait_for(f"document.querySelector('[data-testid=steps]').innerText !== {steps0!r}", timeout=60)
         assert "ETA" in page.text() and "live" in page.text()
         page.screenshot(shots / "run_live.png")
+        assert page.evaluate("document.querySelector('[data-testid=stale]')") is None, page.text()[:500]
         assert page.errors() == []
     finally:
         live.kill()

@@ -61,9 +61,24 @@ async function api(path, opts) {
   return body;
 }
 function every(ms, fn) {
+  // one poll at a time: the next starts ms after the previous finished; stops when the page changes
   const gen = generation;
-  const id = setInterval(() => { if (gen === generation) fn(); }, ms);
-  timers.push(id);
+  const tick = async () => {
+    if (gen !== generation) return;
+    try {
+      await fn();
+      const stale = document.getElementById("stale");
+      if (stale) stale.remove();
+    } catch (e) {
+      console.warn("live update failed", e);
+      if (!document.getElementById("stale")) {
+        page.insertAdjacentHTML("afterbegin", `<div class="warn" id="stale" data-testid="stale"></div>`);
+      }
+      document.getElementById("stale").textContent = `live update failed (${e.status ? "HTTP " + e.status + ": " : ""}${e.message}); retrying`;
+    }
+    if (gen === generation) timers.push(setTimeout(tick, ms));
+  };
+  timers.push(setTimeout(tick, ms));
 }
 function ready(name) { document.body.dataset.ready = name; }
 function showError(e) {
@@ -367,13 +382,13 @@ async function tracesPage() {
       <table data-testid="dlq-file-reasons"><thead><tr><th>reason</th><th class="num">count</th></tr></thead><tbody>
       ${Object.entries(dl.dlq_reasons).map(([k, v]) => `<tr><td>${esc(k)}</td><td class="num">${fmt(v)}</td></tr>`).join("")}</tbody></table>
       <table><thead><tr><th>newest dead letters</th><th>where</th><th class="num">line / offset</th><th>at</th></tr></thead><tbody>
-      ${dl.recent.map((r) => `<tr><td>${esc(r.reason)}</td><td class="muted">${esc(r.where)}</td><td class="num">${fmt(r.line)}</td><td>${fmtTime(r.failed_at)}</td></tr>`).join("")}</tbody></table>`;
+      ${dl.recent.map((r) => `<tr><td class="wrap">${esc(r.reason)}</td><td class="muted wrap">${esc(r.where)}</td><td class="num">${fmt(r.line)}</td><td>${fmtTime(r.failed_at)}</td></tr>`).join("")}</tbody></table>`;
   }
   html += `<div class="charts" id="charts"></div>`;
   if (s) {
     html += `<h2>Recent actions</h2><table data-testid="recent"><thead><tr><th>time</th><th>agent</th><th>kind</th><th>name</th><th class="num">reward</th><th>trace</th><th>attributes</th></tr></thead><tbody>
       ${s.recent.map((r) => `<tr><td>${fmtTime(r.start_ts)}</td><td>${esc(r.agent_id)}</td><td>${esc(r.kind)}</td><td>${esc(r.name)}</td><td class="num">${fmt(r.reward)}</td>
-      <td>${esc(r.trace_id.slice(0, 12))}</td><td class="muted">${esc(r.attributes)}</td></tr>`).join("")}</tbody></table>`;
+      <td>${esc(r.trace_id)}</td><td class="muted wrap">${esc(r.attributes)}</td></tr>`).join("")}</tbody></table>`;
   }
   page.innerHTML = html;
   const el = document.getElementById("charts");
@@ -429,7 +444,7 @@ async function route(refresh) {
   const parts = path.split("/").filter(Boolean);
   if (refresh && parts[0] !== "run") { /* full re-render of list pages */ }
   else if (refresh) return;
-  timers.forEach(clearInterval);
+  timers.forEach(clearTimeout);
   timers = [];
   generation += 1;
   const keep = window.scrollY;
