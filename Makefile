@@ -42,11 +42,11 @@ build: setup ## (re)build the Rust extension in release mode
 train: setup ## train the default suite with multi-policy PPO on local Ray (logs, checkpoint, curve PNG in runs/)
 	$(BIN)/dspy-rl train $(ARGS)
 
-test: setup ## run the default test suite (not slow); Kafka tests need `make kafka-start` (CI does it)
-	$(BIN)/pytest -q $(ARGS)
+test: setup ## run the default test suite (not slow), with a local Kafka broker (started and stopped if none runs)
+	scripts/with_kafka.sh $(BIN)/pytest -q $(ARGS)
 
-test-all: setup ## run every test, slow ones included
-	$(BIN)/pytest -q -m "" $(ARGS)
+test-all: setup ## run every test, slow ones included (with a local Kafka broker, as `make test`)
+	scripts/with_kafka.sh $(BIN)/pytest -q -m "" $(ARGS)
 
 rust-test: ## cargo test + fmt + clippy -D warnings for rust_env/
 	cd rust_env && cargo fmt --check && cargo clippy --all-targets -q -- -D warnings && cargo test -q

@@ -22,7 +22,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
 def run(algo: str, steps: int, suite: str, seed: int) -> dict[str, Any]:
-    from dspy_rl.train import run_training
+    from dspy_rl.trainer import run_training
 
     curve: list[tuple[int, float]] = []
     start = time.perf_counter()

@@ -26,7 +26,7 @@ log = logging.getLogger("bench.ppo_vs_rllib")
 
 
 def run_ours(budget_s: float, target: float, overrides: list[str], steps: int) -> dict[str, Any]:
-    from dspy_rl.train import run_training
+    from dspy_rl.trainer import run_training
 
     t_target: list[float] = []
     steps_target: list[int] = []
@@ -157,7 +157,7 @@ def main() -> None:
     parser.add_argument("--out", default="bench/results/ppo_vs_rllib.json")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of conf/train.yaml for both frameworks")
     args = parser.parse_args()
-    from dspy_rl.train import load_config
+    from dspy_rl.trainer import load_config
 
     cfg = load_config(args.overrides)  # validated before anything starts
     log.info(

@@ -188,7 +188,7 @@ class PPOObjective:
 
     def __call__(self, config: Mapping[str, Any]) -> tuple[float | None, float]:
         from dspy_rl.sweeps.trainables import trial_overrides
-        from dspy_rl.train import run_training
+        from dspy_rl.trainer import run_training
 
         self.count += 1
         run_dir = self.run_root / f"trial_{self.count:04d}"

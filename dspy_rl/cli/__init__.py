@@ -1,7 +1,7 @@
 """``dspy-rl <command> [<subcommand>] [--flag value ...] [key=value ...]``.
 
 Each command lives in ``dspy_rl.cli.<command>`` (or a module named in ``COMMANDS``) and exposes
-``main(argv: list[str]) -> int``. Commands compose Hydra configs with :func:`dspy_rl.cli.config.compose`.
+``main(argv: list[str]) -> int``. Commands compose Hydra configs with :func:`dspy_rl.config.compose`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 
 #: command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("dspy_rl.train", "train the tool policies with multi-policy PPO on Ray"),
+    "train": ("dspy_rl.cli.train", "train the tool policies with multi-policy PPO on Ray"),
     "eval": ("dspy_rl.cli.eval", "evaluate a policy (random, oracle, or a checkpoint) on a task suite"),
     "grpo": (
         "dspy_rl.cli.grpo",
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         return 3
 
 
-from dspy_rl.cli.config import ConfigError  # noqa: E402  (re-exported for commands)
+from dspy_rl.config import ConfigError  # noqa: E402  (re-exported for commands)
 from dspy_rl.system.guard import CapacityError  # noqa: E402
 
 if __name__ == "__main__":

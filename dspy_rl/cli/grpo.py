@@ -15,7 +15,7 @@ import importlib
 import json
 import sys
 
-from dspy_rl.cli.config import compose, to_object
+from dspy_rl.config import compose, to_object
 
 #: ``--flag`` aliases for common keys (``--steps 100`` is ``steps=100``).
 ALIASES = {"data": "dataset", "out": "run_dir"}

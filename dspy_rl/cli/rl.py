@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Any
 
-from dspy_rl.cli.config import compose, to_object
+from dspy_rl.config import compose, to_object
 
 ALIASES = {"db": "store"}
 SUBCOMMANDS = ("report", "recent", "verify-storage")

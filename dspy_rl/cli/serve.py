@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from dspy_rl.cli.config import ConfigError, compose, require, to_object
+from dspy_rl.config import ConfigError, compose, require, to_object
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from dspy_rl import REPO_ROOT
-from dspy_rl.cli.config import ConfigError, compose, require, to_object
+from dspy_rl.config import ConfigError, compose, require, to_object
 from dspy_rl.sweeps.registry import SEARCHERS, make_searcher
 from dspy_rl.sweeps.spaces import SearchSpace, SpaceError
 

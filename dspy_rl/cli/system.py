@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 
-from dspy_rl.cli.config import compose, to_object
+from dspy_rl.config import compose, to_object
 
 ALIASES = {
     "min_free_gb": "guard.min_free_gb",

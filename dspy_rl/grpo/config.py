@@ -7,7 +7,7 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
-from dspy_rl.cli.config import require
+from dspy_rl.config import require
 from dspy_rl.system.guard import GuardConfig
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import yaml
 
-from dspy_rl.cli.config import ConfigError, asdict
+from dspy_rl.config import ConfigError, asdict
 from dspy_rl.grpo.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from dspy_rl.grpo.config import GRPOTrainConfig
 from dspy_rl.grpo.dataset import GroupSampler, flatten_groups, load_groups

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from hydra.core.config_store import ConfigStore
 
-from dspy_rl.cli.config import require
+from dspy_rl.config import require
 
 
 @dataclass

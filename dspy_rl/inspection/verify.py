@@ -198,7 +198,7 @@ def _checkpoint_files(root: Path) -> list[Path]:
 
 def _load(path: Path) -> None:
     """Load one checkpoint with the loader of its kind (raises on a file that cannot be read)."""
-    if path.parent.name == "checkpoints" or path.parent.name.startswith("ckpts_"):
+    if path.parent.name == "checkpoints":
         from dspy_rl.utils.checkpoint import load_checkpoint
 
         load_checkpoint(path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from dspy_rl.cli.config import require
+from dspy_rl.config import require
 from dspy_rl.control.limiter import LimiterConfig, LimiterConfigError
 
 JUDGE_KINDS = ("rubric", "embedding", "transformer", "llm")

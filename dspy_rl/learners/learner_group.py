@@ -25,7 +25,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        from dspy_rl.cli.config import ConfigError
+        from dspy_rl.config import ConfigError
 
         raise ConfigError(
             f"runtime.device={name!r} but no CUDA GPU is visible to torch (torch.cuda.is_available() is False); "
@@ -53,7 +53,7 @@ def learner_gpu_device(
             cluster_gpus,
         )
         return torch.device("cpu")
-    from dspy_rl.cli.config import ConfigError
+    from dspy_rl.config import ConfigError
 
     raise ConfigError(
         f"runtime.num_learners={num_learners} with runtime.device={requested!r} needs {num_learners} GPUs "

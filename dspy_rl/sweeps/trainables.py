@@ -46,7 +46,7 @@ def train_trainable(config: dict[str, Any], fixed: Sequence[str] = (), metric: s
     iteration's for a training metric such as ``success_rate``, only the final one for ``eval_success_rate``
     (the trainer's evaluation of the trained policy, with ``eval_episodes`` > 0 among the fixed overrides).
     """
-    from dspy_rl.train import run_training
+    from dspy_rl.trainer import run_training
 
     trial_dir = tune.get_context().get_trial_dir() or os.getcwd()
     run_dir = os.path.join(trial_dir, "train")

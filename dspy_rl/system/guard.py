@@ -12,7 +12,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from dspy_rl.cli.config import require
+from dspy_rl.config import require
 from dspy_rl.system.stats import disk_free_gb, gpu_stats, memory_gb, system_stats
 
 __all__ = ["CapacityError", "GuardCheck", "GuardConfig", "GuardReport", "check_capacity", "system_stats"]

@@ -57,11 +57,11 @@ def checkpoint_version(state: dict[str, Any]) -> int:
 
 
 def _require_known_version(state: dict[str, Any], where: str) -> int:
-    """The state's format version; a :class:`~dspy_rl.cli.config.ConfigError` if this code cannot read it."""
+    """The state's format version; a :class:`~dspy_rl.config.ConfigError` if this code cannot read it."""
     version = checkpoint_version(state)
     if 1 <= version <= FORMAT_VERSION:
         return version
-    from dspy_rl.cli.config import ConfigError
+    from dspy_rl.config import ConfigError
 
     raise ConfigError(
         f"{where} has checkpoint format version {version}, but this dspy-rl reads versions 1 to {FORMAT_VERSION}"
@@ -76,7 +76,7 @@ def _require_known_version(state: dict[str, Any], where: str) -> int:
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint's state on the CPU, as saved (an older version is not converted: see
     :func:`upgrade_checkpoint`). A checkpoint from a newer dspy-rl, whose layout this code does not know, is a
-    :class:`~dspy_rl.cli.config.ConfigError`."""
+    :class:`~dspy_rl.config.ConfigError`."""
     state = torch.load(path, map_location="cpu", weights_only=False)
     _require_known_version(state, str(path))
     return state
@@ -87,7 +87,7 @@ def upgrade_checkpoint(state: dict[str, Any], where: str = "checkpoint") -> dict
 
     A pure function: no Ray, no learner; the input is not modified. A current checkpoint is returned as is.
     Version 1 -> 2 turns each policy's per-tensor Adam states into the flat layout (:func:`flatten_adam_state`).
-    A state that cannot be converted is a :class:`~dspy_rl.cli.config.ConfigError` naming ``where`` and the reason.
+    A state that cannot be converted is a :class:`~dspy_rl.config.ConfigError` naming ``where`` and the reason.
     """
     if _require_known_version(state, where) == FORMAT_VERSION:
         return state
@@ -124,7 +124,7 @@ def flatten_adam_state(
     kept. ``shapes``, when given, are the shapes the learner's parameters have, in flat order: the states must match
     them. A state that is already flat (one param) is returned with its moments flattened.
     """
-    from dspy_rl.cli.config import ConfigError
+    from dspy_rl.config import ConfigError
 
     def fail(reason: str) -> ConfigError:
         return ConfigError(

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from dspy_rl.cli import main as dspy_rl_main
-from dspy_rl.cli.config import ConfigError
-from dspy_rl.cli.eval import _uniform_masked, evaluate, load_config
 from dspy_rl.cli.eval import main as eval_main
+from dspy_rl.config import ConfigError
+from dspy_rl.evaluation import _uniform_masked, evaluate, load_config
 
 
 def _run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dspy_rl.cli.config import compose, to_object
+from dspy_rl.config import compose, to_object
 from dspy_rl.grpo.config import GRPOTrainConfig
 from dspy_rl.grpo.rewards import ToolCommandRubric, resolve_reward_fn
 from dspy_rl.grpo.run import train

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from dspy_rl.cli import main as cli_main
-from dspy_rl.cli.config import ConfigError, compose, to_object
+from dspy_rl.config import ConfigError, compose, to_object
 from dspy_rl.grpo.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from dspy_rl.grpo.config import GRPOTrainConfig
 from dspy_rl.grpo.metrics import read_metrics

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from dspy_rl.cli.config import ConfigError
 from dspy_rl.cli.serve import _config, main
+from dspy_rl.config import ConfigError
 
 
 def test_defaults_bind_localhost_and_compose_the_judges_group():

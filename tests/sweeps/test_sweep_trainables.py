@@ -11,7 +11,7 @@ from dspy_rl.sweeps.trainables import trial_overrides
 
 
 def test_trial_overrides_survive_hydra_parsing_with_awkward_trial_dirs() -> None:
-    from dspy_rl.train import load_config
+    from dspy_rl.trainer import load_config
 
     run_dir = "/tmp/sweep/trial_1_algo.lr=0.001,total_env_steps=2048/it's"
     overrides = trial_overrides({"algo.lr": 1.2345678e-4, "total_env_steps": 2048}, ["env=easy"], run_dir)
@@ -43,7 +43,7 @@ def test_train_trainable_reports_only_results_that_carry_the_sweep_metric(monkey
     a trial that never reports the metric fails with a message naming eval_episodes."""
     import types
 
-    import dspy_rl.train
+    import dspy_rl.trainer
     from dspy_rl.sweeps import trainables
 
     sent: list[dict] = []
@@ -61,7 +61,7 @@ def test_train_trainable_reports_only_results_that_carry_the_sweep_metric(monkey
             report({"env_steps": 4096, "success_rate": 0.2, "eval_success_rate": 0.9, "flag": True})
         return {}
 
-    monkeypatch.setattr(dspy_rl.train, "run_training", fake_training)
+    monkeypatch.setattr(dspy_rl.trainer, "run_training", fake_training)
     trainables.train_trainable({"algo.lr": 0.01}, fixed=["eval_episodes=64"], metric="eval_success_rate")
     assert sent == [
         {"env_steps": 4096, "success_rate": 0.2, "eval_success_rate": 0.9}

@@ -14,8 +14,8 @@ import pytest
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter
 
-from dspy_rl.cli.config import ConfigError
 from dspy_rl.cli.sweep import main as sweep_main
+from dspy_rl.config import ConfigError
 from dspy_rl.sweeps.objectives import get_objective
 from dspy_rl.sweeps.protein import ProteinSearcher
 from dspy_rl.sweeps.trainables import synthetic_trainable

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from dspy_rl.cli import main as cli_main
-from dspy_rl.cli.config import ConfigError
+from dspy_rl.config import ConfigError
 from dspy_rl.system.guard import CapacityError, GuardConfig, check_capacity, enforce
 from dspy_rl.system.stats import system_stats, usage_metrics
 

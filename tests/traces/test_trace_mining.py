@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from dspy_rl.cli.config import ConfigError
+from dspy_rl.config import ConfigError
 from dspy_rl.traces import StoreSink, TraceCollector, TraceStore
 from dspy_rl.traces.mining import MineConfig, context_hash, level_path, main, mine
 

@@ -297,7 +297,7 @@ def test_text_grpo_trainer_step_on_cuda() -> None:
 
 def test_online_text_grpo_run_on_cuda(tmp_path: Path) -> None:
     """`dspy-rl grpo train` online with device=cuda: the bag-of-words policy's reward rises as on CPU."""
-    from dspy_rl.cli.config import compose, to_object
+    from dspy_rl.config import compose, to_object
     from dspy_rl.grpo.config import GRPOTrainConfig
     from dspy_rl.grpo.run import train
 
@@ -318,7 +318,7 @@ def test_online_text_grpo_run_on_cuda(tmp_path: Path) -> None:
 
 def test_online_tiny_gpt2_run_on_cuda(tmp_path: Path) -> None:
     pytest.importorskip("transformers")
-    from dspy_rl.cli.config import compose, to_object
+    from dspy_rl.config import compose, to_object
     from dspy_rl.grpo.config import GRPOTrainConfig
     from dspy_rl.grpo.metrics import read_metrics
     from dspy_rl.grpo.run import train
@@ -359,7 +359,7 @@ def _rows(run_dir: Path) -> list[dict]:
 def test_run_training_with_the_learner_on_cuda(tmp_path: Path, mixed_precision: bool) -> None:
     """`dspy-rl train runtime.device=cuda` (runner and learner in the driver): it learns, checkpoints hold CPU
     tensors, and a CPU run resumes from the CUDA run's checkpoint."""
-    from dspy_rl.train import run_training
+    from dspy_rl.trainer import run_training
     from dspy_rl.utils.checkpoint import latest_checkpoint, load_checkpoint
 
     total = 2048 * 64
@@ -427,7 +427,7 @@ def test_one_ddp_learner_actor_trains_on_the_gpu(ray_session, rollout: dict[str,
 
 @pytest.mark.skipif(torch.cuda.device_count() >= 2, reason="checks the one-GPU case")
 def test_two_cuda_learner_actors_on_one_gpu_fail_clearly(ray_session) -> None:
-    from dspy_rl.cli.config import ConfigError
+    from dspy_rl.config import ConfigError
 
     spec = {"obs_dim": 5, "num_tools": 3, "num_args": 2, "hidden": 8}
     with pytest.raises(ConfigError, match="needs 2 GPUs"):
@@ -438,7 +438,7 @@ def test_two_cuda_learner_actors_on_one_gpu_fail_clearly(ray_session) -> None:
 def test_single_gpu_runtime_with_runner_actors(ray_session, tmp_path: Path, num_learners: int) -> None:
     """`dspy-rl train runtime=single_gpu` (two EnvRunner actors on CPU, the learner on CUDA in the driver, or in
     a learner actor holding the GPU): it learns and writes checkpoints."""
-    from dspy_rl.train import run_training
+    from dspy_rl.trainer import run_training
     from dspy_rl.utils.checkpoint import latest_checkpoint
 
     total = 2048 * 64

@@ -9,7 +9,7 @@ import numpy as np
 
 from dspy_rl.models.policy import MultiPolicy, state_to_numpy
 from dspy_rl.runners.env_runner import EnvRunner, RolloutSpec
-from dspy_rl.train import run_training
+from dspy_rl.trainer import run_training
 
 from ._helpers import BACKEND, FAST
 

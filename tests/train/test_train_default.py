@@ -15,7 +15,7 @@ import pytest
 @pytest.mark.slow
 def test_default_training_run_reaches_090_success(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "dspy_rl.train", f"run_dir={tmp_path}", "logging.progress_bar=false"],
+        [sys.executable, "-m", "dspy_rl", "train", f"run_dir={tmp_path}", "logging.progress_bar=false"],
         capture_output=True,
         text=True,
         timeout=900,

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from dspy_rl.cli import eval as eval_cli
-from dspy_rl.cli.config import ConfigError
-from dspy_rl.train import EVAL_SEED_OFFSET, Trainer, load_config, run_training
+from dspy_rl import evaluation as eval_cli
+from dspy_rl.config import ConfigError
+from dspy_rl.trainer import EVAL_SEED_OFFSET, Trainer, load_config, run_training
 
 from ._helpers import BACKEND, FAST
 

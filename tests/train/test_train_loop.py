@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from dspy_rl.cli import main as cli_main
-from dspy_rl.cli.config import ConfigError
-from dspy_rl.train import load_config, run_training
+from dspy_rl.config import ConfigError
+from dspy_rl.trainer import load_config, run_training
 from dspy_rl.utils.checkpoint import latest_checkpoint, load_checkpoint
 
 from ._helpers import BACKEND, FAST
@@ -84,7 +84,7 @@ def test_learns_clearly_better_than_random(tmp_path: Path) -> None:
 
 
 def test_trained_checkpoint_evaluates_through_the_eval_cli(tmp_path: Path) -> None:
-    from dspy_rl.cli import eval as eval_cli
+    from dspy_rl import evaluation as eval_cli
 
     run_training([*FAST, "total_env_steps=8192", f"run_dir={tmp_path}"])
     cfg = eval_cli.load_config(
@@ -211,7 +211,8 @@ def _start_train(run_dir: Path, total: int, *extra: str) -> subprocess.Popen:
     cmd = [
         sys.executable,
         "-m",
-        "dspy_rl.train",
+        "dspy_rl",
+        "train",
         *FAST,
         f"total_env_steps={total}",
         "checkpoint_every=2",
@@ -285,7 +286,7 @@ def test_wandb_logs_offline_without_an_api_key(tmp_path: Path, monkeypatch: pyte
 def test_adaptive_runner_pool_grows_when_learners_starve_and_shrinks_when_rollouts_queue(
     tmp_path: Path,
 ) -> None:
-    from dspy_rl.train import Trainer
+    from dspy_rl.trainer import Trainer
 
     cfg = load_config(
         [

@@ -14,11 +14,11 @@ import pytest
 import torch
 from torch import nn
 
-from dspy_rl.cli.config import ConfigError
+from dspy_rl.config import ConfigError
 from dspy_rl.learners.grpo_env import GRPOEnvLearner, GRPOHyper
 from dspy_rl.learners.ppo import PPOHyper, PPOLearner
 from dspy_rl.models.policy import POLICIES, MultiPolicy
-from dspy_rl.train import Trainer, load_config, run_training
+from dspy_rl.trainer import Trainer, load_config, run_training
 from dspy_rl.utils.checkpoint import (
     FORMAT_VERSION,
     flatten_adam_state,
@@ -186,7 +186,7 @@ def test_resume_of_a_version_1_run_converts_it_and_continues_like_the_version_2_
     results = {}
     for run in (v2_run, v1_run):
         caplog.clear()
-        with caplog.at_level(logging.INFO, logger="dspy_rl.train"):
+        with caplog.at_level(logging.INFO, logger="dspy_rl.trainer.trainer"):
             results[run] = run_training([*FAST, "total_env_steps=8192", f"resume={run}"])
         converted = "converted checkpoint format version 1 to 2" in caplog.text
         assert converted == (run == v1_run)

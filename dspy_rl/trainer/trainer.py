@@ -1,11 +1,6 @@
-"""``dspy-rl train``: multi-policy PPO on the Rust ToolEnv with EnvRunner actors and a LearnerGroup.
+"""The env trainer: multi-policy PPO / env GRPO on the Rust ToolEnv with EnvRunner actors and a LearnerGroup.
 
-    dspy-rl train                                   # embedded defaults: local Ray, default suite
-    dspy-rl train env=hard algo.lr=3e-4 runtime.num_env_runners=2 total_env_steps=1000000
-    dspy-rl train resume=runs/train/2026-11-21_23-59-59   # continue a run from its last checkpoint
-    python -m dspy_rl.train ...                     # the same
-
-Programmatic: ``run_training(overrides, report=None) -> dict`` (used by sweeps and tests).
+Programmatic: ``run_training(overrides, report=None) -> dict`` (used by ``dspy-rl train``, sweeps and tests).
 
 With ``eval_episodes=N`` the trained policy (the last checkpoint) is evaluated on N episodes of separately seeded
 envs once training ends; ``eval_success_rate`` and ``eval_return`` join the result, metrics.jsonl and TensorBoard.
@@ -17,7 +12,6 @@ import logging
 import os
 import random
 import signal
-import sys
 import threading
 import time
 from collections import deque
@@ -31,12 +25,12 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from dspy_rl.cli.config import ConfigError, compose, to_object
+from dspy_rl.config import ConfigError, compose, to_object
 from dspy_rl.learners.grpo_env import GRPOHyper
 from dspy_rl.learners.learner_group import LearnerGroup, batch_keys, resolve_device
 from dspy_rl.learners.ppo import PPOHyper
 from dspy_rl.runners.env_runner import EnvRunner, RolloutSpec, env_info, make_env
-from dspy_rl.train_config import TrainConfig
+from dspy_rl.trainer.config import TrainConfig
 from dspy_rl.utils.checkpoint import (
     FORMAT_VERSION,
     checkpoint_version,
@@ -382,7 +376,7 @@ class Trainer:
         checkpointed; sampled actions draw from a torch generator seeded with the eval seed, so the result is
         reproducible and the training RNG streams are left untouched.
         """
-        from dspy_rl.cli.eval import EvalConfig, evaluate
+        from dspy_rl.evaluation import EvalConfig, evaluate
 
         cfg = self.cfg
         ckpt = latest_checkpoint(self.run_dir)
@@ -492,42 +486,3 @@ def run_training(
 ) -> dict[str, Any]:
     """Train with Hydra ``overrides`` of conf/train.yaml; ``report`` gets each iteration's metrics."""
     return Trainer(load_config(overrides)).run(report)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-h", "--help") for a in argv):
-        print(__doc__)
-        print(OmegaConf.to_yaml(compose("train", [])))
-        return 0
-    cfg = load_config(argv)
-    from dspy_rl.system.guard import enforce
-
-    enforce(cfg.guard, cfg.resume or cfg.run_dir or "runs", what="train run")
-    result = Trainer(cfg).run()
-    reached = result["reached_0.9"]
-    milestone = (
-        f"success rate first >= 0.9 at env step {reached['env_steps']:,} after {reached['wall_s']:.0f}s"
-        if reached
-        else "success rate did not reach 0.9 in this run"
-    )
-    print(
-        f"{result['status']}: env_steps={result['env_steps']:,} success_rate={result['success_rate']:.3f} "
-        f"episode_return={result['episode_return']:.2f} wall_s={result['wall_s']:.1f}; {milestone}\n"
-        f"run dir: {result['run_dir']} (config.yaml, metrics.jsonl, tb/, checkpoints/, learning_curve.png)"
-    )
-    if "eval_success_rate" in result:
-        print(
-            f"final eval ({result['eval_episodes']} episodes, eval_seed envs): "
-            f"eval_success_rate={result['eval_success_rate']:.3f} eval_return={result['eval_return']:.2f}"
-        )
-    return 0 if result["status"] != "error" else 1
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        sys.exit(main())
-    except ConfigError as exc:
-        print(f"dspy_rl.train: invalid configuration: {exc}", file=sys.stderr)
-        sys.exit(2)

@@ -11,41 +11,9 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
-from dspy_rl.cli.config import require
+from dspy_rl.config import require
+from dspy_rl.envs.config import EnvConfig
 from dspy_rl.system.guard import GuardConfig
-
-
-@dataclass
-class EnvConfig:
-    suite: str = "default"
-    """Task suite: a name in envs/suites (easy, default, hard) or a path to a suite file."""
-    backend: str = "rust"
-    """``rust`` (the batched Rust VecToolEnv), ``python`` (the pure-Python reference; slow) or ``auto`` (Rust
-    when the extension is built, else Python)."""
-    num_envs: int = 512
-    """Environments stepped together by each EnvRunner."""
-    seed: int = 0
-    """Base environment seed; runner ``i`` uses ``seed + 1000 * i`` plus an iteration offset on resume."""
-    num_threads: int = 0
-    """Rayon threads inside one VecToolEnv (0 = all cores, or an EnvRunner actor's reserved CPUs; 1 = serial)."""
-    invalid_action: str = "error"
-    """``error`` raises on a masked/out-of-range action, ``penalty`` rewards it negatively."""
-
-    def __post_init__(self) -> None:
-        require(
-            self.backend in ("rust", "python", "auto"),
-            "env.backend",
-            self.backend,
-            "'rust', 'python' or 'auto'",
-        )
-        require(self.num_envs >= 1, "env.num_envs", self.num_envs, "an integer >= 1")
-        require(self.num_threads >= 0, "env.num_threads", self.num_threads, "an integer >= 0")
-        require(
-            self.invalid_action in ("error", "penalty"),
-            "env.invalid_action",
-            self.invalid_action,
-            "'error' or 'penalty'",
-        )
 
 
 @dataclass
