@@ -14,7 +14,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from dspy_rl.cli.config import ConfigError, compose, to_object
+from dspy_rl.config import ConfigError, compose, to_object
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +37,13 @@ def load_config(argv: list[str]):
 
     cfg = to_object(compose("dashboard", argv, ALIASES), DashboardConfig)
     if not Path(cfg.runs_dir).is_dir():
-        raise ConfigError(f"runs_dir={cfg.runs_dir!r} is not a directory; pass the directory your runs write to")
+        raise ConfigError(
+            f"runs_dir={cfg.runs_dir!r} is not a directory; pass the directory your runs write to"
+        )
     if cfg.store is not None and not Path(cfg.store).is_file():
-        raise ConfigError(f"store={cfg.store!r} does not exist; pass a trace store file (stream store=...) or omit it")
+        raise ConfigError(
+            f"store={cfg.store!r} does not exist; pass a trace store file (stream store=...) or omit it"
+        )
     return cfg
 
 
@@ -49,7 +53,9 @@ def resolve_token(env: str | None) -> str | None:
         return None
     token = os.environ.get(env, "")
     if not token:
-        raise ConfigError(f"auth_token_env={env!r} but that environment variable is empty; export it or drop the key")
+        raise ConfigError(
+            f"auth_token_env={env!r} but that environment variable is empty; export it or drop the key"
+        )
     return token
 
 
@@ -61,7 +67,9 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}); pick another port=<P> (0: any free port)") from exc
+        raise ConfigError(
+            f"cannot listen on {host}:{port} ({exc.strerror}); pick another port=<P> (0: any free port)"
+        ) from exc
     sock.listen(128)
     return sock
 
@@ -74,7 +82,10 @@ def serve_uvicorn(cfg, token: str | None) -> int:
     sock = _bind(cfg.host, cfg.port)
     host, port = sock.getsockname()[:2]
     app = create_app(cfg, token)
-    print(f"dspy-rl dashboard: {cfg.runs_dir} on http://{host}:{port}/  (API docs /docs, metrics /metrics; Ctrl-C stops)", flush=True)
+    print(
+        f"dspy-rl dashboard: {cfg.runs_dir} on http://{host}:{port}/  (API docs /docs, metrics /metrics; Ctrl-C stops)",
+        flush=True,
+    )
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     try:
         server.run(sockets=[sock])
@@ -94,7 +105,10 @@ def serve_ray(cfg, token: str | None) -> int:
         if cfg.ray_address is None:
             kwargs["_node_ip_address"] = "127.0.0.1"
         ray.init(address=cfg.ray_address, **kwargs)
-    print(f"dspy-rl dashboard: Serve app {cfg.app_name!r} on http://{cfg.host}:{cfg.port}{cfg.route_prefix} (Ctrl-C stops)", flush=True)
+    print(
+        f"dspy-rl dashboard: Serve app {cfg.app_name!r} on http://{cfg.host}:{cfg.port}{cfg.route_prefix} (Ctrl-C stops)",
+        flush=True,
+    )
     try:
         deploy(cfg, token, blocking=True)
     except KeyboardInterrupt:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import os
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,9 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 class GuardRequest(BaseModel):
     """Thresholds for one capacity check (omitted ones take the dashboard's configured defaults)."""
 
-    min_free_gb: float | None = Field(None, ge=0, description="Free disk (GB) required on runs_dir's filesystem.")
+    min_free_gb: float | None = Field(
+        None, ge=0, description="Free disk (GB) required on runs_dir's filesystem."
+    )
     min_ram_gb: float | None = Field(None, ge=0, description="Available RAM (GB) required.")
     min_vram_mb: float | None = Field(None, ge=0, description="Free GPU memory (MB) required.")
 
@@ -66,7 +69,8 @@ def create_app(cfg: DashboardConfig, token: str | None = None, token_sha256: str
     runs = RunIndex(root, cfg.live_window_s, cfg.scan_ttl_s)
     sampler = StatsSampler(cfg.stats_interval_s, cfg.stats_history, str(root if root.exists() else "."))
     store_path = Path(cfg.store) if cfg.store else root / "traces.db"
-    auto = AutoClient(cfg.auto_url, cfg.auto_dir)
+    auto_token = os.environ.get(cfg.auto_token_env) or None if cfg.auto_token_env else None
+    auto = AutoClient(cfg.auto_url, cfg.auto_dir or str(root / "auto"), auto_token)
     required = token_hash(token) if token else token_sha256
 
     @asynccontextmanager
@@ -146,7 +150,9 @@ def create_app(cfg: DashboardConfig, token: str | None = None, token_sha256: str
         return runs.list(status, q, page, page_size or cfg.page_size)
 
     @app.get("/api/rl/sessions/{run_id:path}/metrics", tags=["rl"])
-    def session_metrics(run_id: str, after: int = Query(0, ge=0, description="first line to return")) -> dict[str, Any]:
+    def session_metrics(
+        run_id: str, after: int = Query(0, ge=0, description="first line to return")
+    ) -> dict[str, Any]:
         """Metric rows of one run from line ``after`` on; ``next`` is where the next poll starts."""
         try:
             out = runs.metrics(run_id, after)
@@ -251,7 +257,9 @@ def create_app(cfg: DashboardConfig, token: str | None = None, token_sha256: str
         except StoreUnavailable as exc:
             out["store"] = None
             out["store_error"] = str(exc)
-        ingest_path = Path(cfg.ingest_metrics) if cfg.ingest_metrics else store_path.with_name("ingest_metrics.jsonl")
+        ingest_path = (
+            Path(cfg.ingest_metrics) if cfg.ingest_metrics else store_path.with_name("ingest_metrics.jsonl")
+        )
         if ingest_path.is_file():
             try:
                 out["ingest"] = ingest_summary(ingest_path)
@@ -282,6 +290,8 @@ def create_app(cfg: DashboardConfig, token: str | None = None, token_sha256: str
     @app.get("/metrics", tags=["metrics"], response_class=Response)
     def metrics() -> Response:
         """Prometheus text: runs by status, each live run's steps, throughput, success, ETA; machine use."""
-        return Response(render_metrics(all_runs, machine), media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(
+            render_metrics(all_runs, machine), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
 
     return app

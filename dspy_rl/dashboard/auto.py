@@ -26,7 +26,12 @@ def _module_present() -> bool:
 
 
 class AutoClient:
-    def __init__(self, url: str | None, state_dir: str | None, token: str | None = None, timeout_s: float = 5.0):
+    """Reads and drives one auto mode instance: ``url`` (its control API) or the one named in
+    ``<state_dir>/control.json``; ``token`` is auto mode's own bearer token (``DSPY_RL_AUTO_TOKEN``)."""
+
+    def __init__(
+        self, url: str | None, state_dir: str | None, token: str | None = None, timeout_s: float = 5.0
+    ):
         self.url = url.rstrip("/") if url else None
         self.state_dir = Path(state_dir) if state_dir else None
         self.token = token
@@ -35,41 +40,69 @@ class AutoClient:
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
+    def _control_url(self) -> str | None:
+        if self.url:
+            return self.url
+        if self.state_dir is not None:
+            try:
+                info = json.loads((self.state_dir / "control.json").read_text())
+            except (OSError, ValueError):
+                return None
+            url = info.get("url") if isinstance(info, dict) else None
+            return url.rstrip("/") if isinstance(url, str) else None
+        return None
+
     def _check(self) -> None:
         if not _module_present():
             raise AutoUnavailable(
                 "auto mode not available: this build has no dspy_rl.stream.auto (`dspy-rl stream auto`)"
             )
-        if self.url is None and self.state_dir is None:
+        has_state = self.state_dir is not None and any(
+            (self.state_dir / f).is_file() for f in ("state.json", "control.json")
+        )
+        if self.url is None and not has_state:
+            where = f"no auto mode state in {self.state_dir}" if self.state_dir else "no auto mode configured"
             raise AutoUnavailable(
-                "auto mode not available: start `dspy-rl stream auto` and pass its control address "
-                "(auto_url=http://127.0.0.1:<port>) or its state directory (auto_dir=<dir>) to the dashboard"
+                f"auto mode not available: {where}; start `dspy-rl stream auto --state-dir <dir> --port 0` and pass "
+                "auto_dir=<dir> (or auto_url=http://127.0.0.1:<port>) to the dashboard"
             )
 
+    def _get(self, url: str) -> Any:
+        r = httpx.get(url, headers=self._headers(), timeout=self.timeout_s)
+        r.raise_for_status()
+        return r.json()
+
     def status(self) -> dict[str, Any]:
+        """Auto mode's status (``running``, ``paused``, ``in_cycle``, ``levels``, ``cycle``, ...) and ``cycles``
+        (its cycle records, oldest first), from the control API, else from the state directory."""
         self._check()
+        url = self._control_url()
         reason = None
-        if self.url is not None:
+        if url is not None:
             try:
-                r = httpx.get(f"{self.url}/status", headers=self._headers(), timeout=self.timeout_s)
-                r.raise_for_status()
-                out = r.json()
-                if isinstance(out, dict):
-                    out.setdefault("source", self.url)
-                    out.setdefault("cycles", self._cycles())
-                    return out
-                reason = f"{self.url}/status answered {type(out).__name__}, not an object"
+                out = self._get(f"{url}/status")
+                if not isinstance(out, dict):
+                    raise ValueError(f"{url}/status answered {type(out).__name__}, not an object")
+                cycles = self._get(f"{url}/cycles?limit=200")
+                out["cycles"] = cycles[::-1] if isinstance(cycles, list) else self._cycles()
+                out.update(source=url, control="reachable")
+                return out
             except (httpx.HTTPError, ValueError) as exc:
-                reason = f"{self.url}/status: {exc}"
+                reason = f"{url}: {exc}"
         if self.state_dir is not None and (self.state_dir / "state.json").is_file():
             try:
                 state = json.loads((self.state_dir / "state.json").read_text())
             except (OSError, ValueError) as exc:
-                raise AutoUnavailable(f"auto mode state {self.state_dir}/state.json unreadable: {exc}") from exc
+                raise AutoUnavailable(
+                    f"auto mode state {self.state_dir}/state.json unreadable: {exc}"
+                ) from exc
+            state = state if isinstance(state, dict) else {}
             return {
-                **(state if isinstance(state, dict) else {"state": state}),
+                **state,
+                "running": False,
+                "paused": bool(state.get("paused")),
                 "source": str(self.state_dir),
-                "control": "unreachable" if self.url else "no auto_url",
+                "control": "unreachable" if url else "not serving (no control.json)",
                 "control_error": reason,
                 "cycles": self._cycles(),
             }
@@ -82,13 +115,18 @@ class AutoClient:
         return rows[-last:]
 
     def control(self, action: str) -> dict[str, Any]:
+        """``POST /start`` or ``/stop`` on the control API; returns auto mode's status."""
         self._check()
-        if self.url is None:
-            raise AutoUnavailable("auto mode start/stop needs its control address: pass auto_url=http://127.0.0.1:<port>")
+        url = self._control_url()
+        if url is None:
+            raise AutoUnavailable(
+                f"auto mode not available for {action}: no control API (no control.json in {self.state_dir}); "
+                "start `dspy-rl stream auto --port 0` or pass auto_url="
+            )
         try:
-            r = httpx.post(f"{self.url}/{action}", headers=self._headers(), timeout=self.timeout_s)
+            r = httpx.post(f"{url}/{action}", headers=self._headers(), timeout=self.timeout_s)
         except httpx.HTTPError as exc:
-            raise AutoUnavailable(f"auto mode not available: POST {self.url}/{action}: {exc}") from exc
+            raise AutoUnavailable(f"auto mode not available: POST {url}/{action}: {exc}") from exc
         try:
             body = r.json()
         except ValueError:

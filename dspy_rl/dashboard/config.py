@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dspy_rl.cli.config import require
+from dspy_rl.config import require
 
 
 @dataclass
@@ -33,9 +33,11 @@ class DashboardConfig:
     dlq_file: str | None = None
     """Dead letters of a file-bus ingest (None: bus/agent.dlq.jsonl next to the store when it exists)."""
     auto_url: str | None = None
-    """Base URL of auto mode's HTTP control (``GET /status``, ``POST /start``, ``POST /stop``)."""
+    """Base URL of auto mode's HTTP control (None: the url in <auto_dir>/control.json)."""
     auto_dir: str | None = None
-    """Auto mode's state directory (state.json, cycles.jsonl), read when auto_url does not answer."""
+    """Auto mode's state directory (state.json, cycles.jsonl, control.json; None: <runs_dir>/auto)."""
+    auto_token_env: str | None = "DSPY_RL_AUTO_TOKEN"
+    """Environment variable holding auto mode's own bearer token (sent to its control API when set)."""
     host: str = "127.0.0.1"
     """Bind address; change only to expose the dashboard."""
     port: int = 8270

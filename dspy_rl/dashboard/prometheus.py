@@ -25,7 +25,9 @@ class _Collector:
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         runs = self.runs()
-        by_status = GaugeMetricFamily("dspy_rl_runs", "Runs under the runs directory by status.", labels=["status"])
+        by_status = GaugeMetricFamily(
+            "dspy_rl_runs", "Runs under the runs directory by status.", labels=["status"]
+        )
         for status in ("live", "finished", "failed"):
             by_status.add_metric([status], sum(r["status"] == status for r in runs))
         yield by_status

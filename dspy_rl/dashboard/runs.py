@@ -25,11 +25,11 @@ from typing import Any
 
 import yaml
 
-#: libyaml's C loader where PyYAML was built with it (tens of times faster: thousands of configs per scan)
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
 from dspy_rl.dashboard.files import NotFound, clean_number, inside, read_jsonl, tail_rows
 from dspy_rl.utils.run_status import read_status
+
+#: libyaml's C loader where PyYAML was built with it (tens of times faster: thousands of configs per scan)
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +165,9 @@ class RunIndex:
         config = _load_yaml(cfg_path)
         rows = tail_rows(metrics)
         train_rows = [r for r in rows if "success_rate" in r or "reward_mean" in r or "loss" in r]
-        evaluated = any(k.startswith("eval_") for r in rows[-3:] for k in r) or (path / "summary.json").exists()
+        evaluated = (
+            any(k.startswith("eval_") for r in rows[-3:] for k in r) or (path / "summary.json").exists()
+        )
         last = dict(train_rows[-1]) if train_rows else (dict(rows[-1]) if rows else {})
         for r in rows:  # a final evaluation row joins the summary
             for k, v in r.items():
@@ -187,7 +189,9 @@ class RunIndex:
         budget = _budget(c.config)
         x = step_key(last) if last else "env_steps"
         steps = last.get(x)
-        rates = [r.get("env_steps_per_s") for r in c.recent if isinstance(r.get("env_steps_per_s"), int | float)]
+        rates = [
+            r.get("env_steps_per_s") for r in c.recent if isinstance(r.get("env_steps_per_s"), int | float)
+        ]
         rate = sum(rates) / len(rates) if rates else None
         success = last.get("success_rate", last.get("reward_mean"))
         target = _dig(c.config, "target_success")
@@ -201,7 +205,7 @@ class RunIndex:
             "id": run_id,
             "status": status,
             "status_detail": detail,
-            "algorithm": _algorithm(c.config, run_id),
+            "algorithm": self._algorithm(c, path, run_id),
             "env": _env(c.config),
             "step_key": x,
             "steps": steps,
@@ -217,6 +221,14 @@ class RunIndex:
             "updated": updated,
             "sweep": sweep,
         }
+
+    @staticmethod
+    def _algorithm(c: _Cached, path: Path, run_id: str) -> str:
+        name = _algorithm(c.config, run_id)
+        if name == "?":  # no config.yaml (auto mode's level trainers): the kind its status.json records
+            kind = (read_status(path) or {}).get("kind")
+            name = f"grpo ({kind})" if kind else name
+        return name
 
     def _status(
         self,
@@ -237,7 +249,10 @@ class RunIndex:
                     updated is not None and now - updated < self.live_window_s
                 ):
                     return "live", "training"
-                return "failed", f"recorded running on {recorded.get('host')}, no update for {now - (updated or now):.0f} s"
+                return (
+                    "failed",
+                    f"recorded running on {recorded.get('host')}, no update for {now - (updated or now):.0f} s",
+                )
             if st in FINISHED:
                 return "finished", st
             return "failed", st  # died, error, interrupted by SIGTERM, ...
@@ -251,7 +266,10 @@ class RunIndex:
             return "live", "training"
         shown = f"{steps:,}" if isinstance(steps, int) else "?"
         of = f" of {budget:,}" if budget else ""
-        return "failed", f"stopped at {shown}{of} without finishing (no update for {now - (updated or now):.0f} s)"
+        return (
+            "failed",
+            f"stopped at {shown}{of} without finishing (no update for {now - (updated or now):.0f} s)",
+        )
 
     def list(
         self, status: str | None = None, query: str | None = None, page: int = 1, page_size: int = 50
@@ -299,13 +317,20 @@ class RunIndex:
                 if f.is_file() and f.suffix in (".pt", ".pth", ".ckpt"):
                     st = f.stat()
                     ckpts.append(
-                        {"name": f.name, "bytes": st.st_size, "mtime": st.st_mtime, "file": f"{run_id}/checkpoints/{f.name}"}
+                        {
+                            "name": f.name,
+                            "bytes": st.st_size,
+                            "mtime": st.st_mtime,
+                            "file": f"{run_id}/checkpoints/{f.name}",
+                        }
                     )
         for name in ("checkpoint.pt",):
             f = path / name
             if f.is_file():
                 st = f.stat()
-                ckpts.append({"name": name, "bytes": st.st_size, "mtime": st.st_mtime, "file": f"{run_id}/{name}"})
+                ckpts.append(
+                    {"name": name, "bytes": st.st_size, "mtime": st.st_mtime, "file": f"{run_id}/{name}"}
+                )
         out["checkpoints"] = ckpts
         out["images"] = [f"{run_id}/{n}" for n in ("learning_curve.png",) if (path / n).is_file()]
         return out

@@ -32,6 +32,8 @@ def build_app(cfg: DashboardConfig, token: str | None = None) -> serve.Applicati
 def deploy(cfg: DashboardConfig, token: str | None = None, blocking: bool = False) -> DeploymentHandle:
     """Start Serve's HTTP proxy on ``cfg.host:cfg.port`` (Ray must be initialized) and run the dashboard app."""
     serve.start(http_options={"host": cfg.host, "port": cfg.port})
-    handle = serve.run(build_app(cfg, token), name=cfg.app_name, route_prefix=cfg.route_prefix, blocking=blocking)
+    handle = serve.run(
+        build_app(cfg, token), name=cfg.app_name, route_prefix=cfg.route_prefix, blocking=blocking
+    )
     logger.info("dashboard app %r on http://%s:%d%s", cfg.app_name, cfg.host, cfg.port, cfg.route_prefix)
     return handle

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import yaml
 
+from dspy_rl.dashboard.files import NotFound, clean_number, inside, tail_rows
+
 #: libyaml's C loader where PyYAML was built with it (tens of times faster: thousands of configs per scan)
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-from dspy_rl.dashboard.files import NotFound, clean_number, inside, tail_rows
 
 
 def _yaml(path: Path) -> dict[str, Any]:
@@ -53,7 +53,9 @@ def find_sweeps(root: Path) -> list[str]:
             found.append(Path(dirpath).relative_to(root).as_posix())
             dirnames[:] = []
             continue
-        dirnames[:] = [d for d in dirnames if not d.startswith(".") and d not in ("checkpoints", "tb", "tune")]
+        dirnames[:] = [
+            d for d in dirnames if not d.startswith(".") and d not in ("checkpoints", "tb", "tune")
+        ]
     return sorted(found)
 
 
@@ -212,7 +214,9 @@ def sweep_detail(root: Path, sweep_id: str, live_window_s: float = 120.0) -> dic
     both = [t for t in trials if t["score"] is not None and t["cost"] is not None]
     front: list[str] = []
     if both:
-        from dspy_rl.sweeps.pareto import pareto_front  # dspy_rl.sweeps imports Ray Tune (seconds): load on use
+        from dspy_rl.sweeps.pareto import (
+            pareto_front,
+        )  # dspy_rl.sweeps imports Ray Tune (seconds): load on use
 
         idx = pareto_front(np.array([sign * t["score"] for t in both]), np.array([t["cost"] for t in both]))
         front = [both[i]["trial_id"] for i in idx]
@@ -228,7 +232,9 @@ def sweep_detail(root: Path, sweep_id: str, live_window_s: float = 120.0) -> dic
             "history": history,
             "pareto": front,
             "importance": importance(trials, names),
-            "images": [f"{sweep_id}/pareto.png"] if (sweep_dir(root, sweep_id) / "pareto.png").exists() else [],
+            "images": [f"{sweep_id}/pareto.png"]
+            if (sweep_dir(root, sweep_id) / "pareto.png").exists()
+            else [],
         }
     )
     return s

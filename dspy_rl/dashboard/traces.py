@@ -31,7 +31,9 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def store_summary(path: Path, window_s: float = 3600.0, bucket_s: float = 60.0, recent: int = 25) -> dict[str, Any]:
+def store_summary(
+    path: Path, window_s: float = 3600.0, bucket_s: float = 60.0, recent: int = 25
+) -> dict[str, Any]:
     """Counts by kind, traces by status, events per second per ``bucket_s`` over the last ``window_s`` of event
     time (ending at the newest span), and the ``recent`` newest spans."""
     conn = _connect(path)
@@ -133,8 +135,12 @@ def dlq_summary(path: Path, recent: int = 10) -> dict[str, Any]:
         "corrupt_lines": corrupt,
         "dlq_reasons": reasons,
         "recent": [
-            {"reason": r.get("reason"), "where": r.get("file") or r.get("topic"), "line": r.get("line", r.get("offset")),
-             "failed_at": r.get("failed_at")}
+            {
+                "reason": r.get("reason"),
+                "where": r.get("file") or r.get("topic"),
+                "line": r.get("line", r.get("offset")),
+                "failed_at": r.get("failed_at"),
+            }
             for r in rows[-recent:]
         ][::-1],
     }

@@ -61,7 +61,9 @@ class Browser:
         deadline = time.monotonic() + 60
         while not port_file.exists() or len(port_file.read_text().splitlines()) < 2:
             if self.proc.poll() is not None:
-                raise CDPError(f"chromium exited with {self.proc.returncode}: {self.proc.stderr.read().decode()[-2000:]}")
+                raise CDPError(
+                    f"chromium exited with {self.proc.returncode}: {self.proc.stderr.read().decode()[-2000:]}"
+                )
             if time.monotonic() > deadline:
                 self.close()
                 raise CDPError("chromium did not open its DevTools port within 60 s")
@@ -71,8 +73,13 @@ class Browser:
         self._next_id = 0
         self.events: list[dict[str, Any]] = []
 
-    def send(self, method: str, params: dict[str, Any] | None = None, session: str | None = None,
-             timeout: float = 60.0) -> dict[str, Any]:
+    def send(
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        session: str | None = None,
+        timeout: float = 60.0,
+    ) -> dict[str, Any]:
         self._next_id += 1
         msg: dict[str, Any] = {"id": self._next_id, "method": method, "params": params or {}}
         if session:
@@ -142,10 +149,14 @@ class Page:
         self.send("Page.navigate", {"url": url})
 
     def evaluate(self, expression: str, check: bool = True) -> Any:
-        res = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True})
+        res = self.send(
+            "Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True}
+        )
         if "exceptionDetails" in res:
             if check:
-                raise CDPError(f"{expression}: {res['exceptionDetails'].get('text')} {res['exceptionDetails'].get('exception', {}).get('description', '')}")
+                raise CDPError(
+                    f"{expression}: {res['exceptionDetails'].get('text')} {res['exceptionDetails'].get('exception', {}).get('description', '')}"
+                )
             return None
         return res.get("result", {}).get("value")
 
@@ -157,8 +168,10 @@ class Page:
             if last:
                 return last
             self.b.pump(0.2)
-        raise CDPError(f"timed out after {timeout:.0f} s waiting for {expression!r} (last value {last!r}); "
-                       f"page text: {self.text()[:1500]!r}")
+        raise CDPError(
+            f"timed out after {timeout:.0f} s waiting for {expression!r} (last value {last!r}); "
+            f"page text: {self.text()[:1500]!r}"
+        )
 
     def text(self) -> str:
         return self.evaluate("document.body ? document.body.innerText : ''", check=False) or ""
@@ -171,7 +184,10 @@ class Page:
                 continue
             m, p = ev["method"], ev.get("params", {})
             if m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
-                out.append("console: " + " ".join(str(a.get("value", a.get("description", ""))) for a in p.get("args", [])))
+                out.append(
+                    "console: "
+                    + " ".join(str(a.get("value", a.get("description", ""))) for a in p.get("args", []))
+                )
             elif m == "Runtime.exceptionThrown":
                 d = p.get("exceptionDetails", {})
                 out.append("exception: " + str(d.get("exception", {}).get("description", d.get("text"))))
@@ -185,7 +201,9 @@ class Page:
     def screenshot(self, path: Path) -> Path:
         """A PNG of the whole page (up to 5000 px tall)."""
         metrics = self.send("Page.getLayoutMetrics")
-        height = int(min(5000, max(self.b.height, metrics.get("cssContentSize", metrics["contentSize"])["height"])))
+        height = int(
+            min(5000, max(self.b.height, metrics.get("cssContentSize", metrics["contentSize"])["height"]))
+        )
         self.send(
             "Emulation.setDeviceMetricsOverride",
             {"width": self.b.width, "height": height, "deviceScaleFactor": 1, "mobile": False},

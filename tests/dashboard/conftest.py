@@ -53,7 +53,9 @@ def dspy_rl(*args: str, timeout: float = 600, cwd: Path | None = None) -> subpro
         env=ENV,
         cwd=cwd,
     )
-    assert proc.returncode == 0, f"dspy-rl {' '.join(args)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    assert proc.returncode == 0, (
+        f"dspy-rl {' '.join(args)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    )
     return proc
 
 
@@ -64,7 +66,9 @@ def runs_dir(tmp_path_factory, ray_session) -> Path:
     in this process on the session's Ray instance; ``ppo_sweep_dir`` has the slower sweep of real PPO trials."""
     root = tmp_path_factory.mktemp("dash") / "runs"
     tiny = root / "train" / "tiny"
-    dspy_rl("train", *TINY, "total_env_steps=8192", "checkpoint_every=2", "eval_episodes=64", f"run_dir={tiny}")
+    dspy_rl(
+        "train", *TINY, "total_env_steps=8192", "checkpoint_every=2", "eval_episodes=64", f"run_dir={tiny}"
+    )
     # the same run with corrupt lines in its metrics (a torn write, garbage, a JSON non-object)
     corrupt = root / "train" / "corrupt"
     shutil.copytree(tiny, corrupt)
@@ -124,8 +128,16 @@ class LiveRun:
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dspy_rl", "train", *TINY, "total_env_steps=100000000", "checkpoint_every=1000000",
-             f"run_dir={run_dir}"],
+            [
+                sys.executable,
+                "-m",
+                "dspy_rl",
+                "train",
+                *TINY,
+                "total_env_steps=100000000",
+                "checkpoint_every=1000000",
+                f"run_dir={run_dir}",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             env=ENV,
@@ -166,3 +178,57 @@ def ppo_sweep_dir(tmp_path_factory, ray_session) -> Path:
     argv = ["sweep=ppo_tiny", "num_samples=3", "max_concurrent=3", "num_warmup=2"]
     assert sweep_main([*argv, f"run_dir={root / 'sweep' / 'tiny'}"]) == 0
     return root
+
+
+class AutoMode:
+    """A real `dspy-rl stream auto` (paused, HTTP control on a free port, token) over a store of synthetic traces,
+    its state dir at <runs>/auto where the dashboard finds it."""
+
+    TOKEN = "auto-s3cret"
+
+    def __init__(self, runs: Path) -> None:
+        from dspy_rl.stream.synthetic import synthetic_spans
+        from dspy_rl.traces.store import TraceStore
+
+        runs.mkdir(parents=True, exist_ok=True)
+        self.state_dir = runs / "auto"
+        with TraceStore(runs / "traces.db") as store:
+            store.insert_spans(list(synthetic_spans(20, seed=1, start_ts=time.time() - 3600)))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dspy_rl", "stream", "auto", f"store={runs / 'traces.db'}",
+             "--state-dir", str(self.state_dir), "--hierarchical", "--min-groups", "1", "--period-sec", "3600",
+             "--paused", "--port", "0", "train.batch_groups=4", "train.seed=1", "mine.hours=48"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**ENV, "DSPY_RL_AUTO_TOKEN": self.TOKEN},
+            start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 180
+        while not (self.state_dir / "control.json").is_file():
+            assert self.proc.poll() is None, self.proc.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, "stream auto did not write control.json"
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def auto_mode(tmp_path_factory) -> Iterator[tuple[AutoMode, Dashboard]]:
+    runs = tmp_path_factory.mktemp("dash-auto") / "runs"
+    auto = AutoMode(runs)
+    dash = None
+    try:
+        dash = Dashboard(runs, "poll_ms=300", env={"DSPY_RL_AUTO_TOKEN": AutoMode.TOKEN})
+        yield auto, dash
+    finally:
+        if dash is not None:
+            dash.close()
+        auto.close()

@@ -41,7 +41,9 @@ def test_runs_list_status_and_summaries(dashboard, runs_dir) -> None:
     assert tiny["eval_success_rate"] is not None  # the final evaluation row joins the summary
     assert d["counts"]["finished"] == d["total"] == 2
     assert get(dashboard, "api/rl/sessions?status=live").json()["sessions"] == []
-    assert [r["id"] for r in get(dashboard, "api/rl/sessions?q=corrupt").json()["sessions"]] == ["train/corrupt"]
+    assert [r["id"] for r in get(dashboard, "api/rl/sessions?q=corrupt").json()["sessions"]] == [
+        "train/corrupt"
+    ]
     bad = get(dashboard, "api/rl/sessions?status=bogus")
     assert bad.status_code == 422 and "bogus" in bad.text
 
@@ -110,7 +112,9 @@ def check_sweep(s: dict, results: dict) -> dict:
     for tid, r in rows.items():
         assert (table[tid]["status"] == "error") == (r["status"] == "error"), tid
         if r["score"] is not None:
-            assert table[tid]["score"] == pytest.approx(r["score"]) and table[tid]["cost"] == pytest.approx(r["cost"])
+            assert table[tid]["score"] == pytest.approx(r["score"]) and table[tid]["cost"] == pytest.approx(
+                r["cost"]
+            )
     assert s["errors"] == sum(r["status"] == "error" for r in rows.values())
     best = results["best"]
     assert s["best_score"] == pytest.approx(best["score"]) and s["best_cost"] == pytest.approx(best["cost"])
@@ -194,7 +198,9 @@ def test_status_performance_and_openapi(dashboard) -> None:
 def test_trace_store_summary_with_dead_letters(dashboard, runs_dir) -> None:
     t = get(dashboard, "api/traces/summary").json()
     store = t["store"]
-    assert store["spans"] > 0 and store["traces"] > 0 and sum(store["spans_by_kind"].values()) == store["spans"]
+    assert (
+        store["spans"] > 0 and store["traces"] > 0 and sum(store["spans_by_kind"].values()) == store["spans"]
+    )
     assert store["events_per_s"] and len(store["recent"]) == 25
     ingest = ingest_counts(runs_dir)  # what `dspy-rl stream ingest` reported
     assert store["spans"] == ingest["stored"]
@@ -237,7 +243,9 @@ def test_token_guards_every_post_endpoint(runs_dir) -> None:
             assert wrong.status_code == 401 and "bearer token" in wrong.json()["detail"]
         good = httpx.post(d.url + "api/system/guard", headers={"Authorization": "Bearer s3cret"}, timeout=60)
         assert good.status_code == 200 and good.json()["checks"]
-        auto = httpx.post(d.url + "api/grpo/auto/start", headers={"Authorization": "Bearer s3cret"}, timeout=60)
+        auto = httpx.post(
+            d.url + "api/grpo/auto/start", headers={"Authorization": "Bearer s3cret"}, timeout=60
+        )
         assert auto.status_code == 503  # past the token, auto mode itself is not there
         assert httpx.get(d.url + "api/rl/sessions", timeout=60).status_code == 200  # reads need no token
     finally:
@@ -280,7 +288,11 @@ def test_thousands_of_runs_are_paginated(runs_dir, tmp_path) -> None:
 def test_cli_bad_input_is_one_line(args, match, runs_dir) -> None:
     argv = args if args[0].startswith("runs_dir") else [f"runs_dir={runs_dir}", *args]
     proc = subprocess.run(
-        [sys.executable, "-m", "dspy_rl", "dashboard", *argv], capture_output=True, text=True, timeout=120, env=ENV
+        [sys.executable, "-m", "dspy_rl", "dashboard", *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=ENV,
     )
     assert proc.returncode == 2
     err = proc.stderr.strip().splitlines()

@@ -17,7 +17,8 @@ from .conftest import BAD_METRICS_LINES, Dashboard, LiveRun, ingest_counts, swee
 
 CHROMIUM = find_chromium()
 pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="chromium is not installed (apt-get install chromium; `make setup` does it as root)"
+    CHROMIUM is None,
+    reason="chromium is not installed (apt-get install chromium; `make setup` does it as root)",
 )
 
 
@@ -51,7 +52,9 @@ def open_page(browser, dashboard, fragment: str, ready: str):
 
 def test_runs_page(browser, dashboard, shots) -> None:
     page = open_page(browser, dashboard, "#/runs", "runs")
-    rows = page.evaluate("[...document.querySelectorAll('[data-testid=runs-table] tbody tr')].map(r => r.innerText)")
+    rows = page.evaluate(
+        "[...document.querySelectorAll('[data-testid=runs-table] tbody tr')].map(r => r.innerText)"
+    )
     assert len(rows) == 2
     tiny = next(r for r in rows if r.startswith("train/tiny"))
     assert "finished" in tiny and "ppo" in tiny and "8,192 / 8,192" in tiny
@@ -68,17 +71,27 @@ def test_runs_page(browser, dashboard, shots) -> None:
 def test_run_page_curves_config_checkpoints(browser, dashboard, shots) -> None:
     page = open_page(browser, dashboard, run_hash("train/tiny"), "run")
     text = page.text()
-    for title in ("Success rate", "Episode return", "Losses", "Env steps/s", "sample / learn / wait",
-                  "CPU / RAM / GPU use"):
+    for title in (
+        "Success rate",
+        "Episode return",
+        "Losses",
+        "Env steps/s",
+        "sample / learn / wait",
+        "CPU / RAM / GPU use",
+    ):
         assert title in text, title
     # every chart drew its points on a canvas (uPlot), none is empty
-    charts = page.evaluate("[...document.querySelectorAll('.chart')].map(c => [c.querySelector('h3').innerText, "
-                           "!!c.querySelector('canvas'), c.dataset.points || null])")
+    charts = page.evaluate(
+        "[...document.querySelectorAll('.chart')].map(c => [c.querySelector('h3').innerText, "
+        "!!c.querySelector('canvas'), c.dataset.points || null])"
+    )
     assert len(charts) >= 6
     assert all(has_canvas for _, has_canvas, _ in charts), charts
     assert "finished" in text and "total_env_steps: 8192" in text
     assert page.evaluate("document.querySelectorAll('[data-testid=checkpoints] tbody tr').length") == 2
-    assert page.evaluate("document.querySelector('img.plot').naturalWidth") > 100  # learning_curve.png via /files/
+    assert (
+        page.evaluate("document.querySelector('img.plot').naturalWidth") > 100
+    )  # learning_curve.png via /files/
     assert page.evaluate("document.querySelector('[data-testid=corrupt]')") is None
     page.screenshot(shots / "run.png")
     assert page.errors() == []
@@ -103,7 +116,9 @@ def test_unknown_run_page_names_the_id(browser, dashboard) -> None:
 
 def check_sweep_page(browser, dashboard, shots, sweep_id: str, name: str) -> None:
     page = open_page(browser, dashboard, "#/sweeps", "sweeps")
-    rows = page.evaluate("[...document.querySelectorAll('[data-testid=sweeps-table] tbody tr')].map(r => r.innerText)")
+    rows = page.evaluate(
+        "[...document.querySelectorAll('[data-testid=sweeps-table] tbody tr')].map(r => r.innerText)"
+    )
     results = sweep_results(dashboard.runs / sweep_id)
     n = len(results["rows"])
     (row,) = [r for r in rows if r.startswith(sweep_id)]
@@ -116,7 +131,9 @@ def check_sweep_page(browser, dashboard, shots, sweep_id: str, name: str) -> Non
     assert page.evaluate("document.querySelectorAll('[data-testid=trials-table] tbody tr').length") == n
     assert page.evaluate("document.querySelectorAll('[data-testid=trials-table] tr.pareto').length") >= 1
     errors = sum(r["status"] == "error" for r in results["rows"])
-    assert page.evaluate("document.querySelectorAll('[data-testid=trials-table] .pill.error').length") == errors
+    assert (
+        page.evaluate("document.querySelectorAll('[data-testid=trials-table] .pill.error').length") == errors
+    )
     assert page.evaluate("document.querySelectorAll('.chart canvas').length") == 2
     page.screenshot(shots / f"sweep_{name}.png")
     assert page.errors() == []
@@ -148,7 +165,9 @@ def test_performance_traces_system_auto_pages(browser, dashboard, runs_dir, shot
 
     page = open_page(browser, dashboard, "#/traces", "traces")
     assert int(page.evaluate("document.querySelector('[data-testid=spans]').innerText").replace(",", "")) > 0
-    assert page.evaluate("document.querySelector('[data-testid=dlq-file]').innerText") == str(ingest_counts(runs_dir)["dlq"])
+    assert page.evaluate("document.querySelector('[data-testid=dlq-file]').innerText") == str(
+        ingest_counts(runs_dir)["dlq"]
+    )
     assert page.evaluate("document.querySelectorAll('[data-testid=recent] tbody tr').length") == 25
     page.screenshot(shots / "traces.png")
     assert page.errors() == []
@@ -165,7 +184,9 @@ def test_performance_traces_system_auto_pages(browser, dashboard, runs_dir, shot
     assert page.errors() == []
 
     page = open_page(browser, dashboard, "#/auto", "auto")
-    assert "auto mode not available" in page.evaluate("document.querySelector('[data-testid=auto-unavailable]').innerText")
+    assert "auto mode not available" in page.evaluate(
+        "document.querySelector('[data-testid=auto-unavailable]').innerText"
+    )
     page.screenshot(shots / "auto.png")
     assert page.errors() == []
 

@@ -333,17 +333,33 @@ async function autoPage() {
   }
   const a = await api("api/grpo/auto/status");
   const cycles = a.cycles || [];
-  const keys = Array.from(new Set(cycles.flatMap((c) => Object.keys(c)))).filter((k) => typeof cycles.find((c) => c[k] !== undefined)[k] !== "object").slice(0, 10);
-  const levels = a.levels || a.models || {};
-  const levelRows = Object.entries(levels).map(([k, v]) => `<tr><td>${esc(k)}</td><td><code>${esc(typeof v === "object" ? JSON.stringify(v) : v)}</code></td></tr>`).join("");
-  const running = a.running !== undefined ? a.running : a.state === "running";
+  const levels = Array.isArray(a.levels) ? a.levels : Object.keys(a.levels || {});
+  const state = a.in_cycle ? "in a cycle" : a.running ? "running" : a.paused ? "paused" : "stopped";
+  const lastOf = (lv) => { for (let i = cycles.length - 1; i >= 0; i--) { const l = (cycles[i].levels || {})[lv]; if (l && l.metrics) return l; } return null; };
+  const levelRows = levels.map((lv) => { const l = lastOf(lv); const m = (l && l.metrics) || {};
+    return `<tr><td>${esc(lv)}</td><td>${l ? esc(l.status) : "–"}</td><td class="num">${fmt(l ? l.groups_trained : null)}</td>
+      <td class="num">${fmt(m.steps)}</td><td class="num">${fmt(m.reward_mean)}</td><td class="num">${fmt(m.loss)}</td><td class="num">${fmt(m.kl)}</td></tr>`; }).join("");
+  const cycleRows = cycles.slice().reverse().map((c) => `<tr><td class="num">${fmt(c.cycle)}</td><td>${esc(c.status)}</td>
+      <td>${fmtTime(c.started_at)}</td><td class="num">${fmtDuration(c.ended_at && c.started_at ? c.ended_at - c.started_at : null)}</td>
+      ${levels.map((lv) => { const l = (c.levels || {})[lv]; return `<td>${l ? `${esc(l.status)}${l.groups !== undefined ? ` (${fmt(l.groups)} groups)` : ""}` : "–"}</td>`; }).join("")}
+      <td class="wrap muted">${esc(c.reason || "")}</td></tr>`).join("");
   page.innerHTML = `<h1>GRPO auto mode</h1>
-    <div class="cards">${card("state", `<span data-testid="auto-state">${esc(a.state || (running ? "running" : "stopped"))}</span>`)}${card("cycles", fmt(a.cycles_done !== undefined ? a.cycles_done : cycles.length))}${card("source", esc(a.source))}</div>
-    <div class="toolbar"><button id="start">start</button><button id="stop">stop</button><span id="ctl-msg" class="muted"></span></div>
-    <h2>Levels</h2>${levelRows ? `<table><tbody>${levelRows}</tbody></table>` : `<p class="muted">no level models yet</p>`}
-    <h2>Cycles</h2><table data-testid="cycles"><thead><tr>${keys.map((k) => `<th>${esc(k)}</th>`).join("")}</tr></thead>
-    <tbody>${cycles.slice().reverse().map((c) => `<tr>${keys.map((k) => `<td>${fmt(c[k])}</td>`).join("")}</tr>`).join("") || `<tr><td class="muted">no cycles yet</td></tr>`}</tbody></table>
-    <h2>State</h2><pre>${esc(JSON.stringify(Object.assign({}, a, { cycles: undefined }), null, 2))}</pre>`;
+    <div class="cards">${card("state", `<span data-testid="auto-state">${esc(state)}</span>`)}${card("next cycle #", fmt(a.cycle))}
+      ${card("cycles logged", fmt(cycles.length))}${card("period", fmtDuration(a.period_sec))}${card("next cycle at", a.next_cycle_at ? fmtTime(a.next_cycle_at) : "–")}
+      ${card("control", esc(a.control || ""))}</div>
+    ${a.control_error ? `<div class="warn">${esc(a.control_error)}</div>` : ""}
+    <div class="toolbar"><button id="start" data-testid="auto-start">start</button><button id="stop" data-testid="auto-stop">stop</button><span id="ctl-msg" class="muted"></span></div>
+    <h2>Levels</h2><table data-testid="levels"><thead><tr><th>level</th><th>last status</th><th class="num">groups trained</th><th class="num">steps</th>
+      <th class="num">reward mean</th><th class="num">loss</th><th class="num">KL</th></tr></thead><tbody>${levelRows}</tbody></table>
+    <div class="charts" id="charts"></div>
+    <h2>Cycles (newest first)</h2><table data-testid="cycles"><thead><tr><th class="num">cycle</th><th>status</th><th>started</th><th class="num">took</th>
+      ${levels.map((lv) => `<th>${esc(lv)}</th>`).join("")}<th>reason</th></tr></thead>
+      <tbody>${cycleRows || `<tr><td colspan="${5 + levels.length}" class="muted">no cycles yet</td></tr>`}</tbody></table>
+    <p class="muted">source: ${esc(a.source)}</p>`;
+  const trained = cycles.filter((c) => c.levels && Object.values(c.levels).some((l) => l.metrics));
+  lineChart(document.getElementById("charts"), "Reward mean per level", trained.map((c) => c.cycle),
+    levels.map((lv) => ({ label: lv, data: trained.map((c) => { const l = c.levels[lv]; return l && l.metrics ? l.metrics.reward_mean : null; }), points: true })),
+    { xLabel: "cycle" });
   for (const action of ["start", "stop"]) {
     document.getElementById(action).addEventListener("click", async () => {
       const msg = document.getElementById("ctl-msg");
