@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,11 +61,20 @@ def dspy_rl(*args: str, timeout: float = 600, cwd: Path | None = None) -> subpro
 
 
 @pytest.fixture(scope="session")
-def runs_dir(tmp_path_factory, ray_session) -> Path:
+def private_tmp() -> Iterator[Path]:
+    """A temp dir of this session only: pytest's basetemp is shared by everyone's sessions on this machine and
+    rotated (the oldest deleted) when others start, which must not delete our runs under a running dashboard."""
+    path = Path(tempfile.mkdtemp(prefix="dspy-rl-dash-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def runs_dir(private_tmp, ray_session) -> Path:
     """A runs directory with real output of train, sweep and stream ingest. The sweep is a real Ray Tune sweep with
     the protein searcher on the synthetic ``ppo_like`` objective (its trials diverge for lr > 0.03, so some fail),
     in this process on the session's Ray instance; ``ppo_sweep_dir`` has the slower sweep of real PPO trials."""
-    root = tmp_path_factory.mktemp("dash") / "runs"
+    root = private_tmp / "dash" / "runs"
     tiny = root / "train" / "tiny"
     dspy_rl(
         "train", *TINY, "total_env_steps=8192", "checkpoint_every=2", "eval_episodes=64", f"run_dir={tiny}"
@@ -170,11 +180,11 @@ def sweep_results(sweep_dir: Path) -> dict:
 
 
 @pytest.fixture(scope="session")
-def ppo_sweep_dir(tmp_path_factory, ray_session) -> Path:
+def ppo_sweep_dir(private_tmp, ray_session) -> Path:
     """A runs directory holding a sweep of three real PPO training runs (`sweep=ppo_tiny`; minutes: slow tests)."""
     from dspy_rl.cli.sweep import main as sweep_main
 
-    root = tmp_path_factory.mktemp("dash-ppo") / "runs"
+    root = private_tmp / "dash-ppo" / "runs"
     argv = ["sweep=ppo_tiny", "num_samples=3", "max_concurrent=3", "num_warmup=2"]
     assert sweep_main([*argv, f"run_dir={root / 'sweep' / 'tiny'}"]) == 0
     return root
@@ -221,8 +231,8 @@ class AutoMode:
 
 
 @pytest.fixture(scope="module")
-def auto_mode(tmp_path_factory) -> Iterator[tuple[AutoMode, Dashboard]]:
-    runs = tmp_path_factory.mktemp("dash-auto") / "runs"
+def auto_mode(private_tmp) -> Iterator[tuple[AutoMode, Dashboard]]:
+    runs = private_tmp / "dash-auto" / "runs"
     auto = AutoMode(runs)
     dash = None
     try:

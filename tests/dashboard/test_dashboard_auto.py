@@ -3,7 +3,9 @@ and stopped with the dashboard's POST /api/grpo/auto/start|stop, its cycles and 
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -41,12 +43,9 @@ def test_auto_mode_status_start_cycles_stop(auto_mode, tmp_path) -> None:
 
 
 @pytest.mark.skipif(find_chromium() is None, reason="chromium is not installed (apt-get install chromium)")
-def test_auto_page_shows_levels_cycles_and_stops(auto_mode, tmp_path_factory) -> None:
+def test_auto_page_shows_levels_cycles_and_stops(auto_mode, private_tmp) -> None:
     auto, dash = auto_mode
-    import os
-    from pathlib import Path
-
-    shots = Path(os.environ.get("DSPY_RL_SCREENSHOT_DIR") or tmp_path_factory.mktemp("screenshots"))
+    shots = Path(os.environ.get("DSPY_RL_SCREENSHOT_DIR") or private_tmp / "screenshots")
     b = Browser(find_chromium())
     try:
         page = b.new_page()

@@ -7,6 +7,7 @@ chromium is not installed and cannot be (`make setup` installs it with apt-get w
 from __future__ import annotations
 
 import os
+import shutil
 import urllib.parse
 from pathlib import Path
 
@@ -23,8 +24,8 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
-    out = Path(os.environ.get("DSPY_RL_SCREENSHOT_DIR") or tmp_path_factory.mktemp("screenshots"))
+def shots(private_tmp) -> Path:
+    out = Path(os.environ.get("DSPY_RL_SCREENSHOT_DIR") or private_tmp / "screenshots")
     out.mkdir(parents=True, exist_ok=True)
     print(f"dashboard screenshots in {out}")
     return out
@@ -211,6 +212,10 @@ def test_live_run_page_updates_while_training(browser, dashboard, runs_dir, shot
     finally:
         live.kill()
     # killed: its status.json still says running, but the pid is gone -> failed (died)
-    page = open_page(browser, dashboard, "#/runs?status=failed", "runs")
-    page.wait_for("document.querySelector('[data-run=\"train/live\"]') !== null", timeout=30)
-    assert page.errors() == []
+    try:
+        page = open_page(browser, dashboard, "#/runs?status=failed", "runs")
+        page.wait_for("document.querySelector('[data-run=\"train/live\"]') !== null", timeout=30)
+        assert "died" in page.evaluate("document.querySelector('[data-run=\"train/live\"]').title")
+        assert page.errors() == []
+    finally:
+        shutil.rmtree(runs_dir / "train" / "live")  # the other tests count the runs

@@ -130,7 +130,7 @@ async function runsPage(params) {
     const p = new URLSearchParams({ status: s, q });
     return `<a href="#/runs?${p}" class="${s === status ? "sel" : ""}" data-filter="${s || "all"}">${s || "all"} (${n})</a>`;
   }).join(" · ");
-  const rows = d.sessions.map((r) => `<tr data-run="${esc(r.id)}">
+  const rows = d.sessions.map((r) => `<tr data-run="${esc(r.id)}" title="${esc(r.status_detail)}">
       <td><a href="${runLink(r.id)}">${esc(r.id)}</a></td><td>${pill(r.status)}</td>
       <td>${esc(r.algorithm)}</td><td>${esc(r.env)}</td>
       <td class="num">${fmt(r.steps)}${r.budget ? ` / ${fmt(r.budget)}` : ""}</td>
