@@ -33,7 +33,7 @@ ALIASES = {"runs": "runs_dir", "runs_dir": "runs_dir", "store": "store", "host":
 
 def load_config(argv: list[str]):
     """Compose conf/dashboard.yaml with the command line and validate it."""
-    from dspy_rl.dashboard.config import DashboardConfig
+    from dspy_rl.dashboard.config import DashboardConfig  # registers dashboard_schema
 
     cfg = to_object(compose("dashboard", argv, ALIASES), DashboardConfig)
     if not Path(cfg.runs_dir).is_dir():
@@ -120,6 +120,8 @@ def serve_ray(cfg, token: str | None) -> int:
 
 def main(argv: list[str]) -> int:
     if argv and argv[0] in ("-h", "--help", "help"):
+        import dspy_rl.dashboard.config  # noqa: F401  (registers dashboard_schema)
+
         print(USAGE)
         print(OmegaConf.to_yaml(compose("dashboard", [])))
         return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from hydra.core.config_store import ConfigStore
+
 from dspy_rl.config import require
 
 
@@ -83,3 +85,6 @@ class DashboardConfig:
         for key in ("min_free_gb", "min_ram_gb", "min_vram_mb"):
             value = getattr(self.guard, key)
             require(value >= 0, f"guard.{key}", value, "a number >= 0")
+
+
+ConfigStore.instance().store(name="dashboard_schema", node=DashboardConfig)
