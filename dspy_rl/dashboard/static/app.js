@@ -22,6 +22,10 @@ function fmt(v, digits) {
   if (a !== 0 && (a >= 1e6 || a < 1e-3)) return v.toExponential(2);
   return v.toFixed(digits === undefined ? (a >= 100 ? 0 : 3) : digits);
 }
+function fmtRate(v) {
+  // success rates and scores: always three decimals (JSON writes 0.0 as 0)
+  return typeof v === "number" && isFinite(v) ? v.toFixed(3) : "–";
+}
 function fmtDuration(s) {
   if (s === null || s === undefined || !isFinite(s)) return "–";
   s = Math.round(s);
@@ -135,8 +139,8 @@ async function runsPage(params) {
       <td>${esc(r.algorithm)}</td><td>${esc(r.env)}</td>
       <td class="num">${fmt(r.steps)}${r.budget ? ` / ${fmt(r.budget)}` : ""}</td>
       <td><span class="progress"><span style="width:${Math.min(100, 100 * (r.progress || 0)).toFixed(1)}%"></span></span></td>
-      <td class="num">${fmt(r.env_steps_per_s, 0)}</td><td class="num">${fmt(r.success_rate)}</td>
-      <td class="num">${fmt(r.eval_success_rate)}</td><td class="num">${r.status === "live" ? fmtDuration(r.eta_s) : "–"}</td>
+      <td class="num">${fmt(r.env_steps_per_s, 0)}</td><td class="num">${fmtRate(r.success_rate)}</td>
+      <td class="num">${fmtRate(r.eval_success_rate)}</td><td class="num">${r.status === "live" ? fmtDuration(r.eta_s) : "–"}</td>
       <td>${fmtTime(r.updated)}</td></tr>`).join("");
   const nav = [];
   if (pg > 1) nav.push(`<a href="#/runs?${new URLSearchParams({ status, q, page: pg - 1 })}" data-testid="prev">← newer</a>`);
@@ -179,8 +183,8 @@ async function runPage(id) {
   function renderCards(s, corrupt) {
     cardsEl.innerHTML = card("status", pill(s.status)) + card("algorithm", esc(s.algorithm)) + card("env", esc(s.env)) +
       card(x === "env_steps" ? "env steps" : "steps", `<span data-testid="steps">${fmt(s.steps)}</span>${s.budget ? ` <span class="muted">/ ${fmt(s.budget)}</span>` : ""}`) +
-      card("env steps/s", fmt(s.env_steps_per_s, 0)) + card("success", fmt(s.success_rate)) +
-      card("return", fmt(s.episode_return)) + (s.eval_success_rate !== null ? card("eval success", fmt(s.eval_success_rate)) : "") +
+      card("env steps/s", fmt(s.env_steps_per_s, 0)) + card("success", fmtRate(s.success_rate)) +
+      card("return", fmt(s.episode_return)) + (s.eval_success_rate !== null ? card("eval success", fmtRate(s.eval_success_rate)) : "") +
       card("ETA", s.status === "live" ? fmtDuration(s.eta_s) : "–") + card("wall", fmtDuration(s.wall_s));
     cardsEl.title = s.status_detail;
     document.getElementById("corrupt").innerHTML = corrupt
@@ -191,7 +195,7 @@ async function runPage(id) {
   const has = (k) => rows.some((r) => typeof r[k] === "number");
   const defs = [];
   const succ = ["success_rate", "iter_success_rate", "reward_mean"].filter(has);
-  defs.push({ title: "Success rate" + (evalRow ? ` (final eval ${fmt(evalRow.eval_success_rate)})` : ""), keys: succ, yRange: succ.includes("reward_mean") ? undefined : [0, 1] });
+  defs.push({ title: "Success rate" + (evalRow ? ` (final eval ${fmtRate(evalRow.eval_success_rate)})` : ""), keys: succ, yRange: succ.includes("reward_mean") ? undefined : [0, 1] });
   defs.push({ title: "Episode return", keys: ["episode_return", "return_A", "return_B", "return_C"].filter(has) });
   defs.push({ title: "Losses", keys: m.loss_keys.filter((k) => has(k) && !/entropy|clipfrac|grad_norm|approx_kl/.test(k)) });
   defs.push({ title: "Entropy / KL / clip fraction", keys: m.loss_keys.filter((k) => has(k) && /entropy|clipfrac|approx_kl/.test(k)) });
