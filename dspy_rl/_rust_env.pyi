@@ -54,3 +54,41 @@ class VecToolEnv:
     def snapshot(self, i: int) -> bytes: ...
     def restore(self, i: int, state: bytes | bytearray) -> None: ...
     def oracle_actions(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]: ...
+
+# ---- namespace sandbox (rust_env/src/sandbox; Python API: dspy_rl/shell/sandbox.py) ----------------------
+
+#: (exit_code, signal, stdout, stderr, truncated, timed_out, wall_ms, reason)
+_Exec = tuple[int | None, int | None, str, str, bool, bool, float, str | None]
+#: (timeout_ms, cpu_s, mem_bytes, max_procs, max_file_bytes, max_open_files, max_output_bytes, tmp_bytes)
+_Limits = tuple[int, int, int, int, int, int, int, int]
+
+class SandboxUnavailableError(RuntimeError):
+    """The kernel or the caller's privileges do not allow the sandbox; the message names what is missing."""
+
+class SandboxProcess:
+    """One episode's namespace sandbox around a workspace directory; commands run in it one at a time."""
+
+    def __new__(
+        cls,
+        workspace: str | Path,
+        limits: _Limits | None = None,
+        env: list[tuple[str, str]] | None = None,
+    ) -> SandboxProcess: ...
+    def run(self, argv: list[str], stdin: bytes | None = None, timeout_ms: int | None = None) -> _Exec: ...
+    def close(self) -> None: ...
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def workspace(self) -> str: ...
+    @property
+    def landlock_abi(self) -> int: ...
+    @property
+    def pid(self) -> int: ...
+
+def sandbox_run_batch(
+    jobs: list[tuple[str | Path | SandboxProcess, list[str], bytes | None]],
+    limits: _Limits | None = None,
+    env: list[tuple[str, str]] | None = None,
+    workers: int = 0,
+) -> list[_Exec]: ...
+def sandbox_check_support() -> int: ...

@@ -27,6 +27,7 @@ from hydra.core.config_store import ConfigStore
 
 from dspy_rl.config import ConfigError, compose, require, to_object
 from dspy_rl.envs import SuiteError, VecEnv, resolve_suite
+from dspy_rl.envs.baselines import random_actions
 from dspy_rl.envs.config import EnvConfig
 from dspy_rl.envs.gym_env import make_vec_env
 
@@ -73,18 +74,10 @@ class Policy(Protocol):
     def __call__(self, env: VecEnv) -> tuple[np.ndarray, np.ndarray]: ...
 
 
-def _uniform_masked(rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
-    """Per row, a uniformly random index among the True entries (argmax of masked iid uniforms)."""
-    return np.argmax(rng.random(mask.shape) * mask, axis=1).astype(np.int64)
-
-
 def random_policy(cfg: EvalConfig) -> Policy:
     rng = np.random.default_rng(cfg.seed)
 
-    def act(env: VecEnv) -> tuple[np.ndarray, np.ndarray]:
-        return _uniform_masked(rng, env.tool_mask), _uniform_masked(rng, env.arg_mask)
-
-    return act
+    return lambda env: random_actions(env, rng)
 
 
 def oracle_policy(cfg: EvalConfig) -> Policy:

@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "dspy_rl.cli.dashboard",
         "web UI + JSON API over runs, sweeps, auto mode, the trace store and the machine",
     ),
+    "shell": ("dspy_rl.cli.shell", "real commands in the namespace sandbox: `shell exec --workspace DIR -- CMD`"),
     "submit": ("dspy_rl.cli.submit", "submit a command as a Ray job: `dspy-rl submit -- train <overrides>`"),
 }
 

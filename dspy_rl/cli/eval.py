@@ -14,18 +14,16 @@ import json
 import logging
 from typing import Any
 
-from dspy_rl.config import asdict, compose
-from dspy_rl.evaluation import evaluate, load_config
+from dspy_rl.cli.help import render, wants_help
+from dspy_rl.config import asdict
+from dspy_rl.evaluation import EvalConfig, evaluate, load_config
 
 logger = logging.getLogger(__name__)
 
 
 def main(argv: list[str]) -> int:
-    if any(tok in ("-h", "--help") for tok in argv):
-        from omegaconf import OmegaConf
-
-        print(__doc__)
-        print(OmegaConf.to_yaml(compose("eval", [])))
+    if wants_help(argv):
+        print(render(__doc__, "eval", EvalConfig))
         return 0
     cfg = load_config(argv)
     logger.info("eval config: %s", asdict(cfg))

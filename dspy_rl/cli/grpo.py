@@ -11,50 +11,28 @@ Examples::
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import sys
+from pathlib import Path
 
+from dspy_rl.cli.help import HELP_FLAGS, render, wants_help
 from dspy_rl.config import compose, to_object
 
 #: ``--flag`` aliases for common keys (``--steps 100`` is ``steps=100``).
 ALIASES = {"data": "dataset", "out": "run_dir"}
 
-USAGE = """usage: dspy-rl grpo <subcommand> [--flag value ...] [key=value ...]
-
-subcommands:
-  train   train a text policy with GRPO on grouped JSONL (dataset=...) or online (mode=online task=...)
-  mine    build GRPO groups from the trace store (dspy_rl.traces.mining)
-
-`dspy-rl grpo train --help` lists every config key with its documentation."""
-
-
-def _config_help() -> str:
-    import ast
-    import inspect
-
-    from dspy_rl.grpo.config import GRPOTrainConfig
-
-    docs: dict[str, str] = {}
-    tree = ast.parse(inspect.getsource(GRPOTrainConfig))
-    body = tree.body[0].body  # type: ignore[attr-defined]
-    for node, nxt in zip(body, body[1:], strict=False):
-        if (
-            isinstance(node, ast.AnnAssign)
-            and isinstance(nxt, ast.Expr)
-            and isinstance(nxt.value, ast.Constant)
-        ):
-            docs[node.target.id] = " ".join(str(nxt.value.value).split())  # type: ignore[union-attr]
-    lines = ["dspy-rl grpo train [key=value ...]  (conf/grpo.yaml)", ""]
-    for f in dataclasses.fields(GRPOTrainConfig):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        lines.append(f"  {f.name}={default!r}\n      {docs.get(f.name, '')}")
-    return "\n".join(lines)
-
 
 def _train(argv: list[str]) -> int:
-    if any(a in ("-h", "--help") for a in argv):
-        print(_config_help())
+    if wants_help(argv):
+        from dspy_rl.grpo.config import GRPOTrainConfig
+
+        print(
+            render(
+                "usage: dspy-rl grpo train [--flag value ...] [key=value ...]\n\n" + __doc__,
+                "grpo",
+                GRPOTrainConfig,
+            )
+        )
         return 0
     argv = ["mode=online" if a == "--online" else a for a in argv]
     from dspy_rl.grpo.config import GRPOTrainConfig
@@ -75,26 +53,50 @@ def _train(argv: list[str]) -> int:
 
 
 def _mine(argv: list[str]) -> int:
-    try:
-        mining = importlib.import_module("dspy_rl.traces.mining")
-    except ModuleNotFoundError as exc:
+    """``dspy-rl grpo mine [--hours H] [--out groups.jsonl] [--db traces.db] [key=value ...]``."""
+    from dspy_rl.traces.mining import ALIASES as MINE_ALIASES
+    from dspy_rl.traces.mining import MineConfig, mine
+    from dspy_rl.traces.mining import __doc__ as mine_doc
+    from dspy_rl.traces.store import TraceStore
+
+    if wants_help(argv):
         print(
-            f"dspy-rl grpo mine: trace mining is not available ({exc}); it is provided by dspy_rl.traces.mining "
-            "(the traces component). Install/update dspy-rl with that module.",
+            render(
+                "usage: dspy-rl grpo mine [--hours H] [--out groups.jsonl] [key=value ...]\n\n"
+                + str(mine_doc),
+                "mine",
+                MineConfig,
+            )
+        )
+        return 0
+    cfg = to_object(compose("mine", argv, MINE_ALIASES), MineConfig)
+    if not Path(cfg.db).is_file():
+        print(
+            f"dspy-rl grpo mine: trace store {cfg.db!r} does not exist; pass db=<path to traces.db> "
+            "(written by `dspy-rl stream ingest` or the TraceCollector SDK)",
             file=sys.stderr,
         )
         return 2
-    return int(mining.main(argv) or 0)
+    with TraceStore(cfg.db) as store:
+        report = mine(store, cfg)
+    print(json.dumps(dataclasses.asdict(report), indent=1))
+    return 0
+
+
+SUBCOMMANDS = {
+    "train": "train a text policy with GRPO on grouped JSONL (dataset=...) or online (mode=online task=...)",
+    "mine": "build GRPO groups from the trace store (dspy_rl.traces.mining)",
+}
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(USAGE)
+    if not argv or argv[0] in HELP_FLAGS:
+        print(render(__doc__, subcommands=SUBCOMMANDS))
         return 0
     sub, rest = argv[0], list(argv[1:])
     if sub == "train":
         return _train(rest)
     if sub == "mine":
         return _mine(rest)
-    print(f"dspy-rl grpo: unknown subcommand {sub!r}; choose 'train' or 'mine'\n\n{USAGE}", file=sys.stderr)
+    print(f"dspy-rl grpo: unknown subcommand {sub!r}; choose 'train' or 'mine'", file=sys.stderr)
     return 2

@@ -109,11 +109,24 @@ def train_judge(argv: list[str]) -> int:
     return 0
 
 
+SUBCOMMANDS = {
+    "judges": "deploy the judge ensemble on Ray Serve (conf/serve.yaml, conf/judges/)",
+    "train-judge": "train the transformer judge on preference pairs (train_judge.* settings)",
+}
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(USAGE)
+    from dspy_rl.cli.help import HELP_FLAGS, render, wants_help
+    from dspy_rl.judges.config import ServeConfig
+
+    if not argv or argv[0] in HELP_FLAGS:
+        print(render(__doc__ + "\n" + USAGE, subcommands=SUBCOMMANDS))
         return 0
     sub, rest = argv[0], argv[1:]
+    if sub in ("judges", "train-judge", "train_judge") and wants_help(rest):
+        judges = sub == "judges"
+        print(render(USAGE, "serve", ServeConfig, prefix="" if judges else "train_judge"))
+        return 0
     if sub == "judges":
         return serve_judges(rest)
     if sub in ("train-judge", "train_judge"):

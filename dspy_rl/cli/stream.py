@@ -12,6 +12,7 @@ dspy-rl stream export --out traces_export                        # traces/YYYYMM
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import signal
@@ -22,6 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from dspy_rl.cli.help import HELP_FLAGS, render, wants_help
 from dspy_rl.config import compose, require, to_object
 from dspy_rl.stream.config import StreamConfig
 
@@ -53,7 +55,13 @@ ALIASES = {
     "rl_steps": "rl_steps",
     "grpo_steps": "grpo_steps",
 }
-SUBCOMMANDS = ("ingest", "train", "auto", "produce", "export")
+SUBCOMMANDS = {
+    "ingest": "consume span events (Kafka or a JSONL file) into the trace store",
+    "train": "ingest -> mine -> GRPO update -> publish metrics (--continuous: for max_iterations)",
+    "produce": "publish a JSONL file of span events to Kafka",
+    "auto": "mine + GRPO cycles on a cadence, one policy per level, HTTP control (--port)",
+    "export": "write the store's traces as JSON files (--out DIR)",
+}
 
 
 def _on_stop(callback: Callable[[], None]) -> None:
@@ -69,20 +77,14 @@ def _on_stop(callback: Callable[[], None]) -> None:
 
 
 def _ingest_config(cfg: StreamConfig, **overrides: Any) -> Any:
+    """The ``ingest.*`` settings as they are, with the broker connection of ``stream.*``."""
     from dspy_rl.stream.ingest import IngestConfig
 
     return IngestConfig(
+        **dataclasses.asdict(cfg.ingest),
         bootstrap_servers=str(cfg.stream.bootstrap_servers),
         group_id=cfg.stream.group_id,
         topic_prefix=cfg.stream.topic_prefix,
-        batch_size=cfg.ingest.batch_size,
-        batch_max_wait_ms=cfg.ingest.batch_max_wait_ms,
-        check_crcs=cfg.ingest.check_crcs,
-        idle_timeout_s=cfg.ingest.idle_timeout_s,
-        max_events=cfg.ingest.max_events,
-        max_seconds=cfg.ingest.max_seconds,
-        metrics_interval_s=cfg.ingest.metrics_interval_s,
-        session_timeout_ms=cfg.ingest.session_timeout_ms,
         client=cfg.stream.client,
         **overrides,
     )
@@ -342,10 +344,19 @@ def _as_dict(cfg: StreamConfig) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     """Entry point of ``dspy-rl stream``."""
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(__doc__)
+    if not argv or argv[0] in HELP_FLAGS:
+        print(render(__doc__, subcommands=SUBCOMMANDS))
         return 0
     sub, rest = argv[0], list(argv[1:])
+    if sub in SUBCOMMANDS and wants_help(rest):
+        print(
+            render(
+                f"usage: dspy-rl stream {sub} [--flag value ...] [key=value ...]\n\n{SUBCOMMANDS[sub]}",
+                "stream",
+                StreamConfig,
+            )
+        )
+        return 0
     if sub not in SUBCOMMANDS:
         print(
             f"dspy-rl stream: unknown subcommand {sub!r}; choose one of {', '.join(SUBCOMMANDS)}\n\n{__doc__}",

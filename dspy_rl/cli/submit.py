@@ -1,10 +1,15 @@
 """``dspy-rl submit [--address URL] [--no-wait] -- <command> [overrides...]``: run a command as a Ray job.
 
-Submits ``python -m dspy_rl <command> ...`` through Ray's JobSubmissionClient with this project as the
-``working_dir``, follows the job's logs and returns its final status as the exit code (0 = SUCCEEDED).
+Submits ``python -m dspy_rl <command> ...`` through Ray's JobSubmissionClient, follows the job's logs and returns
+its final status as the exit code (0 = SUCCEEDED). From a source checkout the checkout is the job's ``working_dir``
+(code, configs, env data and the built Rust extension travel with it); from an installed dspy-rl nothing is
+uploaded unless ``--working-dir`` is given: the job runs the dspy-rl installed on the cluster's nodes (the wheel
+holds its configs and env data).
 The equivalent plain Ray command is::
 
     ray job submit --address http://127.0.0.1:8265 --working-dir . -- python -m dspy_rl train runtime=cluster
+
+(``--working-dir .`` honours .gitignore, so it leaves out the built extension that ``dspy-rl submit`` ships.)
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ import sys
 import time
 from collections.abc import Sequence
 
-from dspy_rl import REPO_ROOT
+from dspy_rl import source_checkout
+from dspy_rl.cli.help import wants_help
 
 log = logging.getLogger(__name__)
 # The job ships the built Rust extension (dspy_rl/_rust_env*.so, git-ignored), so .gitignore is not applied
@@ -39,13 +45,7 @@ _EXCLUDES = [
 ]
 
 
-def _parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
-    argv = list(argv)
-    if "--" not in argv:
-        raise SystemExit(
-            "dspy-rl submit: put the command after `--`, e.g. `dspy-rl submit -- train total_env_steps=1e5`"
-        )
-    split = argv.index("--")
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dspy-rl submit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -61,8 +61,21 @@ def _parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
         "--timeout", type=float, default=None, help="give up following after this many seconds"
     )
     parser.add_argument(
-        "--working-dir", default=str(REPO_ROOT), help="directory shipped as the job's working_dir"
+        "--working-dir",
+        default=None,
+        help="directory shipped as the job's working_dir (default: the source checkout; none when installed)",
     )
+    return parser
+
+
+def _parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    argv = list(argv)
+    if "--" not in argv:
+        raise SystemExit(
+            "dspy-rl submit: put the command after `--`, e.g. `dspy-rl submit -- train total_env_steps=1e5`"
+        )
+    split = argv.index("--")
+    parser = _parser()
     args = parser.parse_args(argv[:split])
     command = argv[split + 1 :]
     if not command:
@@ -81,23 +94,35 @@ def entrypoint(command: Sequence[str]) -> str:
     return "python -m dspy_rl " + " ".join(shlex.quote(c) for c in command)
 
 
+def runtime_env(working_dir: str | None) -> dict[str, object]:
+    """The job's runtime_env: ``working_dir`` (default: the source checkout, if running from one) with the
+    excludes, or no upload at all for an installed dspy-rl."""
+    env: dict[str, object] = {
+        "env_vars": {"RAY_USAGE_STATS_ENABLED": "0", "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")}
+    }
+    checkout = source_checkout()
+    directory = working_dir or (str(checkout) if checkout is not None else None)
+    if directory is not None:
+        env |= {"working_dir": directory, "excludes": _EXCLUDES}
+    return env
+
+
 def submit(
-    command: Sequence[str], address: str, working_dir: str, wait: bool = True, timeout: float | None = None
+    command: Sequence[str],
+    address: str,
+    working_dir: str | None = None,
+    wait: bool = True,
+    timeout: float | None = None,
 ) -> tuple[str, str]:
     """Submit, optionally follow the logs; returns (job_id, final or current status)."""
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     os.environ["RAY_RUNTIME_ENV_IGNORE_GITIGNORE"] = "1"
     client = JobSubmissionClient(address)
-    runtime_env = {
-        "working_dir": working_dir,
-        "excludes": _EXCLUDES,
-        "env_vars": {"RAY_USAGE_STATS_ENABLED": "0", "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")},
-    }
     deadline = time.monotonic() + 240
     while True:
         try:
-            job_id = client.submit_job(entrypoint=entrypoint(command), runtime_env=runtime_env)
+            job_id = client.submit_job(entrypoint=entrypoint(command), runtime_env=runtime_env(working_dir))
             break
         except RuntimeError as exc:  # a head node that just started has no job agent registered yet
             if "No available agent" not in str(exc) or time.monotonic() > deadline:
@@ -126,6 +151,11 @@ def submit(
 
 
 def main(argv: Sequence[str]) -> int:
+    if wants_help(argv[: list(argv).index("--")] if "--" in argv else argv):
+        from dspy_rl.cli.help import render
+
+        print(render(_parser().format_help()))
+        return 0
     args, command = _parse(argv)
     job_id, status = submit(
         command, args.address, args.working_dir, wait=not args.no_wait, timeout=args.timeout

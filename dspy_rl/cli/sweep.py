@@ -22,9 +22,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
-from dspy_rl import REPO_ROOT
+from dspy_rl.cli.help import wants_help
 from dspy_rl.config import ConfigError, compose, require, to_object
 from dspy_rl.sweeps.registry import SEARCHERS, make_searcher
 from dspy_rl.sweeps.spaces import SearchSpace, SpaceError
@@ -45,23 +46,26 @@ class SweepDef:
     """One sweep definition: a file of conf/sweep/ (selected with ``sweep=<name>``)."""
 
     name: str = "sweep"
-    #: ``train`` (one PPO run per trial) or ``synthetic:<name>`` (see dspy_rl/sweeps/objectives.py)
+    """Name of the sweep (its run directory is runs/sweep/<name>-<timestamp> unless run_dir is set)."""
     objective: str = "train"
-    #: result key to optimize (the trial's last reported value); for PPO sweeps ``eval_success_rate`` (the
-    #: trained policy, evaluated with ``eval_episodes`` from ``fixed``) rather than the rolling ``success_rate``
+    """``train`` (one PPO run per trial) or ``synthetic:<name>`` (see dspy_rl/sweeps/objectives.py)."""
     metric: str = "success_rate"
-    #: ``max`` or ``min``
+    """Result key to optimize (the trial's last reported value); for PPO sweeps ``eval_success_rate`` (the
+    trained policy, evaluated with ``eval_episodes`` from ``fixed``) rather than the rolling
+    ``success_rate``."""
     mode: str = "max"
-    #: result key that measures a trial's cost: ``wall_s`` or ``env_steps``
+    """``max`` or ``min``."""
     cost: str = "wall_s"
-    #: Hydra overrides of conf/train.yaml applied to every trial
+    """Result key that measures a trial's cost: ``wall_s`` or ``env_steps``."""
     fixed: list[str] = field(default_factory=list)
-    #: name -> {space: linear|log|pow2|logit|int|choice, min, max | values}
+    """Hydra overrides of conf/train.yaml applied to every trial."""
     parameters: dict[str, Any] = field(default_factory=dict)
-    #: the searched parameter that sets each trial's budget (e.g. ``total_env_steps``), or None. protein
-    #: then runs its warm-up at its cheapest value and gives each model step the cheapest budget level the model
-    #: is still uncertain about (multi-fidelity, dspy_rl/sweeps/fidelity.py); carbs refuses it; the others ignore it
+    """Name -> {space: linear|log|pow2|logit|int|choice, min, max | values}."""
     fidelity: str | None = None
+    """The searched parameter that sets each trial's budget (e.g. ``total_env_steps``), or None. protein
+    then runs its warm-up at its cheapest value and gives each model step the cheapest budget level the
+    model is still uncertain about (multi-fidelity, dspy_rl/sweeps/fidelity.py); carbs refuses it; the
+    others ignore it."""
 
 
 @dataclass
@@ -69,32 +73,32 @@ class SweepConfig:
     """``conf/sweep.yaml``: searcher settings, trial count and concurrency, output directory."""
 
     sweep: SweepDef = field(default_factory=SweepDef)
-    #: protein | carbs | random | optuna | pufferlib
     searcher: str = "protein"
-    #: trials in total
+    """Protein | carbs | random | optuna | pufferlib."""
     num_samples: int = 16
-    #: trials running at once
+    """Trials in total."""
     max_concurrent: int = 2
-    #: searcher seed
+    """Trials running at once."""
     seed: int = 0
-    #: quasi-random suggestions before the model (None: max(4, 2 * number of parameters))
+    """Searcher seed."""
     num_warmup: int | None = None
-    #: never propose points predicted to cost more than this (protein/carbs/pufferlib)
+    """Quasi-random suggestions before the model (None: max(4, 2 * number of parameters))."""
     max_suggestion_cost: float | None = None
-    #: CPUs reserved per trial
+    """Never propose points predicted to cost more than this (protein/carbs/pufferlib)."""
     cpus_per_trial: float = 1.0
-    #: output directory (None: runs/sweep/<sweep name>-<timestamp>)
+    """CPUs reserved per trial."""
     run_dir: str | None = None
-    #: continue the sweep stored in run_dir
+    """Output directory (None: runs/sweep/<sweep name>-<timestamp>)."""
     resume: bool = False
-    #: None: local Ray in-process; "auto": a running cluster
+    """Continue the sweep stored in run_dir."""
     ray_address: str | None = None
-    #: CPUs of the local Ray instance (None: all)
+    """None: local Ray in-process; "auto": a running cluster."""
     num_cpus: int | None = None
-    #: write pareto.png
+    """CPUs of the local Ray instance (None: all)."""
     plot: bool = True
-    #: extra protein/carbs constructor options
+    """Write pareto.png."""
     searcher_options: dict[str, Any] = field(default_factory=dict)
+    """Extra protein/carbs constructor options."""
 
     def __post_init__(self) -> None:
         s = self.sweep
@@ -167,6 +171,9 @@ def fidelity_option(cfg: SweepConfig) -> dict[str, Any]:
     if cfg.sweep.fidelity is None or cfg.searcher != "protein":
         return {}
     return {"fidelity": cfg.sweep.fidelity}
+
+
+ConfigStore.instance().store(name="sweep_schema", node=SweepConfig)
 
 
 def load_config(argv: Sequence[str] = ()) -> SweepConfig:
@@ -271,7 +278,8 @@ def run_sweep(cfg: SweepConfig) -> dict[str, Any]:
     space = build_space(cfg)
     trainable = build_trainable(cfg)
     run_dir = Path(
-        cfg.run_dir or REPO_ROOT / "runs" / "sweep" / f"{cfg.sweep.name}-{datetime.now():%Y-%m-%d_%H-%M-%S}"
+        cfg.run_dir
+        or Path("runs").resolve() / "sweep" / f"{cfg.sweep.name}-{datetime.now():%Y-%m-%d_%H-%M-%S}"
     ).resolve()
     exp_dir = run_dir / "tune"
     started = False
@@ -355,9 +363,10 @@ def summarize(
 
 
 def main(argv: list[str]) -> int:
-    if argv and argv[0] in ("-h", "--help"):
-        print(__doc__)
-        print(OmegaConf.to_yaml(compose("sweep", [])))
+    if wants_help(argv):
+        from dspy_rl.cli.help import render
+
+        print(render(__doc__, "sweep", SweepConfig))
         return 0
     cfg = load_config(argv)
     out = run_sweep(cfg)

@@ -12,17 +12,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from omegaconf import OmegaConf
-
-from dspy_rl.config import compose
-from dspy_rl.trainer import Trainer, load_config
+from dspy_rl.cli.help import render, wants_help
+from dspy_rl.trainer import TrainConfig, Trainer, load_config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-h", "--help") for a in argv):
-        print(__doc__)
-        print(OmegaConf.to_yaml(compose("train", [])))
+    if wants_help(argv):
+        print(render(__doc__, "train", TrainConfig))
         return 0
     cfg = load_config(argv)
     from dspy_rl.system.guard import enforce

@@ -1,7 +1,7 @@
 """PettingZoo adapter: one ToolEnv episode as a ``ParallelEnv`` with the three policies as agents.
 
 Agents (``possible_agents``): ``"A"`` picks the tool at the episode's first step, ``"B"`` picks the tool at every
-later step, ``"C"`` picks the argument at every step (ENV_CONTRACT.md).
+later step, ``"C"`` picks the argument at every step (envs/README.md, "Observation").
 
 How A and B fit the parallel API: all three agents are live for the whole episode and step together, but only
 one tool agent acts at a time. The inactive one (B at the first step, A afterwards) gets an ``action_mask`` that

@@ -9,6 +9,7 @@ from hydra.core.config_store import ConfigStore
 
 from dspy_rl.config import require
 from dspy_rl.system.guard import GuardConfig
+from dspy_rl.utils.run_logger import LoggingConfig
 
 
 @dataclass
@@ -85,18 +86,15 @@ class GRPOTrainConfig:
     """Where to write config, metrics.jsonl, TensorBoard events, checkpoints; default runs/grpo/<timestamp>."""
     resume: str | None = None
     """A previous run directory: continue from its last checkpoint with the same step count."""
-    log_every: int = 10
-    """Write metrics every this many steps."""
+    logging: LoggingConfig = field(default_factory=lambda: LoggingConfig(log_every=10))
+    """Metrics sinks (metrics.jsonl always; TensorBoard, W&B, progress bar, learning curve), as for ``dspy-rl
+    train``; ``logging.log_every`` counts steps."""
     ckpt_every: int = 100
     """Write an (atomic) checkpoint every this many steps, and at the end."""
     eval_every: int = 0
     """Online mode: every this many steps, mean reward of one sampled completion per task prompt; 0 disables."""
-    tensorboard: bool = True
-    """Write TensorBoard events under <run_dir>/tb."""
     guard: GuardConfig = field(default_factory=GuardConfig)
     """Capacity guard checked before the run starts (free disk at the run directory, RAM, VRAM)."""
-    progress: bool = True
-    """Show a progress bar with steps/s on stderr."""
 
     def __post_init__(self) -> None:
         require(self.mode in ("offline", "online"), "mode", self.mode, "'offline' or 'online'")
@@ -149,7 +147,6 @@ class GRPOTrainConfig:
         require(
             self.torch_threads >= 0, "torch_threads", self.torch_threads, "an int >= 0 (0: torch default)"
         )
-        require(self.log_every >= 1, "log_every", self.log_every, "an int >= 1")
         require(self.ckpt_every >= 1, "ckpt_every", self.ckpt_every, "an int >= 1")
         require(self.eval_every >= 0, "eval_every", self.eval_every, "an int >= 0")
         require(

@@ -5,10 +5,14 @@ Run directory layout::
     config.yaml          resolved config of the first start (config.resume-<step>.yaml for each resume)
     dataset_report.json  offline mode: line/group counts, bad lines with reasons
     model/               the initial policy (architecture + tokenizer/vocab); resume rebuilds from it
-    checkpoint.pt        latest checkpoint (atomic), with optimizer, scheduler, sampler and RNG state
+    checkpoints/         ckpt_<step>.pt (atomic; the latest three) and ``latest``, with optimizer, scheduler,
+                         sampler and RNG state
     metrics.jsonl, tb/   metrics (JSON lines and TensorBoard events)
     final/               the trained policy, loadable with model=<run_dir>/final
     learning_curve.png   mean reward per step
+
+The run directory, checkpoints, metrics, plots and device are the run infrastructure env training uses too
+(:mod:`dspy_rl.utils`).
 """
 
 from __future__ import annotations
@@ -23,18 +27,19 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 from dspy_rl.config import ConfigError, asdict
-from dspy_rl.grpo.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from dspy_rl.grpo.config import GRPOTrainConfig
 from dspy_rl.grpo.dataset import GroupSampler, flatten_groups, load_groups
-from dspy_rl.grpo.metrics import MetricsLogger
 from dspy_rl.grpo.online import evaluate, sample_groups
 from dspy_rl.grpo.policy import build_policy, load_policy
 from dspy_rl.grpo.rewards import RewardFn, resolve_reward_fn
 from dspy_rl.grpo.tasks import load_task
 from dspy_rl.grpo.trainer import GRPOTextTrainer
+from dspy_rl.utils.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from dspy_rl.utils.device import resolve_device as _resolve_device
+from dspy_rl.utils.run_dir import new_run_dir, write_config
+from dspy_rl.utils.run_logger import Panel, RunLogger
 from dspy_rl.utils.run_status import write_status
 
 logger = logging.getLogger(__name__)
@@ -53,12 +58,13 @@ class RunSummary:
     samples_per_s: float = 0.0
 
 
+#: learning_curve.png of a text GRPO run.
+CURVE_PANELS: tuple[Panel, ...] = (("GRPO learning curve", "reward", ("reward_mean", "eval_reward")),)
+
+
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device={name!r} but CUDA is not available; use device=cpu or device=auto")
-    return torch.device(name)
+    """The run's torch device from the ``device`` setting (:func:`dspy_rl.utils.device.resolve_device`)."""
+    return _resolve_device(name, key="device")
 
 
 def _seed_all(seed: int) -> None:
@@ -86,44 +92,17 @@ def _set_rng_state(state: dict[str, Any], gen: torch.Generator) -> None:
 def _prepare_run_dir(cfg: GRPOTrainConfig) -> tuple[Path, bool]:
     if cfg.resume:
         run_dir = Path(cfg.resume)
-        if not (run_dir / CHECKPOINT_NAME).is_file() or not (run_dir / "model").is_dir():
+        if latest_checkpoint(run_dir) is None or not (run_dir / "model").is_dir():
             raise ConfigError(
                 f"resume={cfg.resume!r} is not a GRPO run directory with a checkpoint "
-                f"({CHECKPOINT_NAME} and model/); pass the run_dir of an earlier `grpo train`"
+                "(checkpoints/ and model/); pass the run_dir of an earlier `grpo train`"
             )
         return run_dir, True
-    run_dir = Path(cfg.run_dir) if cfg.run_dir else Path("runs") / "grpo" / time.strftime("%Y%m%d-%H%M%S")
-    if (run_dir / CHECKPOINT_NAME).exists():
+    if cfg.run_dir and latest_checkpoint(cfg.run_dir) is not None:
         raise ConfigError(
-            f"run_dir={str(run_dir)!r} already holds a run; continue it with resume={run_dir} or pick a new run_dir"
+            f"run_dir={cfg.run_dir!r} already holds a run; continue it with resume={cfg.run_dir} or pick a new run_dir"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir, False
-
-
-def _plot_curve(run_dir: Path, rows: list[dict[str, Any]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    pts = [(r["step"], r["reward_mean"]) for r in rows if "reward_mean" in r]
-    evals = [(r["step"], r["eval_reward"]) for r in rows if "eval_reward" in r]
-    if not pts:
-        return
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot([p[0] for p in pts], [p[1] for p in pts], label="batch mean reward")
-    if evals:
-        ax.plot(
-            [p[0] for p in evals], [p[1] for p in evals], "o-", label="eval mean reward (all task prompts)"
-        )
-        ax.legend(loc="lower right")
-    ax.set_xlabel("step")
-    ax.set_ylabel("reward")
-    ax.set_title("GRPO learning curve")
-    fig.tight_layout()
-    fig.savefig(run_dir / "learning_curve.png", dpi=100)
-    plt.close(fig)
+    return new_run_dir(cfg.run_dir, "grpo"), False
 
 
 def train(cfg: GRPOTrainConfig, reward_fn: RewardFn | None = None) -> RunSummary:
@@ -177,22 +156,21 @@ def train(cfg: GRPOTrainConfig, reward_fn: RewardFn | None = None) -> RunSummary
     resume_step = None
     metrics_rows = None
     if resuming:
-        state = load_checkpoint(run_dir / CHECKPOINT_NAME)
+        state = load_checkpoint(latest_checkpoint(run_dir))
         trainer.load_state_dict(state["trainer"])
         sampler.consumed = int(state["sampler_consumed"])
         _set_rng_state(state["rng"], gen)
         resume_step = trainer.step
         metrics_rows = int(state["metrics_rows"])
-        (run_dir / f"config.resume-{resume_step}.yaml").write_text(
-            yaml.safe_dump(asdict(cfg), sort_keys=False)
-        )
+        write_config(run_dir, asdict(cfg), f"config.resume-{resume_step}.yaml")
         logger.info("resumed %s at step %d", run_dir, resume_step)
     else:
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
+        write_config(run_dir, asdict(cfg))
 
     def checkpoint() -> None:
         save_checkpoint(
-            run_dir / CHECKPOINT_NAME,
+            run_dir,
+            trainer.step,
             {
                 "trainer": trainer.state_dict(),
                 "sampler_consumed": sampler.consumed,
@@ -202,7 +180,18 @@ def train(cfg: GRPOTrainConfig, reward_fn: RewardFn | None = None) -> RunSummary
             },
         )
 
-    metrics_log = MetricsLogger(run_dir, tensorboard=cfg.tensorboard, keep_rows=metrics_rows)
+    metrics_log = RunLogger(
+        run_dir,
+        cfg.logging,
+        cfg.steps,
+        trainer.step,
+        asdict(cfg),
+        step_key="step",
+        keep_rows=metrics_rows or 0,
+        tb_prefix="grpo/",
+        postfix=lambda m: f"reward={m['reward_mean']:.3f}, kl={m.get('kl', 0.0):.4f}",
+        panels=CURVE_PANELS,
+    )
     summary = RunSummary(
         str(run_dir), trainer.step, None, None, dataset=None if report is None else report.as_dict()
     )
@@ -215,11 +204,6 @@ def train(cfg: GRPOTrainConfig, reward_fn: RewardFn | None = None) -> RunSummary
         metrics_log.log(trainer.step, {"eval_reward": score})
         logger.info("step %d: eval mean reward %.3f over %d prompts", trainer.step, score, len(eval_prompts))
 
-    from tqdm import tqdm
-
-    bar = tqdm(
-        total=cfg.steps, initial=trainer.step, disable=not cfg.progress, unit="step", dynamic_ncols=True
-    )
     samples = 0
     t_start = time.perf_counter()
     try:
@@ -258,10 +242,9 @@ def train(cfg: GRPOTrainConfig, reward_fn: RewardFn | None = None) -> RunSummary
             if summary.first_reward_mean is None:
                 summary.first_reward_mean = metrics["reward_mean"]
             summary.last_reward_mean = metrics["reward_mean"]
-            if step % cfg.log_every == 0 or trainer.step == cfg.steps:
+            if step % cfg.logging.log_every == 0 or trainer.step == cfg.steps:
                 metrics_log.log(step, metrics)
-            bar.update(1)
-            bar.set_postfix(reward=f"{metrics['reward_mean']:.3f}", kl=f"{metrics.get('kl', 0.0):.4f}")
+            metrics_log.advance(1, metrics)
             if cfg.mode == "online" and cfg.eval_every and trainer.step % cfg.eval_every == 0:
                 run_eval()
             if trainer.step % cfg.ckpt_every == 0 and trainer.step < cfg.steps:
@@ -269,14 +252,10 @@ def train(cfg: GRPOTrainConfig, reward_fn: RewardFn | None = None) -> RunSummary
         checkpoint()
         write_status(run_dir, "completed", kind="grpo", step=trainer.step)
     finally:
-        bar.close()
         metrics_log.close()
     elapsed = time.perf_counter() - t_start
     summary.steps = trainer.step
     summary.samples_per_s = samples / elapsed if elapsed > 0 else 0.0
     policy.save_pretrained(run_dir / "final")
-    from dspy_rl.grpo.metrics import read_metrics
-
-    _plot_curve(run_dir, read_metrics(run_dir))
     (run_dir / "summary.json").write_text(json.dumps(summary.__dict__, indent=1))
     return summary

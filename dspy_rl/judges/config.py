@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from hydra.core.config_store import ConfigStore
+
 from dspy_rl.config import require
 from dspy_rl.control.limiter import LimiterConfig, LimiterConfigError
 
@@ -185,3 +187,6 @@ class ServeConfig:
     def enabled_judges(self) -> dict[str, JudgeSpec]:
         """Enabled judges by name."""
         return {n: s for n, s in self.judges.items() if s.enabled}
+
+
+ConfigStore.instance().store(name="serve_schema", node=ServeConfig)

@@ -16,22 +16,9 @@ import torch
 from dspy_rl.learners.grpo_env import GRPOEnvLearner, GRPOHyper
 from dspy_rl.learners.ppo import PPOHyper, PPOLearner
 from dspy_rl.models.policy import MultiPolicy, state_to_numpy
+from dspy_rl.utils.device import resolve_device
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when present else CPU; an explicit CUDA request without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        from dspy_rl.config import ConfigError
-
-        raise ConfigError(
-            f"runtime.device={name!r} but no CUDA GPU is visible to torch (torch.cuda.is_available() is False); "
-            "use runtime.device=auto or runtime.device=cpu, or run on a machine with a GPU"
-        )
-    return torch.device(name)
 
 
 def learner_gpu_device(

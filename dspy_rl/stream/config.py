@@ -53,7 +53,8 @@ class SourceConfig:
 
 @dataclass
 class IngestSettings:
-    """Batching and stop conditions of the ingester."""
+    """Consumer, batching and stop settings of the Kafka ingester (``ingest.*``): declared here only;
+    :class:`dspy_rl.stream.ingest.IngestConfig` adds the broker connection and topics to them."""
 
     workers: int = 1
     """Kafka: ingester processes in the consumer group (each takes a share of the partitions)."""
@@ -61,49 +62,52 @@ class IngestSettings:
     """Records per store transaction (at most)."""
     batch_max_wait_ms: int = 200
     """Write a partial batch after this long."""
+    poll_timeout_ms: int = 100
+    """Longest single poll."""
+    max_partition_fetch_bytes: int = 8 << 20
+    """Per-partition fetch size; large fetches amortize round trips."""
+    fetch_max_bytes: int = 64 << 20
+    """Per-request fetch size."""
     check_crcs: bool = True
-    """Verify Kafka record CRCs."""
-    idle_timeout_s: float | None = None
-    """`stream ingest`: exit after this long without records (null: run until SIGTERM)."""
-    max_events: int | None = None
-    """`stream ingest`: exit after this many records (null: no limit)."""
-    max_seconds: float | None = None
-    """`stream ingest`: exit after this long (null: no limit)."""
+    """Verify Kafka record CRCs (costs CPU; keep on unless the benchmark says otherwise)."""
+    auto_offset_reset: str = "earliest"
+    """Where a new consumer group starts: ``earliest`` or ``latest``."""
     session_timeout_ms: int = 10000
-    """Consumer-group session timeout: how soon a crashed ingester's partitions move to a live one."""
+    """Consumer-group session timeout: how soon a crashed ingester's partitions move to a live one (broker
+    minimum 6000)."""
+    pipeline_depth: int = 2
+    """Batches parsed ahead of the one being written (the writer thread overlaps SQLite with polling)."""
+    commit_timeout_ms: int = 30000
+    """How long one offset commit may block (e.g. while the broker restarts) before it is retried later."""
+    idle_timeout_s: float | None = None
+    """Exit after this long without records while partitions are assigned and caught up to their high watermark
+    (null: run until SIGTERM)."""
+    max_events: int | None = None
+    """Exit after this many records (null: no limit)."""
+    max_seconds: float | None = None
+    """Exit after this long (null: no limit)."""
     metrics_interval_s: float = 5.0
     """Log (and append to <run_dir>/ingest_metrics.jsonl) metrics this often."""
     broker_wait_s: float = 60.0
     """Kafka: at start, how long to retry a broker that is down (1, 2, 4, 8, 15, 30 s apart) before giving up."""
 
     def __post_init__(self) -> None:
-        require(self.workers >= 1, "ingest.workers", self.workers, "an int >= 1")
-        require(self.batch_size >= 1, "ingest.batch_size", self.batch_size, "an int >= 1")
-        require(
-            self.batch_max_wait_ms >= 0, "ingest.batch_max_wait_ms", self.batch_max_wait_ms, "an int >= 0"
+        checks = (
+            (self.workers >= 1, "workers", "an int >= 1"),
+            (self.batch_size >= 1, "batch_size", "an int >= 1"),
+            (self.pipeline_depth >= 1, "pipeline_depth", "an int >= 1"),
+            (self.batch_max_wait_ms >= 0, "batch_max_wait_ms", "an int >= 0"),
+            (self.poll_timeout_ms >= 1, "poll_timeout_ms", "an int >= 1"),
+            (self.auto_offset_reset in ("earliest", "latest"), "auto_offset_reset", "earliest or latest"),
+            (self.idle_timeout_s is None or self.idle_timeout_s > 0, "idle_timeout_s", "null or a float > 0"),
+            (self.max_events is None or self.max_events >= 1, "max_events", "null or an int >= 1"),
+            (self.max_seconds is None or self.max_seconds > 0, "max_seconds", "null or a float > 0"),
+            (self.metrics_interval_s > 0, "metrics_interval_s", "a float > 0"),
+            (self.broker_wait_s >= 0, "broker_wait_s", "a float >= 0"),
+            (self.session_timeout_ms >= 6000, "session_timeout_ms", "an int >= 6000 (the broker's minimum)"),
         )
-        require(
-            self.idle_timeout_s is None or self.idle_timeout_s > 0,
-            "ingest.idle_timeout_s",
-            self.idle_timeout_s,
-            "null or a float > 0",
-        )
-        require(
-            self.max_events is None or self.max_events >= 1,
-            "ingest.max_events",
-            self.max_events,
-            "null or >= 1",
-        )
-        require(
-            self.max_seconds is None or self.max_seconds > 0,
-            "ingest.max_seconds",
-            self.max_seconds,
-            "null or > 0",
-        )
-        require(
-            self.metrics_interval_s > 0, "ingest.metrics_interval_s", self.metrics_interval_s, "a float > 0"
-        )
-        require(self.broker_wait_s >= 0, "ingest.broker_wait_s", self.broker_wait_s, "a float >= 0")
+        for ok, key, allowed in checks:
+            require(ok, f"ingest.{key}", getattr(self, key), allowed)
 
 
 @dataclass
@@ -279,4 +283,4 @@ class StreamConfig:
         require(self.keep_group_files >= 1, "keep_group_files", self.keep_group_files, "an int >= 1")
 
 
-ConfigStore.instance().store(group="schema", name="stream", node=StreamConfig)
+ConfigStore.instance().store(name="stream_schema", node=StreamConfig)

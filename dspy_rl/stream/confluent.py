@@ -86,6 +86,7 @@ class ConfluentConsumer:
         )
         self._consumer.subscribe(list(topics))
         self._last_error: str | None = None
+        self._reset = auto_offset_reset
 
     def _on_error(self, err: Any) -> None:
         text = str(err)
@@ -125,15 +126,34 @@ class ConfluentConsumer:
         self._consumer.seek(self._ctp(tp, offset))
 
     def highwater(self, tp: TopicPartition) -> int | None:
+        """The partition's high watermark: librdkafka's cached one, or (none cached yet, e.g. no record fetched
+        since the assignment) asked from the broker."""
+        ctp = self._ctp(tp)
         try:
-            _, high = self._consumer.get_watermark_offsets(self._ctp(tp), cached=True)
+            _, high = self._consumer.get_watermark_offsets(ctp, cached=True)
+            if high is None or high < 0:
+                _, high = self._consumer.get_watermark_offsets(ctp, cached=False, timeout=5.0)
         except Exception:
             return None
         return None if high is None or high < 0 else int(high)
 
     def position(self, tp: TopicPartition, timeout_ms: int | None = None) -> int | None:
-        (p,) = self._consumer.position([self._ctp(tp)])
-        return None if p.offset < 0 else int(p.offset)
+        """The next offset to consume: the fetch position, else (before the first fetch) the committed offset, else
+        the log start (``auto_offset_reset=earliest``)."""
+        ctp = self._ctp(tp)
+        (p,) = self._consumer.position([ctp])
+        if p.offset >= 0:
+            return int(p.offset)
+        try:
+            (c,) = self._consumer.committed([ctp], timeout=(timeout_ms or 5000) / 1000)
+            if c.offset >= 0:
+                return int(c.offset)
+            if self._reset == "earliest":  # no commit yet: consumption starts at the log start
+                low, _ = self._consumer.get_watermark_offsets(ctp, cached=False, timeout=5.0)
+                return int(low) if low is not None and low >= 0 else None
+        except Exception:
+            return None
+        return None
 
     def commit(self, offsets: dict[TopicPartition, Any], timeout_ms: int | None = None) -> None:
         from confluent_kafka import KafkaException

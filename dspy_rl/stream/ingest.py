@@ -40,8 +40,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dspy_rl.config import require
 from dspy_rl.stream.bus import EventBus
 from dspy_rl.stream.clients import make_bus, resolve_client
+from dspy_rl.stream.config import IngestSettings
 from dspy_rl.traces.spans import INGEST_TOPICS, TOPIC_DLQ, MalformedEvent, decode_event_row
 from dspy_rl.traces.store import TraceStore
 
@@ -54,75 +56,38 @@ DLQ_MAX_PAYLOAD_BYTES = 256 << 10
 
 
 @dataclass
-class IngestConfig:
-    """Consumer and batching settings of :class:`KafkaIngester`."""
+class IngestConfig(IngestSettings):
+    """What :class:`KafkaIngester` runs with: the ``ingest.*`` settings (:class:`IngestSettings`, declared there)
+    plus the broker connection (from ``stream.*`` on the command line) and the topics."""
 
     bootstrap_servers: str = "127.0.0.1:9092"
-    """Kafka bootstrap servers, ``host:port[,host:port]``."""
+    """Kafka bootstrap servers, ``host:port[,host:port]`` (``stream.bootstrap_servers``)."""
     group_id: str = "dspy-rl-ingest"
-    """Consumer group; ingesters in one group split the partitions."""
+    """Consumer group; ingesters in one group split the partitions (``stream.group_id``)."""
     topic_prefix: str = ""
-    """Prefix of every topic name (isolates tests and deployments on one broker)."""
+    """Prefix of every topic name (``stream.topic_prefix``; isolates tests and deployments on one broker)."""
     topics: tuple[str, ...] = INGEST_TOPICS
     """Topics to consume (before the prefix)."""
     dlq_topic: str = TOPIC_DLQ
     """Dead-letter topic for malformed messages (before the prefix)."""
-    batch_size: int = 20000
-    """Records per store transaction (upper bound)."""
-    batch_max_wait_ms: int = 200
-    """Write a partial batch after this long."""
-    poll_timeout_ms: int = 100
-    """Longest single poll."""
-    max_partition_fetch_bytes: int = 8 << 20
-    """Per-partition fetch size; large fetches amortize round trips."""
-    fetch_max_bytes: int = 64 << 20
-    """Per-request fetch size."""
-    check_crcs: bool = True
-    """Verify record CRCs (costs CPU; keep on unless the benchmark says otherwise)."""
-    auto_offset_reset: str = "earliest"
-    """Where a new group starts: ``earliest`` or ``latest``."""
-    session_timeout_ms: int = 10000
-    """Group session timeout: how soon a crashed ingester's partitions go to a live one (broker minimum 6000)."""
-    pipeline_depth: int = 2
-    """Batches parsed ahead of the one being written (the writer thread overlaps SQLite with polling)."""
-    commit_timeout_ms: int = 30000
-    """How long one offset commit may block (e.g. while the broker restarts) before it is retried later."""
-    idle_timeout_s: float | None = None
-    """Exit after this long without records while partitions are assigned and caught up to their high watermark
-    (None: run until stopped)."""
-    max_events: int | None = None
-    """Exit after this many records (None: no limit)."""
-    max_seconds: float | None = None
-    """Exit after this long (None: no limit)."""
-    metrics_interval_s: float = 5.0
-    """How often to log metrics."""
     metrics_path: str | None = None
     """Append metrics snapshots as JSON lines to this file."""
     client: str = "auto"
     """Kafka client library: ``confluent`` (librdkafka), ``kafka-python``, or ``auto`` (confluent when installed)."""
 
     def __post_init__(self) -> None:
-        checks = (
-            (bool(self.bootstrap_servers), "bootstrap_servers", "host:port[,host:port]"),
-            (self.batch_size >= 1, "batch_size", "an int >= 1"),
-            (self.pipeline_depth >= 1, "pipeline_depth", "an int >= 1"),
-            (self.batch_max_wait_ms >= 0, "batch_max_wait_ms", "an int >= 0"),
-            (self.poll_timeout_ms >= 1, "poll_timeout_ms", "an int >= 1"),
-            (self.auto_offset_reset in ("earliest", "latest"), "auto_offset_reset", "earliest or latest"),
-            (len(self.topics) > 0, "topics", "at least one topic"),
-            (self.idle_timeout_s is None or self.idle_timeout_s > 0, "idle_timeout_s", "None or > 0"),
-            (self.max_events is None or self.max_events >= 1, "max_events", "None or an int >= 1"),
-            (self.metrics_interval_s > 0, "metrics_interval_s", "a float > 0"),
-            (self.session_timeout_ms >= 6000, "session_timeout_ms", "an int >= 6000 (the broker's minimum)"),
-            (
-                self.client in ("auto", "confluent", "kafka-python"),
-                "client",
-                "auto, confluent or kafka-python",
-            ),
+        super().__post_init__()
+        require(
+            bool(self.bootstrap_servers),
+            "stream.bootstrap_servers",
+            self.bootstrap_servers,
+            "host:port[,host:port]",
         )
-        for ok, key, allowed in checks:
-            if not ok:
-                raise ValueError(f"ingest.{key}={getattr(self, key)!r} is not allowed; expected {allowed}")
+        require(len(self.topics) > 0, "topics", self.topics, "at least one topic")
+        require(
+            self.client in ("auto", "confluent", "kafka-python"), "stream.client", self.client,
+            "auto, confluent or kafka-python",
+        )  # fmt: skip
 
 
 @dataclass

@@ -78,6 +78,7 @@ class LevelTrainer:
 
     def _grpo_config(self) -> Any:
         from dspy_rl.grpo.config import GRPOTrainConfig
+        from dspy_rl.utils.run_logger import LoggingConfig
 
         o = self.opt
         return GRPOTrainConfig(
@@ -91,8 +92,7 @@ class LevelTrainer:
             updates_per_batch=o.updates_per_batch,
             seed=o.seed,
             device=o.device,
-            tensorboard=False,
-            progress=False,
+            logging=LoggingConfig(tensorboard=False, progress_bar=False, plot=False),
             tiny_layers=o.tiny_layers,
             tiny_embd=o.tiny_embd,
             tiny_heads=o.tiny_heads,

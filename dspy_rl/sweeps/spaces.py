@@ -16,6 +16,9 @@ logit      float in [min, max] inside (0, 1)           affine in log(1 - value),
 int        int in [min, max]                           affine, rounded
 choice     one of ``values``                           k equal bins of [0, 1]
 =========  ==========================================  ==============================
+
+``linear`` and ``log`` take ``type: int`` for an integer setting sampled on that scale (``total_env_steps: {space:
+log, min: 8192, max: 131072, type: int}``): values are rounded to integers (and the bounds must be integers).
 """
 
 from __future__ import annotations
@@ -74,12 +77,20 @@ class Param(ABC):
 class _Bounded(Param):
     min: float = 0.0
     max: float = 1.0
+    integer: bool = False
+    """``type: int``: round values to integers (linear and log spaces)."""
 
     def _check(self) -> None:
         self.min = _num(self.name, "min", self.min)
         self.max = _num(self.name, "max", self.max)
         if not self.min < self.max:
             raise SpaceError(f"parameter {self.name!r}: need min < max, got min={self.min} max={self.max}")
+        if self.integer and (self.min != int(self.min) or self.max != int(self.max)):
+            raise SpaceError(
+                f"parameter {self.name!r}: type: int needs integer bounds, got [{self.min}, {self.max}]"
+            )
+        if self.integer:
+            self.min, self.max = int(self.min), int(self.max)
 
     # forward and inverse transforms of the bounded value to the line the unit cube is affine in
     def _fwd(self, v: float) -> float:
@@ -95,17 +106,27 @@ class _Bounded(Param):
     def from_unit(self, u: float) -> Any:
         lo, hi = self._fwd(self.min), self._fwd(self.max)
         v = self._inv(lo + min(max(float(u), 0.0), 1.0) * (hi - lo))
-        return min(max(v, self.min), self.max)
+        v = min(max(v, self.min), self.max)
+        return int(round(v)) if self.integer else v
+
+    def snap_unit(self, u: np.ndarray) -> np.ndarray:
+        if not self.integer:
+            return np.clip(u, 0.0, 1.0)
+        flat = np.asarray(u, dtype=float).reshape(-1)
+        return np.array([self.to_unit(self.from_unit(x)) for x in flat]).reshape(np.shape(u))
 
     def contains(self, value: Any) -> bool:
+        if self.integer and not isinstance(value, (int, np.integer)):
+            return False
         return (
-            isinstance(value, (int, float))
+            isinstance(value, (int, float, np.integer))
             and not isinstance(value, bool)
             and self.min - 1e-12 * abs(self.min) <= value <= self.max + 1e-12 * abs(self.max)
         )
 
     def spec(self) -> dict[str, Any]:
-        return {"space": self.kind, "min": self.min, "max": self.max}
+        spec: dict[str, Any] = {"space": self.kind, "min": self.min, "max": self.max}
+        return spec | {"type": "int"} if self.integer else spec
 
     kind = "linear"
 
@@ -295,6 +316,8 @@ def make_param(name: str, spec: Mapping[str, Any]) -> Param:
     if kind not in _KINDS:
         raise SpaceError(f"parameter {name!r}: space={kind!r}; choose one of {', '.join(SPACE_KINDS)}")
     allowed = {"space", "values"} if kind == "choice" else {"space", "min", "max"}
+    if kind in ("linear", "log"):
+        allowed.add("type")
     unknown = set(spec) - allowed
     if unknown:
         raise SpaceError(
@@ -304,6 +327,10 @@ def make_param(name: str, spec: Mapping[str, Any]) -> Param:
         return Choice(name=name, values=list(spec.get("values") or []))
     if "min" not in spec or "max" not in spec:
         raise SpaceError(f"parameter {name!r}: space {kind} needs both `min` and `max`")
+    if spec.get("type", "float") not in ("float", "int"):
+        raise SpaceError(f"parameter {name!r}: type={spec['type']!r}; use `type: int` or `type: float`")
+    if spec.get("type") == "int":
+        return _KINDS[kind](name=name, min=spec["min"], max=spec["max"], integer=True)
     return _KINDS[kind](name=name, min=spec["min"], max=spec["max"])
 
 

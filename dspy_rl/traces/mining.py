@@ -19,11 +19,9 @@ all-equal-reward groups when ``drop_equal_rewards``.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -33,7 +31,7 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
-from dspy_rl.config import compose, require, to_object
+from dspy_rl.config import require
 from dspy_rl.traces.spans import Span
 from dspy_rl.traces.store import TRACE_END, TraceStore
 from dspy_rl.utils.atomic import atomic_write_bytes
@@ -81,7 +79,7 @@ class MineConfig:
         )
 
 
-ConfigStore.instance().store(group="schema", name="mine", node=MineConfig)
+ConfigStore.instance().store(name="mine_schema", node=MineConfig)
 
 
 def context_hash(context: Any) -> str:
@@ -272,26 +270,3 @@ def mine(store: TraceStore, cfg: MineConfig) -> MineReport:
 
 
 ALIASES = {"db": "db", "out": "out", "hours": "hours"}
-
-
-def main(argv: list[str]) -> int:
-    """``dspy-rl grpo mine [--hours H] [--out groups.jsonl] [--db traces.db] [key=value ...]``."""
-    if any(a in ("-h", "--help") for a in argv):
-        print(__doc__)
-        print("settings (conf/mine.yaml):")
-        for f in dataclasses.fields(MineConfig):
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-            print(f"  {f.name}={default!r}")
-        return 0
-    cfg = to_object(compose("mine", argv, ALIASES), MineConfig)
-    if not Path(cfg.db).is_file():
-        print(
-            f"dspy-rl grpo mine: trace store {cfg.db!r} does not exist; pass db=<path to traces.db> "
-            "(written by `dspy-rl stream ingest` or the TraceCollector SDK)",
-            file=sys.stderr,
-        )
-        return 2
-    with TraceStore(cfg.db) as store:
-        report = mine(store, cfg)
-    print(json.dumps(dataclasses.asdict(report), indent=1))
-    return 0

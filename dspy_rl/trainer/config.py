@@ -14,6 +14,7 @@ from hydra.core.config_store import ConfigStore
 from dspy_rl.config import require
 from dspy_rl.envs.config import EnvConfig
 from dspy_rl.system.guard import GuardConfig
+from dspy_rl.utils.run_logger import LoggingConfig
 
 
 @dataclass
@@ -109,33 +110,6 @@ class RuntimeConfig:
             self.max_env_runners,
             f"an integer >= runtime.num_env_runners ({self.num_env_runners})",
         )
-
-
-@dataclass
-class LoggingConfig:
-    tensorboard: bool = True
-    """Write TensorBoard event files to ``<run_dir>/tb``."""
-    wandb: bool = False
-    """Log to Weights & Biases (offline unless ``wandb_mode=online``)."""
-    wandb_project: str = "dspy-rl"
-    """W&B project name."""
-    wandb_mode: str = "offline"
-    """W&B mode: ``offline``, ``online`` or ``disabled``."""
-    progress_bar: bool = True
-    """tqdm progress bar with env steps/s, success rate and per-policy return."""
-    plot: bool = True
-    """Write ``learning_curve.png`` at the end of the run."""
-    log_every: int = 1
-    """Iterations between metric writes."""
-
-    def __post_init__(self) -> None:
-        require(
-            self.wandb_mode in ("offline", "online", "disabled"),
-            "logging.wandb_mode",
-            self.wandb_mode,
-            "'offline', 'online' or 'disabled'",
-        )
-        require(self.log_every >= 1, "logging.log_every", self.log_every, "an integer >= 1")
 
 
 @dataclass

@@ -16,18 +16,16 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, replace
-from datetime import datetime
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
 from dspy_rl.config import ConfigError, compose, to_object
 from dspy_rl.learners.grpo_env import GRPOHyper
-from dspy_rl.learners.learner_group import LearnerGroup, batch_keys, resolve_device
+from dspy_rl.learners.learner_group import LearnerGroup, batch_keys
 from dspy_rl.learners.ppo import PPOHyper
 from dspy_rl.runners.env_runner import EnvRunner, RolloutSpec, env_info, make_env
 from dspy_rl.trainer.config import TrainConfig
@@ -39,7 +37,9 @@ from dspy_rl.utils.checkpoint import (
     save_checkpoint,
     upgrade_checkpoint,
 )
-from dspy_rl.utils.run_logger import RunLogger
+from dspy_rl.utils.device import resolve_device
+from dspy_rl.utils.run_dir import new_run_dir, write_config
+from dspy_rl.utils.run_logger import Panel, RunLogger
 from dspy_rl.utils.run_status import write_status
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,63 @@ ALIASES = {
 def load_config(argv: Sequence[str] = ()) -> TrainConfig:
     """Compose conf/train.yaml with the command line and validate it (before Ray starts)."""
     return to_object(compose("train", argv, ALIASES), TrainConfig)
+
+
+#: learning_curve.png of a run: success rate, and the returns of the episode and of policies A and B.
+CURVE_PANELS: tuple[Panel, ...] = (
+    ("Success rate", "success rate", ("success_rate",)),
+    ("Episode return (A: first tool, B: later tools)", "return", ("episode_return", "return_A", "return_B")),
+)
+
+
+def _progress_postfix(m: dict[str, Any]) -> str:
+    # tqdm's own rate (env steps/s, smoothed) is on the bar; one iteration's rate reads low on a partial batch
+    return (
+        f"success={m.get('success_rate', 0):.2f} "
+        f"ret A/B/C={m.get('return_A', 0):.1f}/{m.get('return_B', 0):.1f}/{m.get('return_C', 0):.1f}"
+    )
+
+
+@dataclass
+class _Progress:
+    """The run's counters and rolling episode statistics (saved in every checkpoint)."""
+
+    iteration: int = 0
+    env_steps: int = 0
+    recent_success: deque[float] = field(default_factory=lambda: deque(maxlen=2000))
+    recent_return: deque[float] = field(default_factory=lambda: deque(maxlen=2000))
+    last: dict[str, Any] = field(
+        default_factory=lambda: {"success_rate": 0.0, "episode_return": 0.0, "wall_s": 0.0}
+    )
+    """The latest iteration's metrics."""
+    first_90: dict[str, Any] | None = None
+    """Env step and wall time at which the settled rolling success rate first reached 0.9 (this session)."""
+    last_ckpt: int = -1
+    """Iteration of the latest checkpoint this session wrote."""
+
+
+@dataclass
+class _Session:
+    """What one session of a run builds: the runners, the learners, and the sampling requests in flight."""
+
+    pool: Any
+    """The RunnerPool of EnvRunner actors, or None when sampling in this process."""
+    local_runner: EnvRunner | None
+    info: dict[str, Any]
+    model_spec: dict[str, int]
+    hp: PPOHyper | GRPOHyper
+    grpo: bool
+    learners: LearnerGroup
+    controller: Callable[[float, float, int], int] | None
+    overlap: bool
+    """Sample the next batch while the learners train on this one."""
+    pending: Any = None
+    resize_to: int | None = None
+
+    def shutdown(self) -> None:
+        self.learners.shutdown()
+        if self.pool is not None:
+            self.pool.shutdown()
 
 
 class Trainer:
@@ -94,11 +151,10 @@ class Trainer:
             log.info(
                 "resuming %s from %s (env step %d)", self.run_dir, ckpt.name, self.resume_state["env_steps"]
             )
+            self.run_dir = new_run_dir(self.run_dir, "train")
         else:
-            stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-            self.run_dir = Path(cfg.run_dir or f"runs/train/{stamp}")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+            self.run_dir = new_run_dir(cfg.run_dir, "train")
+        write_config(self.run_dir, cfg.to_dict())
 
     # -- setup -------------------------------------------------------------------------------------------
     def _env_cfg(self, seed_offset: int) -> dict[str, Any]:
@@ -141,24 +197,64 @@ class Trainer:
 
     # -- loop --------------------------------------------------------------------------------------------
     def run(self, report: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-        cfg, rt, algo = self.cfg, self.cfg.runtime, self.cfg.algo
+        """Train until ``total_env_steps`` (or ``target_success``, or SIGTERM/SIGINT); ``report`` gets each
+        iteration's metrics. Returns the last metrics with ``status``, ``run_dir`` and ``reached_0.9``."""
+        cfg = self.cfg
+        progress = self._seed_and_restore()
+        self._start_ray()
+        if self.device.type == "cpu" and cfg.runtime.num_learners == 0:
+            # Small-batch PPO gains little from intra-op threads, and OpenMP threads that spin while another
+            # process (an EnvRunner, another job) holds a core slow the learner down by 10x and more.
+            torch.set_num_threads(cfg.runtime.torch_threads)
+        session = self._build_session(progress.iteration)
+        logger = RunLogger(
+            self.run_dir,
+            cfg.logging,
+            cfg.total_env_steps,
+            progress.env_steps,
+            cfg.to_dict(),
+            postfix=_progress_postfix,
+            panels=CURVE_PANELS,
+        )
+        restore_signals = self._install_signal_handlers()
+        status = "completed"
+        write_status(self.run_dir, "running", kind="train", total_env_steps=cfg.total_env_steps)
+        try:
+            status = self._loop(session, progress, logger, report)
+            if progress.last_ckpt != progress.iteration:
+                self._checkpoint(session, progress)
+            if cfg.eval_episodes > 0 and self._stop_signal is None:
+                evaluation = self.evaluate_final()
+                progress.last.update(evaluation)
+                logger.log(progress.env_steps, evaluation)
+                if report is not None:
+                    report(dict(progress.last))
+        finally:
+            restore_signals()
+            logger.close()
+            session.shutdown()
+        return self._result(progress, status)
+
+    def _seed_and_restore(self) -> _Progress:
+        """Seed torch, numpy and random; on resume restore their states and the run's counters."""
         state = self.resume_state
-        iteration = state["iteration"] if state else 0
-        env_steps = state["env_steps"] if state else 0
-        seed = cfg.seed
-        torch.manual_seed(seed)
-        np.random.seed(seed)
-        random.seed(seed)
+        torch.manual_seed(self.cfg.seed)
+        np.random.seed(self.cfg.seed)
+        random.seed(self.cfg.seed)
+        progress = _Progress()
         if state:
             torch.set_rng_state(state["rng"]["torch"])
             np.random.set_state(state["rng"]["numpy"])
             random.setstate(state["rng"]["python"])
+            progress.iteration, progress.env_steps = state["iteration"], state["env_steps"]
+            progress.recent_success.extend(state.get("recent_success", []))
+            progress.recent_return.extend(state.get("recent_return", []))
+        progress.last.update(env_steps=progress.env_steps, iteration=progress.iteration)
+        return progress
 
-        self._start_ray()
-        if self.device.type == "cpu" and rt.num_learners == 0:
-            # Small-batch PPO gains little from intra-op threads, and OpenMP threads that spin while another
-            # process (an EnvRunner, another job) holds a core slow the learner down by 10x and more.
-            torch.set_num_threads(rt.torch_threads)
+    def _build_session(self, iteration: int) -> _Session:
+        """Runners (Ray actors, or one in this process), the learner group (restored on resume), the controller."""
+        cfg, rt, algo = self.cfg, self.cfg.runtime, self.cfg.algo
         spec = RolloutSpec(algo.rollout_len, algo.gamma, algo.gae_lambda, algo.hidden)
         # Fresh env streams after a resume, so a resumed run does not replay the episodes it already saw.
         offset = 7919 * iteration
@@ -191,178 +287,172 @@ class Trainer:
             hp,
             rt.num_learners,
             rt.device,
-            seed,
+            cfg.seed,
             rt.mixed_precision and self.device.type == "cuda",
         )
-        if state:
-            learners.load_state_dict(state["learner"])
+        if self.resume_state:
+            learners.load_state_dict(self.resume_state["learner"])
         controller = (
             self._make_runner_controller(rt.num_env_runners)
             if (pool is not None and rt.adaptive_runners)
             else None
         )
-
-        logger = RunLogger(self.run_dir, cfg.logging, cfg.total_env_steps, env_steps, cfg.to_dict())
-        restore_signals = self._install_signal_handlers()
-        recent_success: deque[float] = deque(maxlen=2000)
-        recent_return: deque[float] = deque(maxlen=2000)
-        if state:
-            recent_success.extend(state.get("recent_success", []))
-            recent_return.extend(state.get("recent_return", []))
-        last: dict[str, Any] = {
-            "env_steps": env_steps,
-            "iteration": iteration,
-            "success_rate": 0.0,
-            "episode_return": 0.0,
-            "wall_s": 0.0,
-        }
-        start = time.perf_counter()
-        status = "completed"
-        last_ckpt = -1
-        first_90: dict[str, Any] | None = None
-
-        def checkpoint() -> None:
-            save_checkpoint(
-                self.run_dir,
-                iteration,
-                {
-                    "format_version": FORMAT_VERSION,
-                    "iteration": iteration,
-                    "env_steps": env_steps,
-                    "config": cfg.to_dict(),
-                    "model_spec": model_spec,
-                    "learner": learners.state_dict(),
-                    "rng": {
-                        "torch": torch.get_rng_state(),
-                        "numpy": np.random.get_state(),
-                        "python": random.getstate(),
-                    },
-                    "recent_success": list(recent_success),
-                    "recent_return": list(recent_return),
-                },
-            )
-
         # With runner actors, the next rollout is sampled while the learner trains on this one (the policy lags
         # one update behind, which PPO's ratio clipping absorbs); sampling and learning then overlap on two cores.
         overlap = pool is not None and rt.async_sampling
-        pending = None
-        resize_to: int | None = None
+        return _Session(pool, local_runner, info, model_spec, hp, grpo, learners, controller, overlap)
 
-        def rollout_steps(trained_steps: int, n_runners: int) -> int:
-            """Steps per env of the next PPO batch: the last one samples only what is left, so the run ends at
-            exactly total_env_steps."""
-            per_step = cfg.env.num_envs * n_runners
-            return min(algo.rollout_len, -(-(cfg.total_env_steps - trained_steps) // per_step))
+    def _loop(
+        self,
+        s: _Session,
+        p: _Progress,
+        logger: RunLogger,
+        report: Callable[[dict[str, Any]], None] | None,
+    ) -> str:
+        """Iterate until a stop condition; returns the run's status."""
+        cfg = self.cfg
+        start = time.perf_counter()
+        while p.env_steps < cfg.total_env_steps:
+            t_sample, t_learn, new_steps = self._iterate(s, p, start)
+            # Before every env has run episode_len steps, only episodes that succeeded early have ended: the
+            # rolling rate is biased high until then, so milestones and the early stop wait for it.
+            envs_total = cfg.env.num_envs * p.last["num_env_runners"]
+            settled = len(p.recent_success) >= 200 and p.env_steps >= s.info["episode_len"] * envs_total
+            if p.first_90 is None and settled and p.last["success_rate"] >= 0.9:
+                p.first_90 = {"env_steps": p.env_steps, "wall_s": p.last["wall_s"]}
+            if p.iteration % cfg.logging.log_every == 0 or p.env_steps >= cfg.total_env_steps:
+                logger.log(p.env_steps, p.last)
+            logger.advance(new_steps, p.last)
+            if report is not None:
+                report(dict(p.last))
+            if s.controller is not None:
+                self._resize(s, t_sample, t_learn, p.last["num_env_runners"])
+            if p.iteration % cfg.checkpoint_every == 0:
+                self._checkpoint(s, p)
+            if self._stop_signal is not None:
+                return f"interrupted by {signal.Signals(self._stop_signal).name}"
+            if cfg.target_success is not None and settled and p.last["success_rate"] >= cfg.target_success:
+                return "reached target_success"
+        return "completed"
 
-        def submit(trained_steps: int) -> Any:
-            """Ask every runner for its share of the next batch."""
-            import ray
+    def _iterate(self, s: _Session, p: _Progress, start: float) -> tuple[float, float, int]:
+        """One iteration: collect rollouts, update the learners, advance the counters and ``p.last``.
+        Returns the sampling and learning times and the env steps it added."""
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        rollouts, policy_lag = self._collect(s, p)
+        t_sample = time.perf_counter() - t0
+        batch = {k: np.concatenate([r[k] for r in rollouts]) for k in batch_keys(s.hp)}
+        remaining = cfg.total_env_steps - p.env_steps
+        if not s.grpo and batch["obs"].shape[0] > remaining:
+            batch = {k: v[:remaining] for k, v in batch.items()}
+        # GRPO counts every env step executed (idle steps of finished envs included), not just trained ones.
+        new_steps = sum(r["stats"]["env_steps"] for r in rollouts) if s.grpo else batch["obs"].shape[0]
+        if s.overlap and p.env_steps + new_steps < cfg.total_env_steps:
+            s.pending = self._submit(s, p.env_steps + new_steps, p.iteration)
+        t1 = time.perf_counter()
+        train_metrics = s.learners.update(batch)
+        t_learn = time.perf_counter() - t1
+        p.env_steps += new_steps
+        p.iteration += 1
+        stats = [r["stats"] for r in rollouts]
+        for st in stats:
+            p.recent_success.extend(st["episode_success"].astype(float).tolist())
+            p.recent_return.extend(st["episode_return"].tolist())
+        now = time.perf_counter()
+        p.last = self._metrics(
+            stats,
+            train_metrics,
+            p.recent_success,
+            p.recent_return,
+            p.env_steps,
+            p.iteration,
+            new_steps,
+            now - t0,
+            t_sample,
+            t_learn,
+            now - start,
+            len(rollouts),
+        )
+        p.last["runner_replacements"] = s.pool.replacements if s.pool is not None else 0
+        p.last["policy_lag"] = policy_lag  # updates between the sampling weights and the trained ones
+        return t_sample, t_learn, new_steps
 
-            weights = ray.put(learners.weights())
-            if grpo:  # one whole episode per env, in snapshot groups
-                request = pool.submit(weights, algo.group_size, method="sample_groups")
-            else:
-                request = pool.submit(weights, rollout_steps(trained_steps, len(pool)), method="sample")
-            request.version = iteration
-            return request
+    def _rollout_steps(self, trained_steps: int, n_runners: int) -> int:
+        """Steps per env of the next PPO batch: the last one samples only what is left, so the run ends at exactly
+        total_env_steps."""
+        per_step = self.cfg.env.num_envs * n_runners
+        return min(self.cfg.algo.rollout_len, -(-(self.cfg.total_env_steps - trained_steps) // per_step))
 
-        write_status(self.run_dir, "running", kind="train", total_env_steps=cfg.total_env_steps)
-        try:
-            while env_steps < cfg.total_env_steps:
-                t0 = time.perf_counter()
-                remaining = cfg.total_env_steps - env_steps
-                policy_lag = 0
-                if pool is not None:
-                    request = pending if pending is not None else submit(env_steps)
-                    rollouts, policy_lag, pending = pool.collect(request), iteration - request.version, None
-                    if resize_to is not None:
-                        pool.resize(resize_to)
-                        resize_to = None
-                elif grpo:
-                    rollouts = [local_runner.sample_groups(learners.weights(), algo.group_size)]
-                else:
-                    rollouts = [local_runner.sample(learners.weights(), rollout_steps(env_steps, 1))]
-                n_runners = len(rollouts)
-                envs_total = cfg.env.num_envs * n_runners
-                t_sample = time.perf_counter() - t0
-                batch = {k: np.concatenate([r[k] for r in rollouts]) for k in batch_keys(hp)}
-                if not grpo and batch["obs"].shape[0] > remaining:
-                    batch = {k: v[:remaining] for k, v in batch.items()}
-                # GRPO counts every env step executed (idle steps of finished envs included), not just trained ones.
-                new_steps = sum(r["stats"]["env_steps"] for r in rollouts) if grpo else batch["obs"].shape[0]
-                if overlap and env_steps + new_steps < cfg.total_env_steps:
-                    pending = submit(env_steps + new_steps)
-                t1 = time.perf_counter()
-                train_metrics = learners.update(batch)
-                t_learn = time.perf_counter() - t1
-                env_steps += new_steps
-                iteration += 1
-                stats = [r["stats"] for r in rollouts]
-                for s in stats:
-                    recent_success.extend(s["episode_success"].astype(float).tolist())
-                    recent_return.extend(s["episode_return"].tolist())
-                dt = time.perf_counter() - t0
-                last = self._metrics(
-                    stats,
-                    train_metrics,
-                    recent_success,
-                    recent_return,
-                    env_steps,
-                    iteration,
-                    new_steps,
-                    dt,
-                    t_sample,
-                    t_learn,
-                    time.perf_counter() - start,
-                    n_runners,
-                )
-                last["runner_replacements"] = pool.replacements if pool is not None else 0
-                last["policy_lag"] = policy_lag  # updates between the sampling weights and the trained ones
-                # Before every env has run episode_len steps, only episodes that succeeded early have ended: the
-                # rolling rate is biased high until then, so milestones and the early stop wait for it.
-                settled = len(recent_success) >= 200 and env_steps >= info["episode_len"] * envs_total
-                if first_90 is None and settled and last["success_rate"] >= 0.9:
-                    first_90 = {"env_steps": env_steps, "wall_s": last["wall_s"]}
-                if iteration % cfg.logging.log_every == 0 or env_steps >= cfg.total_env_steps:
-                    logger.log(env_steps, last, new_steps)
-                if report is not None:
-                    report(dict(last))
-                if controller is not None:
-                    resize_to = controller(t_sample, t_learn, n_runners)
-                    if pending is None:  # otherwise after the rollouts in flight are collected
-                        pool.resize(resize_to)
-                        resize_to = None
-                if iteration % cfg.checkpoint_every == 0:
-                    checkpoint()
-                    last_ckpt = iteration
-                if self._stop_signal is not None:
-                    status = f"interrupted by {signal.Signals(self._stop_signal).name}"
-                    break
-                if cfg.target_success is not None and settled and last["success_rate"] >= cfg.target_success:
-                    status = "reached target_success"
-                    break
-            if last_ckpt != iteration:
-                checkpoint()
-            if cfg.eval_episodes > 0 and self._stop_signal is None:
-                evaluation = self.evaluate_final()
-                last.update(evaluation)
-                logger.log(env_steps, evaluation, 0)
-                if report is not None:
-                    report(dict(last))
-        finally:
-            restore_signals()
-            logger.close()
-            learners.shutdown()
-            if pool is not None:
-                pool.shutdown()
+    def _submit(self, s: _Session, trained_steps: int, iteration: int) -> Any:
+        """Ask every runner actor for its share of the next batch, sampled with the current weights."""
+        import ray
+
+        assert s.pool is not None
+        weights = ray.put(s.learners.weights())
+        if s.grpo:  # one whole episode per env, in snapshot groups
+            request = s.pool.submit(weights, self.cfg.algo.group_size, method="sample_groups")
+        else:
+            request = s.pool.submit(weights, self._rollout_steps(trained_steps, len(s.pool)), method="sample")
+        request.version = iteration
+        return request
+
+    def _collect(self, s: _Session, p: _Progress) -> tuple[list[dict[str, Any]], int]:
+        """This iteration's rollouts (one per runner) and their policy lag in updates."""
+        if s.pool is not None:
+            request = s.pending if s.pending is not None else self._submit(s, p.env_steps, p.iteration)
+            rollouts, s.pending = s.pool.collect(request), None
+            if s.resize_to is not None:
+                s.pool.resize(s.resize_to)
+                s.resize_to = None
+            return rollouts, p.iteration - request.version
+        assert s.local_runner is not None
+        if s.grpo:
+            return [s.local_runner.sample_groups(s.learners.weights(), self.cfg.algo.group_size)], 0
+        return [s.local_runner.sample(s.learners.weights(), self._rollout_steps(p.env_steps, 1))], 0
+
+    def _resize(self, s: _Session, t_sample: float, t_learn: float, n_runners: int) -> None:
+        """Let the controller size the runner pool (after the rollouts in flight, if any, are collected)."""
+        assert s.controller is not None and s.pool is not None
+        s.resize_to = s.controller(t_sample, t_learn, n_runners)
+        if s.pending is None:
+            s.pool.resize(s.resize_to)
+            s.resize_to = None
+
+    def _checkpoint(self, s: _Session, p: _Progress) -> None:
+        save_checkpoint(
+            self.run_dir,
+            p.iteration,
+            {
+                "format_version": FORMAT_VERSION,
+                "iteration": p.iteration,
+                "env_steps": p.env_steps,
+                "config": self.cfg.to_dict(),
+                "model_spec": s.model_spec,
+                "learner": s.learners.state_dict(),
+                "rng": {
+                    "torch": torch.get_rng_state(),
+                    "numpy": np.random.get_state(),
+                    "python": random.getstate(),
+                },
+                "recent_success": list(p.recent_success),
+                "recent_return": list(p.recent_return),
+            },
+        )
+        p.last_ckpt = p.iteration
+
+    def _result(self, p: _Progress, status: str) -> dict[str, Any]:
+        last = p.last
         last["status"] = status
-        write_status(self.run_dir, status, kind="train", env_steps=env_steps)
+        write_status(self.run_dir, status, kind="train", env_steps=p.env_steps)
         last["run_dir"] = str(self.run_dir)
-        last["reached_0.9"] = first_90  # first point where the rolling success rate was >= 0.9 (this session)
+        last["reached_0.9"] = (
+            p.first_90
+        )  # first point where the rolling success rate was >= 0.9 (this session)
         log.info(
             "%s at env step %d: success %.3f, return %.2f (%s)",
             status,
-            env_steps,
+            p.env_steps,
             last["success_rate"],
             last["episode_return"],
             self.run_dir,

@@ -5,6 +5,7 @@
 
 pub mod env;
 pub mod rng;
+pub mod sandbox;
 pub mod suite;
 
 use env::{Dynamics, EnvState, InvalidAction, Outputs};
@@ -531,5 +532,6 @@ fn _rust_env(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<VecToolEnv>()?;
     m.add("SNAPSHOT_LEN", env::SNAPSHOT_LEN)?;
     m.add("PAR_THRESHOLD", PAR_THRESHOLD)?;
+    sandbox::py::register(m)?;
     Ok(())
 }

@@ -10,7 +10,8 @@ import pytest
 from dspy_rl.cli import main as dspy_rl_main
 from dspy_rl.cli.eval import main as eval_main
 from dspy_rl.config import ConfigError
-from dspy_rl.evaluation import _uniform_masked, evaluate, load_config
+from dspy_rl.envs.baselines import random_masked
+from dspy_rl.evaluation import evaluate, load_config
 
 
 def _run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
@@ -48,7 +49,7 @@ def test_every_env_slot_contributes_its_quota() -> None:
 def test_uniform_masked_samples_only_valid_entries_uniformly() -> None:
     rng = np.random.default_rng(0)
     mask = np.array([[False, True, False, True]] * 20000)
-    picks = _uniform_masked(rng, mask)
+    picks = random_masked(mask, rng)
     assert set(np.unique(picks)) == {1, 3}
     assert abs((picks == 1).mean() - 0.5) < 0.02
 

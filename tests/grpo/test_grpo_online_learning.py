@@ -14,8 +14,8 @@ from dspy_rl.grpo.tasks import load_task
 
 
 def _cfg(tmp_path: Path, *overrides: str) -> GRPOTrainConfig:
-    base = ["mode=online", "task=tool_commands", "progress=false", "torch_threads=1", "tensorboard=false",
-            "max_new_tokens=4", f"run_dir={tmp_path / 'run'}", "log_every=10"]  # fmt: skip
+    base = ["mode=online", "task=tool_commands", "logging.progress_bar=false", "torch_threads=1", "logging.tensorboard=false",
+            "max_new_tokens=4", f"run_dir={tmp_path / 'run'}", "logging.log_every=10"]  # fmt: skip
     return to_object(compose("grpo", [*base, *overrides]), GRPOTrainConfig)
 
 
@@ -76,10 +76,10 @@ def test_online_tiny_gpt2_runs_end_to_end(tmp_path: Path):
             "steps=3",
             "group_size=4",
             "batch_groups=2",
-            "log_every=1",
+            "logging.log_every=1",
         )  # fmt: skip
     )
-    from dspy_rl.grpo.metrics import read_metrics
+    from dspy_rl.utils.run_logger import read_metrics
 
     rows = read_metrics(tmp_path / "run")
     assert summary.steps == 3 and [r["step"] for r in rows] == [0, 1, 2]

@@ -11,13 +11,13 @@ import torch
 
 from dspy_rl.cli import main as cli_main
 from dspy_rl.config import ConfigError, compose, to_object
-from dspy_rl.grpo.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from dspy_rl.grpo.config import GRPOTrainConfig
-from dspy_rl.grpo.metrics import read_metrics
 from dspy_rl.grpo.run import train
 from dspy_rl.models.hf import build_tiny_causal_lm
+from dspy_rl.utils.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from dspy_rl.utils.run_logger import read_metrics
 
-FAST = ["progress=false", "torch_threads=1", "tensorboard=false"]
+FAST = ["logging.progress_bar=false", "torch_threads=1", "logging.tensorboard=false"]
 
 
 def _dataset(path: Path) -> Path:
@@ -53,8 +53,8 @@ def test_offline_cli_run_writes_metrics_tensorboard_checkpoint_and_report(tmp_pa
     data = _dataset(tmp_path / "groups.jsonl")
     run = tmp_path / "run"
     rc = cli_main(
-        ["grpo", "train", f"dataset={data}", "steps=12", "model=bow", f"run_dir={run}", "lr=0.05", "log_every=1",
-         "ckpt_every=5", "batch_groups=2", "lr_step=5", "lr_gamma=0.5", "progress=false", "torch_threads=1",
+        ["grpo", "train", f"dataset={data}", "steps=12", "model=bow", f"run_dir={run}", "lr=0.05", "logging.log_every=1",
+         "ckpt_every=5", "batch_groups=2", "lr_step=5", "lr_gamma=0.5", "logging.progress_bar=false", "torch_threads=1",
          "updates_per_batch=2", "kl_warmup=4"]
     )  # fmt: skip
     assert rc == 0
@@ -75,7 +75,7 @@ def test_offline_cli_run_writes_metrics_tensorboard_checkpoint_and_report(tmp_pa
     assert any(r["clip_frac"] > 0 for r in rows)  # the second update on a batch moves the ratio off 1
     assert any(p.name.startswith("events.out.tfevents") for p in (run / "tb").iterdir())
     assert (run / "final" / "model.pt").is_file() and (run / "learning_curve.png").is_file()
-    state = load_checkpoint(run / CHECKPOINT_NAME)
+    state = load_checkpoint(latest_checkpoint(run))
     assert state["trainer"]["step"] == 12 and state["sampler_consumed"] == 24
     # the policy learned to prefer the rewarded candidate
     from dspy_rl.grpo.policy import load_policy
@@ -88,7 +88,7 @@ def test_offline_cli_run_writes_metrics_tensorboard_checkpoint_and_report(tmp_pa
 
 
 def test_resume_continues_with_the_same_step_count_and_matches_an_uninterrupted_run(tmp_path: Path):
-    common = ["mode=online", "model=bow", "lr=0.05", "group_size=4", "batch_groups=3", "max_new_tokens=3", "log_every=1", "ckpt_every=3", "seed=5"]  # fmt: skip
+    common = ["mode=online", "model=bow", "lr=0.05", "group_size=4", "batch_groups=3", "max_new_tokens=3", "logging.log_every=1", "ckpt_every=3", "seed=5"]  # fmt: skip
     straight = train(_cfg(*common, "steps=6", f"run_dir={tmp_path / 'a'}"))
     train(_cfg(*common, "steps=3", f"run_dir={tmp_path / 'b'}"))
     # a crash after the checkpoint left extra metric rows behind; resume must drop them
@@ -96,8 +96,8 @@ def test_resume_continues_with_the_same_step_count_and_matches_an_uninterrupted_
         f.write(json.dumps({"step": 3, "reward_mean": -1}) + "\n")
     resumed = train(_cfg(*common, "steps=6", f"resume={tmp_path / 'b'}"))
     assert resumed.steps == straight.steps == 6
-    a = load_checkpoint(tmp_path / "a" / CHECKPOINT_NAME)["trainer"]
-    b = load_checkpoint(tmp_path / "b" / CHECKPOINT_NAME)["trainer"]
+    a = load_checkpoint(latest_checkpoint(tmp_path / "a"))["trainer"]
+    b = load_checkpoint(latest_checkpoint(tmp_path / "b"))["trainer"]
     assert a["step"] == b["step"] == 6
     for k in a["policy"]:
         torch.testing.assert_close(a["policy"][k], b["policy"][k], rtol=0, atol=0)
@@ -120,7 +120,7 @@ def test_offline_run_with_a_hugging_face_model_directory(tmp_path: Path):
     ]
     texts += ["cat README.md cd src ls docs grep TODO pytest"]
     model_dir = build_tiny_causal_lm(tmp_path / "tiny", texts, n_layer=1, n_embd=16, n_head=2)
-    summary = train(_cfg(f"dataset={data}", f"model={model_dir}", "steps=3", f"run_dir={tmp_path / 'run'}", "batch_groups=2", "log_every=1"))  # fmt: skip
+    summary = train(_cfg(f"dataset={data}", f"model={model_dir}", "steps=3", f"run_dir={tmp_path / 'run'}", "batch_groups=2", "logging.log_every=1"))  # fmt: skip
     assert summary.steps == 3
     rows = read_metrics(tmp_path / "run")
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in rows) and rows[-1]["kl"] >= 0
@@ -128,8 +128,7 @@ def test_offline_run_with_a_hugging_face_model_directory(tmp_path: Path):
 
 
 def test_checkpoint_write_is_atomic(tmp_path: Path, monkeypatch):
-    path = tmp_path / CHECKPOINT_NAME
-    save_checkpoint(path, {"step": 1})
+    first = save_checkpoint(tmp_path, 1, {"step": 1})
 
     def broken_save(obj, f):
         f.write(b"partial")
@@ -137,10 +136,13 @@ def test_checkpoint_write_is_atomic(tmp_path: Path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
-        save_checkpoint(path, {"step": 2})
+        save_checkpoint(tmp_path, 2, {"step": 2})
     monkeypatch.undo()
-    assert load_checkpoint(path) == {"step": 1}
-    assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT_NAME]  # no temp file left behind
+    assert latest_checkpoint(tmp_path) == first and load_checkpoint(first) == {"step": 1}
+    assert sorted(p.name for p in first.parent.iterdir()) == [
+        first.name,
+        "latest",
+    ]  # no temp file left behind
 
 
 @pytest.mark.parametrize(

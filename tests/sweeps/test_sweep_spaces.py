@@ -92,3 +92,27 @@ def test_vectorized_snap_matches_scalar_snap() -> None:
     space = SearchSpace.from_spec(SPEC)
     u = np.random.default_rng(0).random((500, 6)) * 1.4 - 0.2
     np.testing.assert_allclose(space.snap_batch(u), np.stack([space.snap(x) for x in u]), atol=1e-12)
+
+
+def test_integer_setting_on_a_log_scale_samples_integers_the_train_config_accepts() -> None:
+    """conf/sweep/ppo.yaml samples total_env_steps log-uniformly: every value must be an int (a float such as
+    10320.38 makes the train config refuse the trial)."""
+    import numpy as np
+
+    from dspy_rl.cli.sweep import build_space, load_config
+    from dspy_rl.sweeps.spaces import SpaceError, make_param
+    from dspy_rl.trainer import load_config as train_config
+
+    space = build_space(load_config([]))
+    param = next(p for p in space.params if p.name == "total_env_steps")
+    values = [param.from_unit(u) for u in np.random.default_rng(0).random(200)]
+    assert all(type(v) is int and 8192 <= v <= 131072 for v in values)
+    assert param.spec() == {"space": "log", "min": 8192, "max": 131072, "type": "int"}
+    assert train_config([f"total_env_steps={values[0]}"]).total_env_steps == values[0]
+    snapped = param.snap_unit(np.array([0.123, 0.777]))
+    assert [param.from_unit(u) for u in snapped] == [param.from_unit(0.123), param.from_unit(0.777)]
+    assert param.contains(values[0]) and not param.contains(values[0] + 0.5)
+    with pytest.raises(SpaceError, match="integer bounds"):
+        make_param("x", {"space": "log", "min": 1.5, "max": 10, "type": "int"})
+    with pytest.raises(SpaceError, match="type='double'"):
+        make_param("x", {"space": "linear", "min": 1, "max": 10, "type": "double"})

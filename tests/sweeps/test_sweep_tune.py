@@ -141,7 +141,7 @@ def test_cli_resume_needs_a_run_dir_with_a_sweep(ray_session, tmp_path) -> None:
         (["sweep=branin", "+sweep.parameters.x1.space=cubic"], "choose one of"),
         (["sweep=ppo_cost", "sweep.fidelity=algo.gamma"], "sweep.fidelity"),
         (["sweep=ppo_cost", "searcher=carbs"], "set sweep.fidelity=null or use searcher=protein"),
-        (["sweep=ppo_tiny", "~sweep.fixed"], "together with eval_episodes"),  # eval metric, no final eval
+        (["sweep=ppo_tiny", "sweep.fixed=[]"], "together with eval_episodes"),  # eval metric, no final eval
     ],
 )
 def test_cli_rejects_bad_configs_with_a_message(argv: list[str], match: str, tmp_path) -> None:

@@ -7,9 +7,10 @@ import time
 
 import pytest
 
+from dspy_rl.cli.grpo import _mine as main
 from dspy_rl.config import ConfigError
 from dspy_rl.traces import StoreSink, TraceCollector, TraceStore
-from dspy_rl.traces.mining import MineConfig, context_hash, level_path, main, mine
+from dspy_rl.traces.mining import MineConfig, context_hash, level_path, mine
 
 TASK = "Find where load_config is defined."
 

@@ -301,8 +301,8 @@ def test_online_text_grpo_run_on_cuda(tmp_path: Path) -> None:
     from dspy_rl.grpo.config import GRPOTrainConfig
     from dspy_rl.grpo.run import train
 
-    base = ["mode=online", "task=tool_commands", "progress=false", "tensorboard=false", "max_new_tokens=4",
-            f"run_dir={tmp_path / 'run'}", "log_every=10", "device=cuda"]  # fmt: skip
+    base = ["mode=online", "task=tool_commands", "logging.progress_bar=false", "logging.tensorboard=false", "max_new_tokens=4",
+            f"run_dir={tmp_path / 'run'}", "logging.log_every=10", "device=cuda"]  # fmt: skip
     cfg = to_object(
         compose("grpo", [*base, "model=bow", "steps=60", "lr=0.05", "eval_every=60", "seed=1"]),
         GRPOTrainConfig,
@@ -320,8 +320,8 @@ def test_online_tiny_gpt2_run_on_cuda(tmp_path: Path) -> None:
     pytest.importorskip("transformers")
     from dspy_rl.config import compose, to_object
     from dspy_rl.grpo.config import GRPOTrainConfig
-    from dspy_rl.grpo.metrics import read_metrics
     from dspy_rl.grpo.run import train
+    from dspy_rl.utils.run_logger import read_metrics
 
     cfg = to_object(
         compose(
@@ -329,8 +329,8 @@ def test_online_tiny_gpt2_run_on_cuda(tmp_path: Path) -> None:
             [
                 "mode=online",
                 "task=tool_commands",
-                "progress=false",
-                "tensorboard=false",
+                "logging.progress_bar=false",
+                "logging.tensorboard=false",
                 "max_new_tokens=4",
                 f"run_dir={tmp_path / 'run'}",
                 "model=tiny-gpt2",
@@ -339,7 +339,7 @@ def test_online_tiny_gpt2_run_on_cuda(tmp_path: Path) -> None:
                 "steps=3",
                 "group_size=4",
                 "batch_groups=2",
-                "log_every=1",
+                "logging.log_every=1",
                 "device=cuda",
             ],  # fmt: skip
         ),
