@@ -12,8 +12,6 @@ import socket
 import sys
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from dspy_rl.config import ConfigError, compose, to_object
 
 logger = logging.getLogger(__name__)
@@ -119,11 +117,11 @@ def serve_ray(cfg, token: str | None) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if argv and argv[0] in ("-h", "--help", "help"):
-        import dspy_rl.dashboard.config  # noqa: F401  (registers dashboard_schema)
+    from dspy_rl.cli.help import render, wants_help
+    from dspy_rl.dashboard.config import DashboardConfig  # registers dashboard_schema
 
-        print(USAGE)
-        print(OmegaConf.to_yaml(compose("dashboard", [])))
+    if wants_help(argv):
+        print(render(__doc__ + "\n" + USAGE, "dashboard", DashboardConfig))
         return 0
     cfg = load_config(argv)
     token = resolve_token(cfg.auth_token_env)
