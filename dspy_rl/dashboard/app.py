@@ -68,6 +68,9 @@ def create_app(cfg: DashboardConfig, token: str | None = None, token_sha256: str
     root = Path(cfg.runs_dir)
     runs = RunIndex(root, cfg.live_window_s, cfg.scan_ttl_s)
     sampler = StatsSampler(cfg.stats_interval_s, cfg.stats_history, str(root if root.exists() else "."))
+    # The first machine sample imports torch for the GPU figures (seconds on a loaded machine): take it now, before
+    # the server answers, so no request waits behind that import.
+    sampler.samples.append(read_stats(sampler.path))
     store_path = Path(cfg.store) if cfg.store else root / "traces.db"
     auto_token = os.environ.get(cfg.auto_token_env) or None if cfg.auto_token_env else None
     auto = AutoClient(cfg.auto_url, cfg.auto_dir or str(root / "auto"), auto_token)
