@@ -22,7 +22,7 @@ $(STAMP_DEPS): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip wheel
 	$(BIN)/pip install -q "maturin>=1.5,<2"
 	@# Dependencies first (pip caches wheels; torch is large), then the package itself in develop mode.
-	$(BIN)/python scripts/print_deps.py dev | xargs -d '\n' $(BIN)/pip install -q
+	$(BIN)/python scripts/print_deps.py dev dspy | xargs -d '\n' $(BIN)/pip install -q
 	@touch $@
 
 $(STAMP_EXT): $(STAMP_DEPS) $(RUST_SOURCES)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -271,7 +272,8 @@ def _auto(cfg: StreamConfig) -> int:
     server = None
     if a.http_port is not None:
         try:
-            server = ControlServer(runner, a.http_host, a.http_port, a.http_token)
+            token = a.http_token or os.environ.get("DSPY_RL_AUTO_TOKEN") or None
+            server = ControlServer(runner, a.http_host, a.http_port, token)
         except OSError as exc:
             print(f"dspy-rl stream auto: cannot serve the control API on {a.http_host}:{a.http_port} ({exc}); "
                   "pick another auto.http_port (0: a free one)", file=sys.stderr)  # fmt: skip

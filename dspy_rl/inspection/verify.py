@@ -197,15 +197,10 @@ def _checkpoint_files(root: Path) -> list[Path]:
 
 
 def _load(path: Path) -> None:
-    """Load one checkpoint with the loader of its kind (raises on a file that cannot be read)."""
-    if path.parent.name == "checkpoints":
-        from dspy_rl.utils.checkpoint import load_checkpoint
+    """Load one checkpoint with the project's loader (raises on a file that cannot be read)."""
+    from dspy_rl.utils.checkpoint import load_checkpoint
 
-        load_checkpoint(path)
-    else:
-        from dspy_rl.grpo.checkpoint import load_checkpoint as load_grpo
-
-        load_grpo(path)
+    load_checkpoint(path)
 
 
 def verify_runs(root: str | os.PathLike[str], report: VerifyReport) -> None:

@@ -1,17 +1,20 @@
 """Auto mode's ``--apply-policy``: after a trained cycle, run ``dspy-rl grpo apply-policy`` on the workspace.
 
-``grpo apply-policy`` (writes ``.dspy_policy.yaml`` into an agent's workspace) belongs to issue 16. Until this
-installation has it, :func:`check_available` fails auto mode at start with one line instead of failing each cycle.
+``grpo apply-policy`` (issue 16) writes ``<workspace>/.dspy_policy.yaml`` from the recent actions in the trace store
+(the same store and look-back window as the cycle). An installation without it fails auto mode at start with one
+line (:func:`check_available`) instead of failing each cycle.
 """
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 SUBCOMMAND = "apply-policy"
+logger = logging.getLogger(__name__)
 
 
 def available() -> bool:
@@ -34,11 +37,24 @@ def check_available(workspace: str | None) -> str | None:
     return None
 
 
-def apply_policy(state_dir: Path, levels: list[str], workspace: str | None) -> dict[str, Any]:
-    """Apply the most specific trained level's policy to ``workspace``; returns exit code and output tail."""
-    level = next((lv for lv in ("patch", "signature", "global") if lv in levels), levels[0])
-    policy_dir = state_dir / f"ckpts_{level}"
-    argv = [sys.executable, "-m", "dspy_rl", "grpo", SUBCOMMAND, "--policy", str(policy_dir),
-            "--workspace", str(workspace)]  # fmt: skip
+def apply_policy(store: str, hours: float | None, workspace: str | None) -> dict[str, Any]:
+    """``dspy-rl grpo apply-policy --workspace DIR --hours H store=DB``; returns its exit code and output tail."""
+    argv = [
+        sys.executable,
+        "-m",
+        "dspy_rl",
+        "grpo",
+        SUBCOMMAND,
+        "--workspace",
+        str(workspace),
+        f"store={store}",
+    ]
+    if hours is not None:
+        argv += ["--hours", str(hours)]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
-    return {"level": level, "returncode": proc.returncode, "output": (proc.stdout + proc.stderr)[-2000:]}
+    if proc.returncode != 0:
+        logger.warning(
+            "grpo apply-policy exited %d: %s", proc.returncode, (proc.stderr or proc.stdout)[-500:]
+        )
+    return {"returncode": proc.returncode, "policy_file": str(Path(str(workspace)) / ".dspy_policy.yaml"),
+            "output": (proc.stdout + proc.stderr)[-2000:]}  # fmt: skip

@@ -289,7 +289,7 @@ class AutoRunner:
     def _apply_policy(self) -> dict[str, Any]:
         from dspy_rl.stream.apply_policy import apply_policy
 
-        return apply_policy(self.dir, self.opt.levels, self.opt.workspace)
+        return apply_policy(self.opt.store, self.opt.hours, self.opt.workspace)
 
     def _cleanup_groups(self, n: int) -> None:
         keep_from = n - self.opt.keep_group_files + 1

@@ -58,7 +58,7 @@ class LevelTrainer:
         self.dir.mkdir(parents=True, exist_ok=True)
         latest = self.latest_checkpoint()
         if latest is not None:
-            from dspy_rl.grpo.checkpoint import load_checkpoint
+            from dspy_rl.utils.checkpoint import load_checkpoint
 
             self._state = load_checkpoint(latest)
             self.progress.update(self._state["progress"])
@@ -104,8 +104,8 @@ class LevelTrainer:
         import torch
 
         from dspy_rl.grpo.policy import build_policy, load_policy
-        from dspy_rl.grpo.run import resolve_device
         from dspy_rl.grpo.trainer import GRPOTextTrainer
+        from dspy_rl.utils.device import resolve_device
 
         model_dir = self.dir / "model"
         if (model_dir / ".complete").is_file():
@@ -128,7 +128,7 @@ class LevelTrainer:
             (tmp / ".complete").write_text("")
             shutil.rmtree(model_dir, ignore_errors=True)
             os.replace(tmp, model_dir)
-        policy.to(resolve_device(self.opt.device))
+        policy.to(resolve_device(self.opt.device, "train.device"))
         self.policy = policy
         self.trainer = GRPOTextTrainer(policy, self._grpo_config())
         if self._state is not None:
@@ -136,12 +136,11 @@ class LevelTrainer:
             self._state = None
 
     def save(self, cycle: int) -> Path:
-        from dspy_rl.grpo.checkpoint import save_checkpoint
-        from dspy_rl.utils.atomic import atomic_write_bytes
+        from dspy_rl.utils.atomic import atomic_torch_save, atomic_write_bytes
 
         path = self.dir / f"ckpt_{cycle:07d}.pt"
-        save_checkpoint(path, {"trainer": self.trainer.state_dict(), "progress": dict(self.progress),
-                               "level": self.level})  # fmt: skip
+        atomic_torch_save({"trainer": self.trainer.state_dict(), "progress": dict(self.progress),
+                               "level": self.level}, path)  # fmt: skip
         atomic_write_bytes(self.dir / "latest", path.name.encode())
         for old in sorted(self.dir.glob("ckpt_*.pt"))[: -self.opt.keep_checkpoints]:
             old.unlink(missing_ok=True)

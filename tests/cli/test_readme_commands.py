@@ -54,6 +54,9 @@ BUDGET: dict[str, dict[str, str]] = {
         "plot": "false",
     },
 }
+BUDGET["dspy-rl stream auto"] = {
+    "auto.max_cycles": "1"
+}  # one cycle, then exit (the README's runs until stopped)
 BUDGET["ray job submit"] = BUDGET["dspy-rl submit"]
 #: the README's sweep over PPO also gets a small training budget per trial
 SWEEP_PPO_BUDGET = ["sweep.parameters.total_env_steps={space:log,min:2048,max:4096,type:int}"]
@@ -78,7 +81,7 @@ NOT_RUN = {
     ),
 }
 #: commands run only with -m slow (Ray actors, a head node, DDP learners, sweeps)
-FAST_PREFIXES = ("dspy-rl eval", "dspy-rl stream ingest", "dspy-rl grpo")
+FAST_PREFIXES = ("dspy-rl eval", "dspy-rl stream ingest", "dspy-rl grpo", "dspy-rl rl", "dspy-rl system")
 
 
 def readme_commands() -> list[str]:

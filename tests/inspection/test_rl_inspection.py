@@ -39,7 +39,7 @@ def _grpo_run(run: Path, tmp_path: Path, steps: int = 3) -> None:
         + "\n"
     )
     rc = cli_main(["grpo", "train", f"dataset={data}", f"steps={steps}", "model=bow", f"run_dir={run}",
-                   "log_every=1", "progress=false", "torch_threads=1", "tensorboard=false"])  # fmt: skip
+                   "logging.log_every=1", "logging.progress_bar=false", "torch_threads=1", "logging.tensorboard=false"])  # fmt: skip
     assert rc == 0
 
 

@@ -209,8 +209,17 @@ def test_http_control_start_stop_status_with_token(tmp_path: Path):
             proc.wait()
 
 
-def test_apply_policy_without_the_command_is_one_line(tmp_path: Path):
-    proc = _run(_auto_cmd(tmp_path, "--apply-policy", "--workspace", str(tmp_path)))
-    assert proc.returncode == 2
-    line = proc.stderr.strip().splitlines()[-1]
-    assert "grpo apply-policy" in line and "Traceback" not in proc.stderr
+def test_apply_policy_writes_the_workspace_policy_after_a_trained_cycle(tmp_path: Path):
+    _add(tmp_path / "t.db", 20, seed=1)
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    proc = _run(_auto_cmd(tmp_path, "--apply-policy", "--workspace", str(workspace), "--max-cycles", "1"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = _records(tmp_path / "auto")[0]
+    assert record["status"] == "trained" and record["apply_policy"]["returncode"] == 0, record.get(
+        "apply_policy"
+    )
+    assert (workspace / ".dspy_policy.yaml").is_file()
+    missing = _run(_auto_cmd(tmp_path, "--apply-policy", "--workspace", str(tmp_path / "nope")))
+    assert missing.returncode == 2 and "auto.workspace" in missing.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in missing.stderr

@@ -116,8 +116,8 @@ def test_grpo_run_records_machine_use_per_step(tmp_path: Path):
         + "\n"
     )
     run = tmp_path / "run"
-    rc = cli_main(["grpo", "train", f"dataset={data}", "steps=3", "model=bow", f"run_dir={run}", "log_every=1",
-                   "progress=false", "torch_threads=1"])  # fmt: skip
+    rc = cli_main(["grpo", "train", f"dataset={data}", "steps=3", "model=bow", f"run_dir={run}", "logging.log_every=1",
+                   "logging.progress_bar=false", "torch_threads=1"])  # fmt: skip
     assert rc == 0
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     train_rows = [r for r in rows if "loss" in r]
