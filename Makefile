@@ -39,8 +39,15 @@ system-deps: ## system packages (Debian chromium for the dashboard's browser tes
 build: setup ## (re)build the Rust extension in release mode
 	@rm -f $(STAMP_EXT) && $(MAKE) --no-print-directory $(STAMP_EXT)
 
-train: setup ## train the default suite with multi-policy PPO on local Ray (logs, checkpoint, curve PNG in runs/)
-	$(BIN)/dspy-rl train $(ARGS)
+ifndef TRAIN_DIR
+TRAIN_DIR := runs/train/make-train-$(shell date +%Y%m%d-%H%M%S)
+endif
+train: setup ## train PPO in the simulator (env=shell_sim), then evaluate it in the simulator and for real (env=shell)
+	$(BIN)/dspy-rl train env=shell_sim run_dir=$(TRAIN_DIR) $(ARGS)
+	@echo "== trained in the simulator; simulator success (env=shell_sim) =="
+	@$(BIN)/dspy-rl eval env=shell_sim policy=checkpoint checkpoint=$(TRAIN_DIR) episodes=1000 | grep -E "success rate|mean return"
+	@echo "== real success: ShellEnv (env=shell, sandboxed commands in real workspaces) =="
+	@$(BIN)/dspy-rl eval env=shell policy=checkpoint checkpoint=$(TRAIN_DIR) episodes=114 env.num_envs=38 | grep -E "success rate|mean return"
 
 test: setup ## run the default test suite (not slow), with a local Kafka broker (started and stopped if none runs)
 	scripts/with_kafka.sh $(BIN)/pytest -q $(ARGS)

@@ -58,7 +58,7 @@ def _mine(argv: list[str]) -> int:
     from dspy_rl.traces.mining import ALIASES as MINE_ALIASES
     from dspy_rl.traces.mining import MineConfig, mine
     from dspy_rl.traces.mining import __doc__ as mine_doc
-    from dspy_rl.traces.store import TraceStore
+    from dspy_rl.traces.store import TraceStore, check_store_path
 
     if wants_help(argv):
         print(
@@ -78,6 +78,7 @@ def _mine(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
+    check_store_path(cfg.db, "db")  # a file that is not SQLite: one line, before any work
     with TraceStore(cfg.db) as store:
         report = mine(store, cfg)
     print(json.dumps(dataclasses.asdict(report), indent=1))

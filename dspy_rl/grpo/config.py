@@ -23,7 +23,8 @@ class GRPOTrainConfig:
     on_bad_line: str = "skip"
     """What an invalid dataset line does: `skip` (report its line number and reason, go on) or `fail` (stop)."""
     task: str = "tool_commands"
-    """Online mode: verifiable task name in envs/text_tasks/ (or a path to its .yaml) providing the prompts."""
+    """Online mode: verifiable task name in envs/text_tasks/ (or a path to its .yaml) providing the prompts, or
+    `shell:<suite>` (ShellEnv: each completion runs as a sandboxed command, rewarded 1 when the task's verifier passes)."""
     reward: str = "rubric"
     """Online reward: `rubric` (the task's verifiable rubric), `judges` (judge ensemble client) or `module:callable`."""
     reward_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -95,6 +96,9 @@ class GRPOTrainConfig:
     """Online mode: every this many steps, mean reward of one sampled completion per task prompt; 0 disables."""
     guard: GuardConfig = field(default_factory=GuardConfig)
     """Capacity guard checked before the run starts (free disk at the run directory, RAM, VRAM)."""
+    heldout_fraction: float = 0.0
+    """Offline mode: share of the groups held out of training; the policy's ranking of their candidates (top-1
+    accuracy, policy-weighted reward) is measured before and after training (dspy_rl/grpo/heldout.py). 0: off."""
 
     def __post_init__(self) -> None:
         require(self.mode in ("offline", "online"), "mode", self.mode, "'offline' or 'online'")
@@ -149,6 +153,9 @@ class GRPOTrainConfig:
         )
         require(self.ckpt_every >= 1, "ckpt_every", self.ckpt_every, "an int >= 1")
         require(self.eval_every >= 0, "eval_every", self.eval_every, "an int >= 0")
+        require(
+            0 <= self.heldout_fraction < 1, "heldout_fraction", self.heldout_fraction, "a float in [0, 1)"
+        )
         require(
             self.tiny_layers >= 1 and self.tiny_heads >= 1 and self.tiny_embd % self.tiny_heads == 0,
             "tiny_embd",

@@ -154,12 +154,12 @@ class DSPyTraceRecorder(BaseCallback):
             if answer is not None:
                 span = trace.content(str(answer))
                 if self.collector.reward_computer is None:  # else the collector scores it at trace end
-                    q = self.rewards.answer_quality(str(answer))
+                    q = self.rewards.answer_quality(str(answer), query=trace.task or "")
                     trace.reward(
                         q.total,
                         target=span,
                         source="answer_quality",
-                        components={"structure": q.structure, "depth": q.depth},
+                        components={"structure": q.structure, "depth": q.depth, "similarity": q.similarity},
                     )
         if exception is not None:
             trace.metadata["error"] = _error(exception)

@@ -50,7 +50,7 @@ def test_apply_policy_prefers_the_best_and_denies_the_worst_with_a_trigger(tmp_p
     assert r.returncode == 0, r.stderr
     doc = yaml.safe_load((ws / ".dspy_policy.yaml").read_text())
     assert [t["name"] for t in doc["prefer"]["tools"]] == ["pytest", "grep"]
-    assert doc["prefer"]["tools"][0] == {"name": "pytest", "mean_reward": 0.99, "n": 2}
+    assert doc["prefer"]["tools"][0] == {"name": "pytest", "mean_reward": 1.0, "n": 2}
     (deny,) = doc["deny"]
     assert deny["tool"] == "curl" and deny["keywords"][0] == "download" and "internet" in deny["keywords"]
     assert doc["prefer"]["signatures"][0]["name"] == "react" and doc["actions"]["tools"] == 7

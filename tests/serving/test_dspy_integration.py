@@ -160,6 +160,6 @@ def test_react_agent_is_recorded_and_mined(taught_lm, tmp_path):
     (group,) = [json.loads(line) for line in (tmp_path / "groups.signature.jsonl").read_text().splitlines()]
     assert group["meta"]["signature"] == "react" and QUESTION in group["prompt"]
     rewards = {("add" if '"add"' in c["text"] else "lookup"): c["reward"] for c in group["candidates"]}
-    assert rewards == pytest.approx({"add": 0.99, "lookup": -0.51})
+    assert rewards == pytest.approx({"add": 1.0, "lookup": -0.5})  # shared scheme, no step cost
     (glob,) = [json.loads(line) for line in (tmp_path / "groups.global.jsonl").read_text().splitlines()]
     assert glob["prompt"] == QUESTION and sorted(c["text"] for c in glob["candidates"]) == ["5", "unknown"]
