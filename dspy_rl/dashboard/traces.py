@@ -122,12 +122,13 @@ def ingest_summary(path: Path) -> dict[str, Any]:
 
 
 def dlq_summary(path: Path, recent: int = 10) -> dict[str, Any]:
-    """Dead letters in a file-bus DLQ topic file (``<bus dir>/agent.dlq.jsonl``): count, count by reason (the text
-    before the first ':'), and the newest ``recent`` reasons."""
+    """Dead letters in a file-bus DLQ topic file (``<bus dir>/agent.dlq.jsonl``): count, count by reason class (the
+    record's ``kind``, else the reason's text before the first ':'), and the newest ``recent`` reasons."""
     rows, corrupt, _ = read_jsonl(path)
     reasons: dict[str, int] = {}
     for r in rows:
-        label = str(r.get("reason", "?")).split(":", 1)[0][:80]
+        # the reason's class (``kind``: invalid_json, bad_kind, ...) when the ingester records it, else its first words
+        label = str(r.get("kind") or str(r.get("reason", "?")).split(":", 1)[0][:80])
         reasons[label] = reasons.get(label, 0) + 1
     return {
         "path": str(path),
