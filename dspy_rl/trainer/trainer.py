@@ -266,6 +266,8 @@ class Trainer:
                 rt.num_env_runners,
                 cfg.env.seed + offset,
                 run_tag=f"{os.getpid()}-{id(self)}",
+                timeout_s=rt.runner_timeout_s,
+                resources=dict(rt.runner_resources),
             )
             # The actors start in the background (seconds: a Python process importing torch), and building the
             # learner takes seconds too (the optimizers import torch._dynamo): read the env's dimensions from a
