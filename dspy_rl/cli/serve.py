@@ -52,6 +52,8 @@ def serve_judges(argv: list[str]) -> int:
         resolve_token(cfg)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+    from dspy_rl.utils.ray_shutdown import shutdown_ray, sigterm_as_interrupt
+
     if not ray.is_initialized():
         ray.init(address=cfg.ray_address, include_dashboard=False, ignore_reinit_error=True)
     judges = ", ".join(f"{n} ({s.kind}, w={s.weight:g})" for n, s in cfg.enabled_judges().items())
@@ -59,13 +61,17 @@ def serve_judges(argv: list[str]) -> int:
     print(
         f"dspy-rl serve: POST http://{cfg.host}:{cfg.port}{cfg.route_prefix.rstrip('/')}/judge  (Ctrl-C stops)"
     )
-    try:
-        deploy(cfg, blocking=cfg.blocking)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if cfg.blocking:
-            serve.shutdown()
+    with (
+        sigterm_as_interrupt()
+    ):  # SIGTERM stops like Ctrl-C: Serve, then every Ray process this command started
+        try:
+            deploy(cfg, blocking=cfg.blocking)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            if cfg.blocking:
+                serve.shutdown()
+                shutdown_ray()
     return 0
 
 

@@ -80,7 +80,9 @@ class RunnerPool:
         seed = self.base_seed + 1000 * index + 1_000_003 * gen
         options: dict[str, Any] = {"name": self.actor_name(index)}
         if self.resources and gen > 0 and not self._resources_offered():
-            log.warning("no live node offers %s any more: EnvRunner %d goes to any node", self.resources, index)
+            log.warning(
+                "no live node offers %s any more: EnvRunner %d goes to any node", self.resources, index
+            )
             self.resources = {}
         if self.resources:
             options["resources"] = self.resources
@@ -148,7 +150,9 @@ class RunnerPool:
             for i in failed:
                 if i in retried:
                     raise RunnerFailure(f"EnvRunner {i} {reason}, also after being replaced")
-                log.warning("EnvRunner %d %s; killing it and sampling its rollout on a replacement", i, reason)
+                log.warning(
+                    "EnvRunner %d %s; killing it and sampling its rollout on a replacement", i, reason
+                )
                 retried.add(i)
                 self._kill_quietly(i)
                 self._spawn(i)
