@@ -14,6 +14,8 @@ from dspy_rl.runners.env_runner import EnvRunner, RolloutSpec
 
 log = logging.getLogger(__name__)
 _ACTOR_FAILURES = (RayActorError, ActorDiedError, ActorUnavailableError)
+MAX_REPLACEMENTS = 3
+"""Replacements of one runner within one collect before the pool gives up (RunnerFailure)."""
 
 
 @dataclass
@@ -65,7 +67,7 @@ class RunnerPool:
         self.timeout_s = timeout_s
         self.resources = dict(resources or {})
         self._generation: dict[int, int] = {}
-        self._starting: dict[int, ray.ObjectRef] = {}
+        self._starting: dict[int, tuple[ray.ObjectRef, float]] = {}
         self.runners: dict[int, Any] = {}
         self.replacements = 0
         for i in range(num_runners):
@@ -89,16 +91,18 @@ class RunnerPool:
         self.runners[index] = self._cls.options(**options).remote(
             self.env_cfg, RolloutSpec(**asdict(self.spec)), seed
         )
-        self._starting[index] = self.runners[index].__ray_ready__.remote()
+        self._starting[index] = (self.runners[index].__ray_ready__.remote(), time.monotonic())
 
     def _was_starting(self, index: int) -> bool:
-        """Whether runner ``index`` was still starting when last checked (it is not timed out yet)."""
-        ref = self._starting.get(index)
-        if ref is None:
+        """Whether runner ``index`` was still starting (placement, imports) when last checked and has not been
+        starting for longer than ``timeout_s`` (an actor that cannot be placed counts as hung too)."""
+        if index not in self._starting:
             return False
+        ref, spawned = self._starting[index]
         if ray.wait([ref], timeout=0)[0]:
             del self._starting[index]
-        return True
+            return True
+        return time.monotonic() - spawned < (self.timeout_s or 0.0)
 
     def _resources_offered(self) -> bool:
         """Whether some live node has every custom resource the runners ask for."""
@@ -119,10 +123,10 @@ class RunnerPool:
 
     def collect(self, pending: Pending) -> list[dict[str, Any]]:
         """Wait for a :meth:`submit`. A runner that died, or that has not returned ``timeout_s`` after its request,
-        is killed and replaced, and its rollout sampled again; a replacement that fails too raises RunnerFailure."""
+        is killed and replaced, and its rollout sampled again; a runner that fails MAX_REPLACEMENTS times raises RunnerFailure."""
         results: dict[int, dict[str, Any]] = {}
         refs, started = dict(pending.refs), dict(pending.started)
-        retried: set[int] = set()
+        attempts: dict[int, int] = {}
         while refs:
             wait_s = None
             if self.timeout_s is not None:
@@ -148,12 +152,12 @@ class RunnerPool:
                         failed.append(i)
                 reason = f"did not return its rollout within runtime.runner_timeout_s={self.timeout_s}"
             for i in failed:
-                if i in retried:
-                    raise RunnerFailure(f"EnvRunner {i} {reason}, also after being replaced")
+                attempts[i] = attempts.get(i, 0) + 1
+                if attempts[i] > MAX_REPLACEMENTS:
+                    raise RunnerFailure(f"EnvRunner {i} {reason}, also after {MAX_REPLACEMENTS} replacements")
                 log.warning(
                     "EnvRunner %d %s; killing it and sampling its rollout on a replacement", i, reason
                 )
-                retried.add(i)
                 self._kill_quietly(i)
                 self._spawn(i)
                 self.replacements += 1

@@ -95,9 +95,9 @@ class RuntimeConfig:
     runner_timeout_s: float | None = 600.0
     """Seconds an EnvRunner may take to return one rollout (counted from the request, or from when a fresh actor
     is up); a runner past it is killed, replaced and its rollout sampled again (null = wait forever)."""
-    runner_resources: dict[str, float] = field(default_factory=dict)
-    """Custom Ray resources each EnvRunner asks for, e.g. ``{worker: 1}`` to place runners on nodes started with
-    ``ray start --resources='{"worker": N}'``; once no live node offers them, replacements go to any node."""
+    runner_resource: str | None = None
+    """A custom Ray resource each EnvRunner asks one unit of, e.g. ``worker`` to place the runners on nodes started
+    with ``ray start --resources='{"worker": N}'``; once no live node offers it, replacements go to any node."""
 
     def __post_init__(self) -> None:
         require(self.num_env_runners >= 0, "runtime.num_env_runners", self.num_env_runners, "an integer >= 0")
@@ -110,10 +110,10 @@ class RuntimeConfig:
             "a number of seconds > 0, or null to wait forever",
         )
         require(
-            all(v > 0 for v in self.runner_resources.values()),
-            "runtime.runner_resources",
-            dict(self.runner_resources),
-            "resource names mapped to amounts > 0",
+            self.runner_resource is None or bool(self.runner_resource.strip()),
+            "runtime.runner_resource",
+            self.runner_resource,
+            "a Ray custom resource name, or null",
         )
         require(
             self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),

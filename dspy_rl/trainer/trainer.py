@@ -267,7 +267,7 @@ class Trainer:
                 cfg.env.seed + offset,
                 run_tag=f"{os.getpid()}-{id(self)}",
                 timeout_s=rt.runner_timeout_s,
-                resources=dict(rt.runner_resources),
+                resources={rt.runner_resource: 1.0} if rt.runner_resource else None,
             )
             # The actors start in the background (seconds: a Python process importing torch), and building the
             # learner takes seconds too (the optimizers import torch._dynamo): read the env's dimensions from a
