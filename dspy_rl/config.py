@@ -33,25 +33,45 @@ def require(ok: bool, key: str, value: Any, allowed: str) -> None:
         raise ConfigError(f"{key}={value!r} is not allowed; expected {allowed}")
 
 
-def flags_to_overrides(argv: Sequence[str], aliases: Mapping[str, str] | None = None) -> list[str]:
+#: Seed flags with no meaning in any command any more: flag -> the reason and what replaced it.
+RETIRED_FLAGS: dict[str, str] = {
+    "reddb_url": "the trace store is a SQLite file now: pass store=PATH (dspy-rl stream) or db=PATH (grpo mine)",
+    "spark_master": "Ray replaced Spark: pass runtime.ray_address=HOST:PORT (or use dspy-rl submit)",
+}
+
+
+def _flag_value(value: str) -> str:
+    """A ``--flag a,b,c`` value is one string (Hydra would read the commas as a multirun sweep)."""
+    if "," in value and value[:1] not in ("[", "{", "'", '"'):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return value
+
+
+def flags_to_overrides(
+    argv: Sequence[str], aliases: Mapping[str, str] | None = None, retired: Mapping[str, str] | None = None
+) -> list[str]:
     """Turn ``--flag value`` / ``--flag`` / ``key=value`` tokens into Hydra overrides.
 
     ``aliases`` maps a flag name (without dashes, ``-`` and ``_`` equivalent) to a config key; flags not in the
     map become the key of the same name with ``-`` replaced by ``_``. A flag followed by nothing, another flag,
-    or a ``key=value`` token is a boolean switch set to ``true``.
+    or a ``key=value`` token is a boolean switch set to ``true``. A flag in ``retired`` (or
+    :data:`RETIRED_FLAGS`) raises ConfigError "--flag is no longer supported: <what replaced it>".
     """
     aliases = {k.replace("-", "_"): v for k, v in (aliases or {}).items()}
+    gone = {k.replace("-", "_"): v for k, v in {**RETIRED_FLAGS, **(retired or {})}.items()}
     out: list[str] = []
     i = 0
     while i < len(argv):
         tok = argv[i]
         if tok.startswith("--") and len(tok) > 2:
             name, eq, inline = tok[2:].partition("=")
+            if name.replace("-", "_") in gone:
+                raise ConfigError(f"--{name} is no longer supported: {gone[name.replace('-', '_')]}")
             key = aliases.get(name.replace("-", "_"), name.replace("-", "_"))
             if eq:
-                out.append(f"{key}={inline}")
+                out.append(f"{key}={_flag_value(inline)}")
             elif i + 1 < len(argv) and not argv[i + 1].startswith("--") and "=" not in argv[i + 1]:
-                out.append(f"{key}={argv[i + 1]}")
+                out.append(f"{key}={_flag_value(argv[i + 1])}")
                 i += 1
             else:
                 out.append(f"{key}=true")
@@ -70,9 +90,10 @@ def compose(
     argv: Sequence[str] = (),
     aliases: Mapping[str, str] | None = None,
     config_dir: str | Path | None = None,
+    retired: Mapping[str, str] | None = None,
 ) -> DictConfig:
     """Compose ``conf/<config_name>.yaml`` with the command line; errors become :class:`ConfigError`."""
-    overrides = flags_to_overrides(argv, aliases)
+    overrides = flags_to_overrides(argv, aliases, retired)
     directory = str(Path(config_dir or conf_dir()).resolve())
     try:
         with initialize_config_dir(config_dir=directory, version_base="1.3"):

@@ -34,7 +34,15 @@ from dspy_rl.envs.gym_env import make_vec_env
 logger = logging.getLogger(__name__)
 
 #: ``--flag``/``key=value`` shortcuts: ``suite=hard`` means ``env.suite=hard``.
-ALIASES = {"suite": "env.suite", "backend": "env.backend", "num_envs": "env.num_envs"}
+ALIASES = {
+    "suite": "env.suite",
+    "backend": "env.backend",
+    "num_envs": "env.num_envs",
+    "n_envs": "env.num_envs",
+    "episode_len": "env.episode_len",
+    "actions": "env.actions",
+    "environment": "env",
+}
 
 
 @dataclass

@@ -19,7 +19,11 @@ from dspy_rl.cli.help import HELP_FLAGS, render, wants_help
 from dspy_rl.config import compose, to_object
 
 #: ``--flag`` aliases for common keys (``--steps 100`` is ``steps=100``).
-ALIASES = {"data": "dataset", "out": "run_dir"}
+ALIASES = {"data": "dataset", "out": "run_dir", "batch_size": "batch_groups"}
+RETIRED = {
+    "gradient_checkpointing": "not available yet: the text-GRPO models (bow, tiny) have no gradient checkpointing",
+    "compile_model": "not available yet: there is no compile setting in this version",
+}
 
 
 def _train(argv: list[str]) -> int:
@@ -39,7 +43,7 @@ def _train(argv: list[str]) -> int:
     from dspy_rl.grpo.dataset import DatasetError
     from dspy_rl.grpo.run import train
 
-    cfg = to_object(compose("grpo", argv, ALIASES), GRPOTrainConfig)
+    cfg = to_object(compose("grpo", argv, ALIASES, retired=RETIRED), GRPOTrainConfig)
     try:
         summary = train(cfg)
     except (DatasetError, FileNotFoundError) as exc:
