@@ -41,8 +41,8 @@ RETIRED_FLAGS: dict[str, str] = {
 
 
 def _flag_value(value: str) -> str:
-    """A ``--flag a,b,c`` value is one string (Hydra would read the commas as a multirun sweep)."""
-    if "," in value and value[:1] not in ("[", "{", "'", '"'):
+    """A ``--flag`` value is taken as is: quoted for Hydra when it holds commas (a sweep), spaces, parentheses or quotes."""
+    if any(c in value for c in " \t,()'\"\\") and value[:1] not in ("[", "{", "'", '"'):
         return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
     return value
 

@@ -18,13 +18,20 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "dspy_rl.cli.grpo",
         "GRPO: `train` on grouped JSONL / online, `mine` groups from the trace store",
     ),
+    "judge": (
+        "dspy_rl.cli.judge",
+        "score a response in process, or --benchmark judge agreement on a labelled set",
+    ),
     "serve": ("dspy_rl.cli.serve", "serve the judge ensemble on Ray Serve (`serve judges`)"),
     "stream": (
         "dspy_rl.cli.stream",
         "Kafka ingest (`stream ingest`) and continuous training (`stream train`)",
     ),
     "sweep": ("dspy_rl.cli.sweep", "cost-aware hyperparameter sweep with Ray Tune"),
-    "shell": ("dspy_rl.cli.shell", "real commands in the namespace sandbox: `shell exec --workspace DIR -- CMD`"),
+    "shell": (
+        "dspy_rl.cli.shell",
+        "real commands in the namespace sandbox: `shell exec --workspace DIR -- CMD`",
+    ),
     "submit": ("dspy_rl.cli.submit", "submit a command as a Ray job: `dspy-rl submit -- train <overrides>`"),
 }
 
