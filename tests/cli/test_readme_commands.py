@@ -66,7 +66,7 @@ NOT_RUN = {
     "plus free ports so it cannot collide with other Ray instances)",
 }
 #: commands run only with -m slow (Ray actors, a head node, DDP learners, sweeps)
-FAST_PREFIXES = ("dspy-rl eval", "dspy-rl stream ingest", "dspy-rl grpo")
+FAST_PREFIXES = ("dspy-rl judge", "dspy-rl eval", "dspy-rl stream ingest", "dspy-rl grpo")
 
 
 def readme_commands() -> list[str]:
