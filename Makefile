@@ -22,7 +22,7 @@ $(STAMP_DEPS): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip wheel
 	$(BIN)/pip install -q "maturin>=1.5,<2"
 	@# Dependencies first (pip caches wheels; torch is large), then the package itself in develop mode.
-	$(BIN)/python scripts/print_deps.py dev | xargs -d '\n' $(BIN)/pip install -q
+	$(BIN)/python scripts/print_deps.py dev dspy | xargs -d '\n' $(BIN)/pip install -q
 	@touch $@
 
 $(STAMP_EXT): $(STAMP_DEPS) $(RUST_SOURCES)
@@ -36,8 +36,15 @@ setup: $(STAMP_EXT) ## create the virtualenv, install dependencies, build the Ru
 build: setup ## (re)build the Rust extension in release mode
 	@rm -f $(STAMP_EXT) && $(MAKE) --no-print-directory $(STAMP_EXT)
 
-train: setup ## train the default suite with multi-policy PPO on local Ray (logs, checkpoint, curve PNG in runs/)
-	$(BIN)/dspy-rl train $(ARGS)
+ifndef TRAIN_DIR
+TRAIN_DIR := runs/train/make-train-$(shell date +%Y%m%d-%H%M%S)
+endif
+train: setup ## train PPO in the simulator (env=shell_sim), then evaluate it in the simulator and for real (env=shell)
+	$(BIN)/dspy-rl train env=shell_sim run_dir=$(TRAIN_DIR) $(ARGS)
+	@echo "== trained in the simulator; simulator success (env=shell_sim) =="
+	@$(BIN)/dspy-rl eval env=shell_sim policy=checkpoint checkpoint=$(TRAIN_DIR) episodes=1000 | grep -E "success rate|mean return"
+	@echo "== real success: ShellEnv (env=shell, sandboxed commands in real workspaces) =="
+	@$(BIN)/dspy-rl eval env=shell policy=checkpoint checkpoint=$(TRAIN_DIR) episodes=114 env.num_envs=38 | grep -E "success rate|mean return"
 
 test: setup ## run the default test suite (not slow); Kafka tests need `make kafka-start` (CI does it)
 	$(BIN)/pytest -q $(ARGS)

@@ -6,8 +6,8 @@ Measured in one run, trials of the contenders interleaved round-robin so machine
   fresh         Sandbox(workspace) + run(cmd) + close(): new namespaces, root, init for one command
   bwrap         `bwrap --unshare-all ... cmd` (bubblewrap 0.8, same mounts as ours): new namespaces per command
 Cheap tool calls/s across 1..N workers: run_batch over episode sandboxes (one per worker) vs a thread pool of
-plain subprocesses. Resets/s: copying a small workspace (~60 files) to a fresh directory (shutil.copytree; or
-shellenv's reset when dspy_rl.shell.workspace provides one) plus starting the episode's sandbox on it.
+plain subprocesses. Resets/s: shellenv's EpisodeDirs reset of a real workspace (a fresh copy) plus starting the
+episode's sandbox on it.
 
     python bench/shell_env.py                 # ~1-2 min
     python bench/shell_env.py --trials 300 --workers 1,2,4,8
@@ -218,45 +218,19 @@ def throughput(ws_root: Path, workers_list: list[int], seconds: float) -> dict:
 
 
 def resets(ws_root: Path, trials: int) -> dict:
-    """Episode resets: a fresh workspace copy plus the episode's sandbox started on it (and the old one closed).
+    """Episode resets: shellenv's fresh workspace copy (EpisodeDirs.reset of a real project's template) plus
+    starting the episode's sandbox on it (and closing the old one)."""
+    from dspy_rl.envs.shellenv import workspaces as shell_ws
 
-    With shellenv's workspaces (dspy_rl.envs.shellenv.workspaces or dspy_rl.shell.workspaces: EpisodeDirs + build_template of a real project) when
-    they are on this branch; else shutil.copytree of the bench workspace into /dev/shm (where EpisodeDirs puts
-    them), or the temp dir."""
-    copy: Callable[[int], Path]
-    try:
-        import importlib
+    name = shell_ws.available_workspaces()[0]
+    pack = shell_ws.build_template(shell_ws.load_workspace(name))
+    dirs = shell_ws.EpisodeDirs(1)
+    method = f"shellenv EpisodeDirs.reset of workspace {name!r}"
 
-        try:
-            shell_ws = importlib.import_module("dspy_rl.envs.shellenv.workspaces")
-        except ImportError:
-            shell_ws = importlib.import_module("dspy_rl.shell.workspaces")
+    def copy(i: int) -> Path:
+        return dirs.reset(0, pack)
 
-        name = shell_ws.available_workspaces()[0]
-        pack = shell_ws.build_template(shell_ws.load_workspace(name))
-        dirs = shell_ws.EpisodeDirs(1)
-        method = f"shellenv EpisodeDirs.reset of workspace {name!r}"
-
-        def copy(i: int) -> Path:
-            return dirs.reset(0, pack)
-
-        cleanup = dirs.close
-    except (ImportError, AttributeError, IndexError):
-        src = ws_root / "ws"
-        base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
-        root = Path(tempfile.mkdtemp(prefix="shell-bench-reset-", dir=base))
-        method = f"shutil.copytree into {root.parent}"
-
-        def copy(i: int) -> Path:
-            dst = root / "env0"
-            if dst.exists():
-                shutil.rmtree(dst)
-            shutil.copytree(src, dst, symlinks=True)
-            return dst
-
-        def cleanup() -> None:
-            shutil.rmtree(root, ignore_errors=True)
-
+    cleanup = dirs.close
     copy_ms, with_sandbox_ms = [], []
     try:
         nfiles = sum(1 for p in copy(0).rglob("*") if p.is_file())

@@ -18,14 +18,9 @@ def ray_session():
     """A real local Ray instance shared by every test that needs one (started on first use)."""
     import ray
 
-    if not ray.is_initialized():
-        ray.init(
-            num_cpus=4,
-            include_dashboard=False,
-            ignore_reinit_error=True,
-            log_to_driver=False,
-            _node_ip_address="127.0.0.1",
-        )
+    from dspy_rl.utils.ray_local import init_ray
+
+    init_ray(num_cpus=4, log_to_driver=False)  # local, listening on 127.0.0.1 only
     yield ray
     # Ray Serve tests may leave an app running; shut everything down at session end.
     try:

@@ -63,9 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"dspy-rl {name}: invalid configuration: {exc}", file=sys.stderr)
         return 2
+    except NonFiniteError as exc:
+        print(f"dspy-rl {name}: stopped: {exc}", file=sys.stderr)
+        return 1
 
 
 from dspy_rl.config import ConfigError  # noqa: E402  (re-exported for commands)
+from dspy_rl.utils.finite import NonFiniteError  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -6,6 +6,7 @@ Examples::
     dspy-rl grpo train mode=online task=tool_commands model=tiny-gpt2 steps=300 lr=3e-3
     dspy-rl grpo train resume=runs/grpo/20260101-120000 steps=2000
     dspy-rl grpo mine --hours 48 --out groups.jsonl
+    dspy-rl grpo apply-policy --hours 24 --top-k 3 --bottom-k 1 --workspace . store=runs/traces.db
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def _mine(argv: list[str]) -> int:
     from dspy_rl.traces.mining import ALIASES as MINE_ALIASES
     from dspy_rl.traces.mining import MineConfig, mine
     from dspy_rl.traces.mining import __doc__ as mine_doc
-    from dspy_rl.traces.store import TraceStore
+    from dspy_rl.traces.store import TraceStore, check_store_path
 
     if wants_help(argv):
         print(
@@ -78,6 +79,7 @@ def _mine(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
+    check_store_path(cfg.db, "db")  # a file that is not SQLite: one line, before any work
     with TraceStore(cfg.db) as store:
         report = mine(store, cfg)
     print(json.dumps(dataclasses.asdict(report), indent=1))
@@ -87,7 +89,30 @@ def _mine(argv: list[str]) -> int:
 SUBCOMMANDS = {
     "train": "train a text policy with GRPO on grouped JSONL (dataset=...) or online (mode=online task=...)",
     "mine": "build GRPO groups from the trace store (dspy_rl.traces.mining)",
+    "apply-policy": "write <workspace>/.dspy_policy.yaml from recent actions "
+    "(--hours 24 --top-k 3 --bottom-k 1 --workspace DIR store=runs/traces.db)",
 }
+
+
+def _apply_policy(argv: list[str]) -> int:
+    from dspy_rl.grpo.apply_policy import ApplyPolicyConfig, ApplyPolicyError, apply_policy
+
+    if wants_help(argv):
+        usage = "usage: dspy-rl grpo apply-policy --workspace DIR [--hours 24] [--top-k 3] [--bottom-k 1] store=DB"
+        print(render(usage, "apply_policy", ApplyPolicyConfig))
+        return 0
+    cfg = to_object(compose("apply_policy", argv), ApplyPolicyConfig)
+    try:
+        path, doc = apply_policy(cfg)
+    except ApplyPolicyError as exc:
+        print(f"dspy-rl grpo apply-policy: {exc}", file=sys.stderr)
+        return 2
+    prefer = (
+        ", ".join(f"{t['name']} ({t['mean_reward']:+.2f}, n={t['n']})" for t in doc["prefer"]["tools"]) or "-"
+    )
+    deny = ", ".join(f"{d['tool']} when {d['trigger']}" for d in doc["deny"]) or "-"
+    print(f"wrote {path}: prefer {prefer}; deny {deny}")
+    return 0
 
 
 def main(argv: list[str]) -> int:
@@ -99,5 +124,9 @@ def main(argv: list[str]) -> int:
         return _train(rest)
     if sub == "mine":
         return _mine(rest)
-    print(f"dspy-rl grpo: unknown subcommand {sub!r}; choose 'train' or 'mine'", file=sys.stderr)
+    if sub in ("apply-policy", "apply_policy"):
+        return _apply_policy(rest)
+    print(
+        f"dspy-rl grpo: unknown subcommand {sub!r}; choose 'train', 'mine' or 'apply-policy'", file=sys.stderr
+    )
     return 2

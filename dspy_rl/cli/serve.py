@@ -15,6 +15,9 @@ from dspy_rl.config import ConfigError, compose, require, to_object
 logger = logging.getLogger(__name__)
 
 USAGE = """usage: dspy-rl serve judges [--host H] [--port P] [--autoscaling adaptive|default|fixed] [key=value ...]
+       dspy-rl serve lm [model=DIR] [host=H] [port=P] [key=value ...]
+       dspy-rl serve policy checkpoint=RUN_DIR [host=H] [port=P] [key=value ...]
+       dspy-rl serve proxy upstream=URL [store=SQLITE | stream=kafka] [host=H] [port=P] [key=value ...]
        dspy-rl serve train-judge --pairs PAIRS.jsonl --out DIR [--steps N] [key=value ...]
 
 Examples:
@@ -22,6 +25,10 @@ Examples:
   dspy-rl serve judges judges.transformer.enabled=true judges.transformer.options.checkpoint=runs/judge
   DSPY_RL_JUDGE_TOKEN=secret dspy-rl serve judges auth_token_env=DSPY_RL_JUDGE_TOKEN
   dspy-rl serve judges --no-block ray_address=auto     # deploy into a running cluster and return
+  dspy-rl serve lm port=8300                                   # tiny GPT-2 built from a config
+  dspy-rl serve lm model=runs/grpo/my-run port=8300            # a text-GRPO run (its final/ or model/)
+  dspy-rl serve policy checkpoint=runs/train/my-run port=8500
+  dspy-rl serve proxy port=8400 upstream=http://127.0.0.1:8300/v1 store=traces.db
 """
 
 ALIASES = {
@@ -41,10 +48,10 @@ def _config(argv: list[str]):
 
 def serve_judges(argv: list[str]) -> int:
     cfg = _config(argv)
-    import ray
     from ray import serve
 
     from dspy_rl.judges.app import deploy
+    from dspy_rl.utils.ray_local import init_ray
 
     try:
         from dspy_rl.judges.app import resolve_token
@@ -54,16 +61,14 @@ def serve_judges(argv: list[str]) -> int:
         raise ConfigError(str(exc)) from exc
     from dspy_rl.utils.ray_shutdown import shutdown_ray, sigterm_as_interrupt
 
-    if not ray.is_initialized():
-        ray.init(address=cfg.ray_address, include_dashboard=False, ignore_reinit_error=True)
+    init_ray(cfg.ray_address, cfg.node_ip)  # a local instance listens on 127.0.0.1 only
     judges = ", ".join(f"{n} ({s.kind}, w={s.weight:g})" for n, s in cfg.enabled_judges().items())
     print(f"dspy-rl serve: judges {judges}; autoscaling={cfg.autoscaling}; deadline {cfg.deadline_s:g}s")
     print(
         f"dspy-rl serve: POST http://{cfg.host}:{cfg.port}{cfg.route_prefix.rstrip('/')}/judge  (Ctrl-C stops)"
     )
-    with (
-        sigterm_as_interrupt()
-    ):  # SIGTERM stops like Ctrl-C: Serve, then every Ray process this command started
+    # SIGTERM stops like Ctrl-C: Serve, then every Ray process this command started.
+    with sigterm_as_interrupt():
         try:
             deploy(cfg, blocking=cfg.blocking)
         except KeyboardInterrupt:
@@ -118,6 +123,9 @@ def train_judge(argv: list[str]) -> int:
 SUBCOMMANDS = {
     "judges": "deploy the judge ensemble on Ray Serve (conf/serve.yaml, conf/judges/)",
     "train-judge": "train the transformer judge on preference pairs (train_judge.* settings)",
+    "lm": "OpenAI-compatible server for a local HF causal LM (conf/serve_lm.yaml)",
+    "proxy": "OpenAI-compatible recording proxy into the trace store or Kafka (conf/serve_proxy.yaml)",
+    "policy": "ranked tools + argument from a `dspy-rl train` run, batched (conf/serve_policy.yaml)",
 }
 
 
@@ -135,6 +143,13 @@ def main(argv: list[str]) -> int:
         return 0
     if sub == "judges":
         return serve_judges(rest)
+    if sub in ("lm", "proxy", "policy"):
+        from dspy_rl.cli import serve_agents
+
+        if wants_help(rest):
+            print(serve_agents.help_text(sub))
+            return 0
+        return getattr(serve_agents, f"serve_{sub}")(rest)
     if sub in ("train-judge", "train_judge"):
         return train_judge(rest)
     print(f"dspy-rl serve: unknown subcommand {sub!r}\n\n{USAGE}", file=sys.stderr)

@@ -2,7 +2,8 @@
 
 ``VecToolEnv(...)`` builds the batched env with the Rust backend (``dspy_rl._rust_env``, default) or the
 pure-Python reference (``dspy_rl.envs.reference``); both have the same API (ENV_CONTRACT.md) and identical
-dynamics (envs/README.md).
+dynamics (envs/README.md). ``backend="shell"`` builds ShellEnv (``dspy_rl.envs.shellenv.env``): the same API and
+observation layout, with every tool run for real in a sandboxed copy of a real workspace (shell suites only).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from dspy_rl.envs.suite import (
     resolve_suite,
 )
 
-BACKENDS = ("rust", "python")
+BACKENDS = ("rust", "python", "shell")
 
 #: Names of the output buffers every backend updates in place (ENV_CONTRACT.md).
 BUFFER_NAMES = (
@@ -121,7 +122,8 @@ def VecToolEnv(  # noqa: N802 - a factory named like the class it returns, as in
         invalid_action: "error" (masked/out-of-range actions raise ValueError) or "penalty" (penalty reward,
             result 4, no state change).
         episode_len: steps before truncation; ``None`` uses the suite's ``episode_len``.
-        backend: "rust" (compiled, fast) or "python" (reference, slow).
+        backend: "rust" (compiled, fast), "python" (reference, slow) or "shell" (real commands in a sandbox;
+            needs a shell suite such as ``suite="shell"``; ``num_threads`` = sandbox workers).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -130,6 +132,10 @@ def VecToolEnv(  # noqa: N802 - a factory named like the class it returns, as in
     path = resolve_suite(suite)
     if backend == "python":
         return PyVecToolEnv(num_envs, path, seed, num_threads, invalid_action, episode_len)
+    if backend == "shell":
+        from dspy_rl.envs.shellenv.env import ShellVecEnv
+
+        return ShellVecEnv(num_envs, path, seed, num_threads, invalid_action, episode_len)
     try:
         from dspy_rl._rust_env import VecToolEnv as RustVecToolEnv
     except ImportError as exc:

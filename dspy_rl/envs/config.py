@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dspy_rl.config import require
+from dspy_rl.config import ConfigError, require
+from dspy_rl.envs.reference import MAX_NUM_ENVS  # the Rust core refuses more the same way
 
 
 @dataclass
@@ -12,8 +13,9 @@ class EnvConfig:
     suite: str = "default"
     """Task suite: a name in envs/suites (easy, default, hard) or a path to a suite file."""
     backend: str = "rust"
-    """``rust`` (the batched Rust VecToolEnv), ``python`` (the pure-Python reference; slow) or ``auto`` (Rust
-    when the extension is built, else Python)."""
+    """``rust`` (the batched Rust VecToolEnv), ``python`` (the pure-Python reference; slow), ``auto`` (Rust
+    when the extension is built, else Python) or ``shell`` (ShellEnv: real sandboxed commands in real
+    workspaces; needs a shell suite, e.g. ``env=shell``)."""
     num_envs: int = 512
     """Environments stepped together by each EnvRunner."""
     seed: int = 0
@@ -30,12 +32,17 @@ class EnvConfig:
 
     def __post_init__(self) -> None:
         require(
-            self.backend in ("rust", "python", "auto"),
+            self.backend in ("rust", "python", "auto", "shell"),
             "env.backend",
             self.backend,
-            "'rust', 'python' or 'auto'",
+            "'rust', 'python', 'auto' or 'shell'",
         )
-        require(self.num_envs >= 1, "env.num_envs", self.num_envs, "an integer >= 1")
+        require(
+            1 <= self.num_envs <= MAX_NUM_ENVS,
+            "env.num_envs",
+            self.num_envs,
+            f"an integer in [1, {MAX_NUM_ENVS}]",
+        )
         require(
             self.episode_len is None or self.episode_len >= 1,
             "env.episode_len",
@@ -49,6 +56,12 @@ class EnvConfig:
             "comma-separated tool names such as git,make,pytest, or null",
         )
         require(self.num_threads >= 0, "env.num_threads", self.num_threads, "an integer >= 0")
+        from dspy_rl.envs.suite import SuiteError, resolve_suite
+
+        try:
+            resolve_suite(self.suite)
+        except SuiteError as exc:
+            raise ConfigError(f"env.suite={self.suite!r} is not allowed: {exc}") from None
         require(
             self.invalid_action in ("error", "penalty"),
             "env.invalid_action",

@@ -22,7 +22,8 @@ class GRPOTrainConfig:
     on_bad_line: str = "skip"
     """What an invalid dataset line does: `skip` (report its line number and reason, go on) or `fail` (stop)."""
     task: str = "tool_commands"
-    """Online mode: verifiable task name in envs/text_tasks/ (or a path to its .yaml) providing the prompts."""
+    """Online mode: verifiable task name in envs/text_tasks/ (or a path to its .yaml) providing the prompts, or
+    `shell:<suite>` (ShellEnv: each completion runs as a sandboxed command, rewarded 1 when the task's verifier passes)."""
     reward: str = "rubric"
     """Online reward: `rubric` (the task's verifiable rubric), `judges` (judge ensemble client) or `module:callable`."""
     reward_kwargs: dict[str, Any] = field(default_factory=dict)

@@ -36,7 +36,7 @@ from dspy_rl.grpo.policy import build_policy, load_policy
 from dspy_rl.grpo.rewards import RewardFn, resolve_reward_fn
 from dspy_rl.grpo.tasks import load_task
 from dspy_rl.grpo.trainer import GRPOTextTrainer
-from dspy_rl.utils.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from dspy_rl.utils.checkpoint import latest_checkpoint, load_latest_checkpoint, save_checkpoint
 from dspy_rl.utils.device import resolve_device as _resolve_device
 from dspy_rl.utils.run_dir import new_run_dir, write_config
 from dspy_rl.utils.run_logger import Panel, RunLogger
@@ -122,7 +122,21 @@ def train(cfg: GRPOTrainConfig, reward_fn: RewardFn | None = None) -> RunSummary
         texts = [t for g in groups for t in (g.prompt, *(c.text for c in g.candidates))]
         sampler = GroupSampler(len(groups), cfg.batch_groups, cfg.seed)
     else:
-        task = load_task(cfg.task)
+        if cfg.task.startswith("shell:"):
+            # ShellEnv tasks: completions run as commands in sandboxed workspaces, scored by each task's verifier.
+            from dspy_rl.grpo.shell_task import ShellVerifierReward, load_shell_text_task
+
+            if reward_fn is None and cfg.reward != "rubric":
+                raise ConfigError(
+                    f"reward={cfg.reward!r}: task={cfg.task} is scored by its tasks' verifiers only (use reward=rubric)"
+                )
+            try:
+                task = load_shell_text_task(cfg.task)
+            except (ValueError, KeyError) as exc:
+                raise ConfigError(f"task={cfg.task}: {exc}") from exc
+            reward_fn = reward_fn or ShellVerifierReward(task)
+        else:
+            task = load_task(cfg.task)
         if reward_fn is None:
             try:
                 reward_fn = resolve_reward_fn(cfg.reward, task, cfg.reward_kwargs)
@@ -155,7 +169,9 @@ def train(cfg: GRPOTrainConfig, reward_fn: RewardFn | None = None) -> RunSummary
     resume_step = None
     metrics_rows = None
     if resuming:
-        state = load_checkpoint(latest_checkpoint(run_dir))
+        found = load_latest_checkpoint(run_dir)  # falls back past a damaged latest checkpoint, with a warning
+        assert found is not None  # _prepare_run_dir checked that there is one
+        _, state = found
         trainer.load_state_dict(state["trainer"])
         sampler.consumed = int(state["sampler_consumed"])
         _set_rng_state(state["rng"], gen)

@@ -7,12 +7,13 @@ The ``stream`` group picks the source: ``stream=kafka`` (the broker; ``scripts/k
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
 
-from dspy_rl.config import require
+from dspy_rl.config import ConfigError, require
 from dspy_rl.traces.mining import LEVELS
-from dspy_rl.traces.store import SYNCHRONOUS_MODES
+from dspy_rl.traces.store import SYNCHRONOUS_MODES, check_store_path
 
 
 @dataclass
@@ -39,6 +40,11 @@ class SourceConfig:
             "host:port of the broker (e.g. 127.0.0.1:9092) when stream.kind=kafka",
         )
         require(bool(self.group_id), "stream.group_id", self.group_id, "a non-empty consumer group id")
+        if self.events_file is not None and not Path(self.events_file).is_file():
+            raise ConfigError(
+                f"stream.events_file={self.events_file!r} is not a file; expected a JSONL file of span events, or "
+                "null for the embedded sample"
+            )
 
 
 @dataclass
@@ -178,6 +184,7 @@ class StreamConfig:
 
     def __post_init__(self) -> None:
         require(bool(self.store), "store", self.store, "a path to the SQLite trace store")
+        check_store_path(self.store, "store")
         require(
             self.synchronous.upper() in SYNCHRONOUS_MODES,
             "synchronous",

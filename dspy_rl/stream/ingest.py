@@ -108,7 +108,7 @@ class IngestMetrics:
     events_per_s: float = 0.0
     """events / elapsed_s."""
     dlq_reasons: dict[str, int] = field(default_factory=dict)
-    """DLQ count by reason class (text before the first ':')."""
+    """DLQ count by reason kind (:attr:`~dspy_rl.traces.spans.MalformedEvent.kind`, a bounded set of keys)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,20 +120,22 @@ class _Batch:
 
     generation: int
     rows: list[tuple]
-    dead_letters: list[tuple[Any, str]]
+    dead_letters: list[tuple[Any, str, str]]
+    """(record, reason, kind) of each malformed record."""
     first: dict[Any, int]
     next_offsets: dict[Any, int]
     inserted: int = 0
     error: BaseException | None = None
 
 
-def dead_letter(record: Any, reason: str) -> dict[str, Any]:
+def dead_letter(record: Any, reason: str, kind: str = "invalid_event") -> dict[str, Any]:
     """The DLQ payload for a Kafka record: origin, reason, the raw bytes (base64; cut beyond
     :data:`DLQ_MAX_PAYLOAD_BYTES`, with size and SHA-256 of the whole) and a text preview."""
     raw = record.value or b""
     kept = raw[:DLQ_MAX_PAYLOAD_BYTES]
     return {
         "reason": reason,
+        "kind": kind,
         "topic": record.topic,
         "partition": record.partition,
         "offset": record.offset,
@@ -237,13 +239,13 @@ class KafkaIngester:
     def _prepare(self, polled: dict[Any, list[Any]]) -> _Batch:
         """Consumer thread: parse the polled records into store rows and dead letters."""
         rows: list[tuple] = []
-        dead_letters: list[tuple[Any, str]] = []
+        dead_letters: list[tuple[Any, str, str]] = []
         for records in polled.values():
             for record in records:
                 try:
                     rows.append(decode_event_row(record.value, record.topic))
                 except MalformedEvent as exc:
-                    dead_letters.append((record, str(exc)))
+                    dead_letters.append((record, str(exc), exc.kind))
         return _Batch(
             generation=self._generation,
             rows=rows,
@@ -256,12 +258,12 @@ class KafkaIngester:
         """Writer thread: one store transaction, then the dead letters, flushed (``acks=all``)."""
         try:
             batch.inserted = self.store.insert_rows(batch.rows, source="kafka")
-            for record, reason in batch.dead_letters:
+            for record, reason, kind in batch.dead_letters:
                 self._dlq.publish(
                     self.config.dlq_topic,
-                    dead_letter(record, reason),
+                    dead_letter(record, reason, kind),
                     key=record.key,
-                    headers=[("dlq.reason", reason.encode()[:1024])],
+                    headers=[("dlq.reason", reason.encode()[:1024]), ("dlq.kind", kind.encode())],
                 )
             self._dlq.flush(timeout_s=self.config.commit_timeout_ms / 1000)
         except Exception as exc:
@@ -298,9 +300,8 @@ class KafkaIngester:
             time.sleep(1.0)
             return
         dead = len(batch.dead_letters)
-        for _, reason in batch.dead_letters:
-            label = reason.split(":", 1)[0][:80]
-            self.metrics.dlq_reasons[label] = self.metrics.dlq_reasons.get(label, 0) + 1
+        for _, _, kind in batch.dead_letters:
+            self.metrics.dlq_reasons[kind] = self.metrics.dlq_reasons.get(kind, 0) + 1
         self.metrics.events += len(batch.rows) + dead
         self.metrics.stored += batch.inserted
         self.metrics.duplicates += len(batch.rows) - batch.inserted

@@ -3,9 +3,11 @@
 ``TraceCollector`` records spans (prompt, tool, reward, coordination, content, reasoning) into a sink;
 ``TraceStore`` is the SQLite store (WAL, versioned schema, idempotent on event id); ``RewardComputer`` scores
 traces; ``RecordingAgent`` / ``TracedChatMixin`` record an agent's async ``chat()`` stream;
-``export_traces`` writes JSON files; :mod:`dspy_rl.traces.mining` builds GRPO groups.
+``RLAgentMixin`` / ``RLOrchestratorMixin`` (switched by ``RLConfig``) record any agent's ``chat()``, tools and
+coordination events; ``export_traces`` writes JSON files; :mod:`dspy_rl.traces.mining` builds GRPO groups.
 """
 
+from dspy_rl.traces.agents import RLAgentMixin, RLConfig, RLOrchestratorMixin
 from dspy_rl.traces.collector import ActiveTrace, MemorySink, SpanSink, StoreSink, TraceCollector
 from dspy_rl.traces.export import export_traces
 from dspy_rl.traces.recording import RecordingAgent, TracedChatMixin, record_stream
@@ -18,6 +20,9 @@ __all__ = [
     "ActiveTrace",
     "MalformedEvent",
     "MemorySink",
+    "RLAgentMixin",
+    "RLConfig",
+    "RLOrchestratorMixin",
     "RecordingAgent",
     "RewardComputer",
     "RewardConfig",

@@ -67,6 +67,45 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+#: The first 16 bytes of every SQLite 3 database file.
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_store_path(path: str | Path, key: str, must_exist: bool = False) -> None:
+    """:class:`~dspy_rl.config.ConfigError` (one line: the key, the value, what is allowed) unless ``path`` is
+    an SQLite trace store, or (``must_exist=False``) a new one can be created there. Checked before any work
+    starts, so a wrong ``store=``/``db=`` never surfaces as a traceback from deep inside a run."""
+    from dspy_rl.config import ConfigError
+
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(
+            f"{key}={str(path)!r} is a directory; expected the path of an SQLite trace store file"
+        )
+    if p.exists():
+        try:
+            with p.open("rb") as f:
+                head = f.read(len(SQLITE_HEADER))
+        except OSError as exc:
+            raise ConfigError(
+                f"{key}={str(path)!r} cannot be read ({exc.strerror}); expected an SQLite trace store"
+            ) from None
+        if head and head != SQLITE_HEADER:
+            raise ConfigError(
+                f"{key}={str(path)!r} is not an SQLite database (its first bytes are {head[:16]!r}); expected the "
+                "path of a trace store written by `dspy-rl stream ingest` or the TraceCollector SDK"
+            )
+        return
+    if must_exist:
+        raise ConfigError(
+            f"{key}={str(path)!r} does not exist; expected the path of a trace store written by `dspy-rl stream "
+            "ingest` or the TraceCollector SDK"
+        )
+    parent = p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{key}={str(path)!r} cannot be created: {parent} is not a directory")
 
 
 def _sql_text(value: str) -> str:

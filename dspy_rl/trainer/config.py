@@ -82,6 +82,9 @@ class RuntimeConfig:
     """``null`` starts Ray in-process; ``auto`` or an address connects to a running cluster."""
     num_cpus: int | None = None
     """CPUs given to an in-process Ray instance (null = all)."""
+    node_ip: str | None = None
+    """Address of an in-process Ray instance (null: 127.0.0.1, so that no Ray process listens on another
+    interface; set the machine's IP only to let other machines join)."""
     torch_threads: int = 1
     """Intra-op threads of a CPU learner in the driver. More help only with large minibatches on an otherwise
     idle machine; oversubscribed OpenMP threads slow small-batch updates by an order of magnitude."""

@@ -33,11 +33,13 @@ from dspy_rl.utils.checkpoint import (
     FORMAT_VERSION,
     checkpoint_version,
     latest_checkpoint,
-    load_checkpoint,
+    load_latest_checkpoint,
     save_checkpoint,
     upgrade_checkpoint,
 )
 from dspy_rl.utils.device import resolve_device
+from dspy_rl.utils.finite import nonfinite_terms, raise_if_nonfinite
+from dspy_rl.utils.ray_local import init_ray
 from dspy_rl.utils.run_dir import new_run_dir, write_config
 from dspy_rl.utils.run_logger import Panel, RunLogger
 
@@ -155,13 +157,13 @@ class Trainer:
         self._stop_signal: int | None = None
         self.resume_state: dict[str, Any] | None = None
         if cfg.resume:
-            ckpt = latest_checkpoint(cfg.resume)
-            if ckpt is None:
+            found = load_latest_checkpoint(cfg.resume)  # falls back past checkpoints that do not load
+            if found is None:
                 raise ConfigError(
                     f"resume={cfg.resume!r} has no checkpoint under checkpoints/; "
                     "pass the run directory of an earlier `dspy-rl train`"
                 )
-            loaded = load_checkpoint(ckpt)
+            ckpt, loaded = found
             self.resume_state = upgrade_checkpoint(loaded, f"resume={cfg.resume!r}: {ckpt.name}")
             if self.resume_state is not loaded:
                 log.info(
@@ -197,7 +199,7 @@ class Trainer:
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
             if rt.ray_address is None and not os.environ.get("RAY_ADDRESS"):  # not inside `ray job submit`
                 kwargs["num_cpus"] = rt.num_cpus or max(os.cpu_count() or 1, need)
-            ray.init(address=rt.ray_address, **kwargs)
+            init_ray(rt.ray_address, rt.node_ip, **kwargs)  # local Ray listens on 127.0.0.1 only
 
     def _install_signal_handlers(self) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():
@@ -378,6 +380,13 @@ class Trainer:
         t1 = time.perf_counter()
         train_metrics = s.learners.update(batch)
         t_learn = time.perf_counter() - t1
+        if nonfinite_terms(train_metrics):  # stop before logging or checkpointing the NaN state
+            good = latest_checkpoint(self.run_dir)
+            raise_if_nonfinite(
+                train_metrics,
+                f"iteration {p.iteration + 1} (env steps {p.env_steps}-{p.env_steps + new_steps})",
+                f"the last good checkpoint {good} is kept" if good else "no checkpoint was written",
+            )
         p.env_steps += new_steps
         p.iteration += 1
         stats = [r["stats"] for r in rollouts]

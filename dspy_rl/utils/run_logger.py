@@ -52,21 +52,40 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_jsonl_rows(path)
+
+
+def read_jsonl_rows(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a metrics file, one per line. A line that is not a JSON object (the torn last line a
+    kill during a write leaves) is dropped with a warning naming the file and line."""
+    rows: list[dict[str, Any]] = []
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if not isinstance(row, dict):
+            where = "its torn last line" if n == len(lines) else f"line {n}, which is not a JSON object"
+            log.warning("%s: dropping %s (%r)", path, where, line[:80])
+            continue
+        rows.append(row)
+    return rows
 
 
 def truncate_metrics(path: Path, max_step: int, step_key: str = "env_steps") -> None:
     """Drop rows logged after ``max_step`` (written after the checkpoint a resumed run restarts from)."""
     if not path.exists():
         return
-    rows = [line for line in path.read_text().splitlines() if line.strip()]
-    kept = [r for r in rows if json.loads(r).get(step_key, 0) <= max_step]
+    kept = [json.dumps(r) for r in read_jsonl_rows(path) if r.get(step_key, 0) <= max_step]
     path.write_text("".join(r + "\n" for r in kept))
 
 
 def _keep_first_rows(path: Path, rows: int) -> None:
     if path.exists():
-        kept = [line for line in path.read_text().splitlines() if line.strip()][:rows]
+        kept = [json.dumps(r) for r in read_jsonl_rows(path)][:rows]
         path.write_text("".join(k + "\n" for k in kept))
 
 

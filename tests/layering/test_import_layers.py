@@ -39,7 +39,9 @@ LAYERS: dict[str, int] = {
         ],
         1,
     ),
-    **dict.fromkeys(["trainer", "grpo", "stream", "sweeps", "serving", "inspection", "dashboard"], 2),
+    **dict.fromkeys(
+        ["trainer", "grpo", "stream", "sweeps", "serving", "integrations", "inspection", "dashboard"], 2
+    ),
     **dict.fromkeys(["cli", "__main__"], 3),
 }
 LAYER_NAMES = ("foundations", "core", "drivers", "commands")

@@ -9,7 +9,6 @@ import pytest
 from omegaconf import OmegaConf
 
 import dspy_rl
-from dspy_rl.cli.sweep import SweepConfig
 from dspy_rl.config import compose
 from dspy_rl.envs.config import EnvConfig
 from dspy_rl.evaluation import EvalConfig
@@ -17,6 +16,7 @@ from dspy_rl.grpo.config import GRPOTrainConfig
 from dspy_rl.judges.command_config import JudgeCommandConfig
 from dspy_rl.judges.config import ServeConfig
 from dspy_rl.stream.config import SourceConfig, StreamConfig
+from dspy_rl.sweeps.config import SweepConfig
 from dspy_rl.traces.mining import MineConfig
 from dspy_rl.trainer.config import AlgoConfig, RuntimeConfig, TrainConfig
 from dspy_rl.utils.run_logger import LoggingConfig

@@ -18,7 +18,8 @@ def test_tool_rewards_follow_the_scheme():
         -1.0,
         -0.5,
     )
-    assert RewardComputer().tool_reward("success") == pytest.approx(0.99)
+    assert RewardComputer(RewardConfig(step_cost=0.01)).tool_reward("success") == pytest.approx(0.99)
+    assert RewardComputer().tool_reward("error") == -1.0  # the rubric judge's name for a failure
     with pytest.raises(ValueError, match="tool status"):
         rc.tool_reward("meh")
 
@@ -27,7 +28,8 @@ def test_answer_quality_parts():
     rc = RewardComputer()
     good = "Run the tests first.\n\n- pytest -q\n- fix the date parser\n\n```\npytest -q\n```\nDone."
     q = rc.answer_quality(good, reference="fix the date parser then run pytest")
-    assert q.structure == 1.0 and 0 < q.similarity < 1 and 0 < q.total <= 1
+    assert q.structure == pytest.approx(0.27) and 0 < q.similarity < 0.3 and 0 < q.total <= 1
+    assert q.total == pytest.approx(q.structure + q.depth + q.similarity)
     assert rc.answer_quality("").total == 0.0
     assert token_f1("a b c", "a b c") == 1.0 and token_f1("x", "y") == 0.0
     assert structure_score("one line") < structure_score(good)
