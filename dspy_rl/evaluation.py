@@ -154,8 +154,20 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
         cfg.env.seed,
         cfg.env.backend,
         cfg.env.invalid_action,
+        episode_len=cfg.env.episode_len,
         num_threads=cfg.env.num_threads,
     )
+    if cfg.env.actions:
+        from dspy_rl.envs.allowlist import AllowListVecEnv
+
+        require(
+            cfg.policy != "oracle",
+            "policy",
+            cfg.policy,
+            "random or checkpoint with env.actions (the oracle follows the suite's plans, whatever tools they use)",
+        )
+
+        env = AllowListVecEnv(env, cfg.env.actions)
     policy = POLICIES[cfg.policy](cfg)
     quota = np.full(num_envs, cfg.episodes // num_envs, dtype=np.int64)
     quota[: cfg.episodes % num_envs] += 1

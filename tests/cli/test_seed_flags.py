@@ -131,3 +131,22 @@ def test_episode_len_and_unknown_action_reach_the_env(capsys) -> None:
     assert cli_main(["train", "--actions", "svn", "--workers", "0", "total_env_steps=64"]) != 0
     err = capsys.readouterr().err.strip()
     assert "'svn' is not a tool of this suite" in err and len(err.splitlines()) == 1
+
+
+def test_eval_honours_actions_and_episode_len(capsys) -> None:
+    argv = [
+        "eval",
+        "policy=random",
+        "episodes=32",
+        "--n-envs",
+        "8",
+        "--episode-len",
+        "3",
+        "--actions",
+        "git,ls",
+    ]
+    assert cli_main(argv) == 0
+    assert "mean length    3.00" in capsys.readouterr().out
+    assert cli_main(["eval", "policy=oracle", "episodes=8", "--actions", "git"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "policy='oracle'" in err and len(err.splitlines()) == 1
