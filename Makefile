@@ -46,11 +46,11 @@ train: setup ## train PPO in the simulator (env=shell_sim), then evaluate it in 
 	@echo "== real success: ShellEnv (env=shell, sandboxed commands in real workspaces) =="
 	@$(BIN)/dspy-rl eval env=shell policy=checkpoint checkpoint=$(TRAIN_DIR) episodes=114 env.num_envs=38 | grep -E "success rate|mean return"
 
-test: setup ## run the default test suite (not slow); Kafka tests need `make kafka-start` (CI does it)
-	$(BIN)/pytest -q $(ARGS)
+test: setup ## run the default test suite (not slow), with a local Kafka broker (started and stopped if none runs)
+	scripts/with_kafka.sh $(BIN)/pytest -q $(ARGS)
 
-test-all: setup ## run every test, slow ones included
-	$(BIN)/pytest -q -m "" $(ARGS)
+test-all: setup ## run every test, slow ones included (with a local Kafka broker, as `make test`)
+	scripts/with_kafka.sh $(BIN)/pytest -q -m "" $(ARGS)
 
 rust-test: ## cargo test + fmt + clippy -D warnings for rust_env/
 	cd rust_env && cargo fmt --check && cargo clippy --all-targets -q -- -D warnings && cargo test -q

@@ -45,6 +45,9 @@ def _train(argv: list[str]) -> int:
     from dspy_rl.grpo.run import train
 
     cfg = to_object(compose("grpo", argv, ALIASES, retired=RETIRED), GRPOTrainConfig)
+    from dspy_rl.system.guard import enforce
+
+    enforce(cfg.guard, cfg.resume or cfg.run_dir or "runs", what="grpo train run")
     try:
         summary = train(cfg)
     except (DatasetError, FileNotFoundError) as exc:

@@ -229,7 +229,7 @@ def _trained_shapes(model: dict[str, torch.Tensor], policy: str, algo: str) -> l
     """Shapes of the tensors a learner trains for ``policy``, in the order of its flat parameter: the order of
     ``model.nets[policy].parameters()`` (``.actor`` only for env GRPO, which trains no critic), which is the
     order of their keys in the model's state dict (the policy networks hold parameters only, no buffers)."""
-    prefix = f"nets.{policy}.actor." if algo == "grpo" else f"nets.{policy}."
+    prefix = f"nets.{policy}.actor." if algo in ("grpo", "gigpo") else f"nets.{policy}."
     return [tuple(v.shape) for k, v in model.items() if k.startswith(prefix)]
 
 

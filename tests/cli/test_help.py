@@ -27,6 +27,7 @@ NO_SETTINGS = {
     ("shell",),
     ("shell", "exec"),
     ("shell", "check"),
+    ("envs",),
 }
 
 

@@ -54,6 +54,9 @@ BUDGET: dict[str, dict[str, str]] = {
         "plot": "false",
     },
 }
+BUDGET["dspy-rl stream auto"] = {
+    "auto.max_cycles": "1"
+}  # one cycle, then exit (the README's runs until stopped)
 BUDGET["ray job submit"] = BUDGET["dspy-rl submit"]
 # ShellEnv runs every tool call as a sandboxed command: far fewer env steps fit in the same time.
 BUDGET["dspy-rl eval env=shell"] = {"episodes": "8", "env.num_envs": "8"}
@@ -81,7 +84,15 @@ SERVERS = ("dspy-rl serve lm", "dspy-rl serve proxy", "dspy-rl serve policy", "d
 #: paths in README examples that the test creates in its scratch directory
 SCRATCH_PATHS = {"/tmp/ws": "ws"}
 #: commands run only with -m slow (Ray actors, a head node, DDP learners, sweeps)
-FAST_PREFIXES = ("dspy-rl judge", "dspy-rl eval", "dspy-rl stream ingest", "dspy-rl grpo", "dspy-rl shell")
+FAST_PREFIXES = (
+    "dspy-rl judge",
+    "dspy-rl eval",
+    "dspy-rl stream ingest",
+    "dspy-rl grpo",
+    "dspy-rl shell",
+    "dspy-rl rl",
+    "dspy-rl system",
+)
 
 
 def readme_commands() -> list[str]:

@@ -91,7 +91,7 @@ def test_constructor_arguments_are_validated(backend: str) -> None:
 def test_unknown_suite_lists_the_available_ones(make) -> None:
     with pytest.raises(
         ValueError,
-        match=r"unknown suite 'nope'.*available suites: default, easy, hard|unknown suite \"nope\".*available suites: default, easy, hard",
+        match=r"unknown suite 'nope'.*available suites: default, easy, expert, hard|unknown suite \"nope\".*available suites: default, easy, expert, hard",
     ):
         make(2, "nope")
 
