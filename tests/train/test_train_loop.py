@@ -337,15 +337,20 @@ def test_hung_env_runner_is_killed_replaced_and_resampled(ray_session, tmp_path:
             ],
             report=report,
         )
+        assert stopped
+        # >= 1: on a loaded machine a healthy runner can also pass the 15 s limit and be replaced; still exact steps
+        assert result["env_steps"] == 28672 and result["runner_replacements"] >= 1
+        try:  # Ray kills it asynchronously
+            gone, _ = psutil.wait_procs([psutil.Process(stopped[0])], timeout=120)
+            assert gone, "the hung runner's process was not killed"
+        except psutil.NoSuchProcess:
+            pass  # already gone
     finally:
         for pid in stopped:  # never leave a stopped process behind, whatever happened
             try:
                 psutil.Process(pid).kill()
             except psutil.NoSuchProcess:
                 pass
-    assert stopped
-    assert result["env_steps"] == 28672 and result["runner_replacements"] == 1
-    assert not psutil.pid_exists(stopped[0]) or psutil.Process(stopped[0]).status() == psutil.STATUS_ZOMBIE
 
 
 def test_runner_timeout_is_validated() -> None:
