@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 
 import dspy_rl
 from dspy_rl.config import compose
+from dspy_rl.dashboard.config import DashboardConfig
 from dspy_rl.envs.config import EnvConfig
 from dspy_rl.evaluation import EvalConfig
 from dspy_rl.grpo.config import GRPOTrainConfig
@@ -30,6 +31,7 @@ COMMANDS = {
     "mine": MineConfig,
     "sweep": SweepConfig,
     "judge": JudgeCommandConfig,
+    "dashboard": DashboardConfig,
 }
 #: conf/ file or group directory -> the schema its keys belong to
 SCHEMAS = {
