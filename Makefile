@@ -33,7 +33,7 @@ $(STAMP_EXT): $(STAMP_DEPS) $(RUST_SOURCES)
 
 setup: $(STAMP_EXT) system-deps ## create the virtualenv, install dependencies, build the Rust extension (idempotent)
 
-system-deps: ## system packages (Debian chromium for the dashboard's browser tests; apt-get as root, else a hint)
+system-deps: ## Debian packages: python3-pytest, git, make, patch (ShellEnv), chromium (dashboard tests), bubblewrap (bench)
 	@bash scripts/system_deps.sh
 
 build: setup ## (re)build the Rust extension in release mode
