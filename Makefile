@@ -11,7 +11,7 @@ export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup build train test test-all rust-test lint format bench bench-all pufferlib kafka-start kafka-stop clean
+.PHONY: help setup system-deps build train test test-all rust-test lint format bench bench-all pufferlib kafka-start kafka-stop clean
 
 help: ## list the targets
 	@echo "dspy-rl — make targets:"
@@ -31,7 +31,10 @@ $(STAMP_EXT): $(STAMP_DEPS) $(RUST_SOURCES)
 	$(BIN)/python -c "import dspy_rl._rust_env"
 	@touch $@
 
-setup: $(STAMP_EXT) ## create the virtualenv, install dependencies, build the Rust extension (idempotent)
+setup: $(STAMP_EXT) system-deps ## create the virtualenv, install dependencies, build the Rust extension (idempotent)
+
+system-deps: ## system packages (Debian chromium for the dashboard's browser tests; apt-get as root, else a hint)
+	@bash scripts/system_deps.sh
 
 build: setup ## (re)build the Rust extension in release mode
 	@rm -f $(STAMP_EXT) && $(MAKE) --no-print-directory $(STAMP_EXT)
@@ -46,11 +49,11 @@ train: setup ## train PPO in the simulator (env=shell_sim), then evaluate it in 
 	@echo "== real success: ShellEnv (env=shell, sandboxed commands in real workspaces) =="
 	@$(BIN)/dspy-rl eval env=shell policy=checkpoint checkpoint=$(TRAIN_DIR) episodes=114 env.num_envs=38 | grep -E "success rate|mean return"
 
-test: setup ## run the default test suite (not slow); Kafka tests need `make kafka-start` (CI does it)
-	$(BIN)/pytest -q $(ARGS)
+test: setup ## run the default test suite (not slow), with a local Kafka broker (started and stopped if none runs)
+	scripts/with_kafka.sh $(BIN)/pytest -q $(ARGS)
 
-test-all: setup ## run every test, slow ones included
-	$(BIN)/pytest -q -m "" $(ARGS)
+test-all: setup ## run every test, slow ones included (with a local Kafka broker, as `make test`)
+	scripts/with_kafka.sh $(BIN)/pytest -q -m "" $(ARGS)
 
 rust-test: ## cargo test + fmt + clippy -D warnings for rust_env/
 	cd rust_env && cargo fmt --check && cargo clippy --all-targets -q -- -D warnings && cargo test -q

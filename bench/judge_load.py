@@ -309,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     from ray import serve
 
     from dspy_rl.judges.app import deploy
+    from dspy_rl.utils.ray_local import init_ray
 
     stub, stub_url = None, None
     if args.workload == "llm-stub":
@@ -323,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
                 break
             except httpx.HTTPError:
                 time.sleep(0.2)
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+    init_ray(num_cpus=4, log_to_driver=False)  # local, listening on 127.0.0.1 only
     items = make_items(64)
     report: dict = {
         "machine": {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg()},

@@ -6,10 +6,12 @@ Needs the local broker (``scripts/kafka.sh start``). Produces ``--events`` synth
 sizes: prompts, tool calls, rewards; ~300-600 bytes each) to fresh topics, then consumes them from the start with
 a fresh consumer group, three ways, in the same run:
 
-* **ours**: :class:`dspy_rl.stream.ingest.KafkaIngester` (batched polls, validation, one SQLite transaction per
-  batch with ``synchronous=FULL``, DLQ flush, offset commit after the transaction);
-* **naive**: the textbook loop: ``json.loads`` + ``Span`` per message, one transaction per poll, commit after it;
-* **consume-only**: the same kafka-python consumer doing nothing with the records: the client's ceiling.
+* **ours <client>**: :class:`dspy_rl.stream.ingest.KafkaIngester` on confluent-kafka (librdkafka) and on
+  kafka-python (batched polls, validation, one SQLite transaction per batch with ``synchronous=FULL``, DLQ flush,
+  offset commit after the transaction), in one process and as ``ingest.workers=2`` processes;
+* **naive** (``--naive``): the textbook kafka-python loop: ``json.loads`` + ``Span`` per message, one transaction
+  per poll, commit after it;
+* **consume-only <client>**: the client doing nothing with the records: its ceiling.
 
 Prints a table with events/s (wall) and events per CPU-second of this process (less sensitive to other load on
 the machine), and writes ``bench/results/kafka_ingest.json``.
@@ -78,9 +80,12 @@ def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return ranked[len(ranked) // 2]
 
 
-def run_ours(bootstrap: str, prefix: str, events: int, db: Path, batch_size: int) -> dict[str, Any]:
+def run_ours(
+    bootstrap: str, prefix: str, events: int, db: Path, batch_size: int, client: str = "kafka-python"
+) -> dict[str, Any]:
     store = TraceStore(db, synchronous="FULL")
     cfg = IngestConfig(
+        client=client,
         bootstrap_servers=bootstrap,
         topic_prefix=prefix,
         group_id=f"bench-ours-{uuid.uuid4().hex[:8]}",
@@ -176,8 +181,29 @@ def run_consume_only(bootstrap: str, prefix: str, events: int) -> dict[str, Any]
     return {"events": n, "stored": None, "wall_s": wall, "cpu_s": cpu, "steady_events_per_s": steady}
 
 
+def run_consume_only_confluent(bootstrap: str, prefix: str, events: int) -> dict[str, Any]:
+    from dspy_rl.stream.confluent import ConfluentConsumer
+
+    consumer = ConfluentConsumer(
+        bootstrap, f"bench-rawc-{uuid.uuid4().hex[:8]}", [prefix + t for t in INGEST_TOPICS]
+    )
+    n = 0
+    first = None
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    while n < events:
+        got = len(consumer._consumer.consume(num_messages=20000, timeout=0.5))
+        if got and first is None:
+            first = time.perf_counter()
+        n += got
+    end = time.perf_counter()
+    wall, cpu = end - wall0, time.process_time() - cpu0
+    consumer.close()
+    steady = n / (end - first) if first else None
+    return {"events": n, "stored": None, "wall_s": wall, "cpu_s": cpu, "steady_events_per_s": steady}
+
+
 def run_workers_cli(
-    bootstrap: str, prefix: str, events: int, db: Path, workers: int, batch_size: int
+    bootstrap: str, prefix: str, events: int, db: Path, workers: int, batch_size: int, client: str = "auto"
 ) -> dict[str, Any]:
     """``dspy-rl stream ingest ingest.workers=N`` as a process; rates from polling the store's row count."""
     cmd = [
@@ -192,6 +218,8 @@ def run_workers_cli(
         f"stream.group_id=bench-w{workers}-{uuid.uuid4().hex[:8]}",
         f"store={db}",
         f"ingest.workers={workers}",
+        f"ingest.batch_size={batch_size}",
+        f"stream.client={client}",
     ]
     wall0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -233,11 +261,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200000)
     parser.add_argument("--bootstrap", default=os.environ.get("DSPY_RL_KAFKA", "127.0.0.1:9092"))
-    parser.add_argument("--skip-naive", action="store_true", help="skip the naive loop (it is slow)")
     parser.add_argument("--workers", type=int, default=2, help="also run `ingest.workers=N` (0: skip)")
     parser.add_argument("--rounds", type=int, default=3, help="repeat every variant; the table shows medians")
-    parser.add_argument("--batch-size", type=int, default=5000, help="records per store transaction (ours)")
+    parser.add_argument("--batch-size", type=int, default=20000, help="records per store transaction (ours)")
+    parser.add_argument(
+        "--clients", default="confluent,kafka-python", help="comma-separated client libraries"
+    )
+    parser.add_argument("--naive", action="store_true", help="also run the naive kafka-python loop")
     args = parser.parse_args(argv)
+    args.skip_naive = not args.naive
+    args.clients = [c for c in args.clients.split(",") if c]
+    if not set(args.clients) <= {"confluent", "kafka-python"} or not args.clients:
+        parser.error("--clients: a comma-separated subset of confluent,kafka-python")
     if args.events < 1000:
         parser.error("--events must be >= 1000 for a meaningful rate")
     if args.rounds < 1 or args.batch_size < 1:
@@ -250,32 +285,49 @@ def main(argv: list[str] | None = None) -> int:
     # Rounds interleave the variants, so a burst of load from other processes hits all of them alike.
     for round_ in range(args.rounds):
         with tempfile.TemporaryDirectory() as tmp:
-            runs.setdefault("ours", []).append(
-                run_ours(args.bootstrap, prefix, produced, Path(tmp) / "ours.db", args.batch_size)
-            )
+            for client in args.clients:
+                runs.setdefault(f"ours {client}", []).append(
+                    run_ours(
+                        args.bootstrap,
+                        prefix,
+                        produced,
+                        Path(tmp) / f"ours-{client}.db",
+                        args.batch_size,
+                        client,
+                    )
+                )
             if not args.skip_naive:
                 runs.setdefault("naive", []).append(
                     run_naive(args.bootstrap, prefix, produced, Path(tmp) / "naive.db")
                 )
             if args.workers > 1:
-                runs.setdefault(f"ours x{args.workers} procs", []).append(
-                    run_workers_cli(
-                        args.bootstrap,
-                        prefix,
-                        produced,
-                        Path(tmp) / "workers.db",
-                        args.workers,
-                        args.batch_size,
+                for client in args.clients:
+                    runs.setdefault(f"ours {client} x{args.workers}", []).append(
+                        run_workers_cli(
+                            args.bootstrap,
+                            prefix,
+                            produced,
+                            Path(tmp) / f"workers-{client}.db",
+                            args.workers,
+                            args.batch_size,
+                            client,
+                        )  # fmt: skip
                     )
+            if "kafka-python" in args.clients:
+                runs.setdefault("consume-only kafka-python", []).append(
+                    run_consume_only(args.bootstrap, prefix, produced)
                 )
-            runs.setdefault("consume-only", []).append(run_consume_only(args.bootstrap, prefix, produced))
+            if "confluent" in args.clients:
+                runs.setdefault("consume-only confluent", []).append(
+                    run_consume_only_confluent(args.bootstrap, prefix, produced)
+                )
         print(f"round {round_ + 1}/{args.rounds} done")
     for variant in runs.values():
         for r in variant:
             r["events_per_s"] = r["events"] / r["wall_s"]
             r["events_per_cpu_s"] = r["events"] / r["cpu_s"] if r["cpu_s"] > 0 else float("nan")  # NaN: n/a
     rows = {name: _median_run(variant) for name, variant in runs.items()}
-    header = f"{'variant (median)':<18}{'events':>9}{'stored':>9}{'wall s':>8}{'events/s':>10}{'steady/s':>10}{'ev/cpu-s':>10}"
+    header = f"{'variant (median)':<30}{'events':>9}{'stored':>9}{'wall s':>8}{'events/s':>10}{'steady/s':>10}{'ev/cpu-s':>10}"
     print("\n" + header)
     for name, r in rows.items():
         stored = "-" if r["stored"] is None else r["stored"]
@@ -283,20 +335,24 @@ def main(argv: list[str] | None = None) -> int:
         steady_s = "-" if steady is None else f"{steady:,.0f}"
         cpu = "-" if r["events_per_cpu_s"] != r["events_per_cpu_s"] else f"{r['events_per_cpu_s']:,.0f}"
         print(
-            f"{name:<18}{r['events']:>9}{stored:>9}{r['wall_s']:>8.2f}{r['events_per_s']:>10,.0f}"
+            f"{name:<30}{r['events']:>9}{stored:>9}{r['wall_s']:>8.2f}{r['events_per_s']:>10,.0f}"
             f"{steady_s:>10}{cpu:>10}"
         )
     print(
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; steady/s counts from the first stored "
         "batch to the last (excludes the consumer-group join); ev/cpu-s = events per CPU-second of this process"
     )
-    if "naive" in rows:
-        print(
-            f"\nours / naive (events/s): {rows['ours']['events_per_s'] / rows['naive']['events_per_s']:.2f}x"
-        )
-    print(
-        f"ours / consume-only (events/s): {rows['ours']['events_per_s'] / rows['consume-only']['events_per_s']:.2f}x"
-    )
+    ratios = {}
+    if {"ours confluent", "ours kafka-python"} <= rows.keys():
+        for key in ("events_per_s", "steady_events_per_s"):
+            a, b = rows["ours confluent"].get(key), rows["ours kafka-python"].get(key)
+            if a and b:
+                ratios[key] = a / b
+        print(f"\nours confluent / ours kafka-python: {ratios.get('events_per_s', float('nan')):.2f}x events/s, "
+              f"{ratios.get('steady_events_per_s', float('nan')):.2f}x steady/s (same run, same topics)")  # fmt: skip
+    if "naive" in rows and "ours kafka-python" in rows:
+        print(f"ours kafka-python / naive (events/s): "
+              f"{rows['ours kafka-python']['events_per_s'] / rows['naive']['events_per_s']:.2f}x")  # fmt: skip
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "kafka_ingest.json"
     out.write_text(
@@ -307,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
                 "variants": rows,
                 "all_runs": runs,
                 "batch_size": args.batch_size,
+                "ratios_confluent_over_kafka_python": ratios,
                 "load_avg": os.getloadavg(),
                 "cpus": os.cpu_count(),
                 "python": platform.python_version(),
@@ -316,9 +373,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     print(f"wrote {out}")
-    ok = rows["ours"]["stored"] == produced
+    short = {n: r["stored"] for n, r in rows.items() if n.startswith("ours") and r["stored"] != produced}
+    ok = not short
     if not ok:
-        print(f"ERROR: stored {rows['ours']['stored']} of {produced} events", file=sys.stderr)
+        print(f"ERROR: stored fewer than the {produced} events produced: {short}", file=sys.stderr)
     return 0 if ok else 1
 
 

@@ -191,7 +191,9 @@ def main() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+    from dspy_rl.utils.ray_local import init_ray
+
+    init_ray(num_cpus=2, log_to_driver=False)  # local, listening on 127.0.0.1 only
     try:
         cfg = PolicyServeConfig(
             checkpoint=run,

@@ -173,7 +173,9 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     import ray
 
-    ray.init(num_cpus=max(os.cpu_count() or 1, 3), include_dashboard=False, log_to_driver=False)
+    from dspy_rl.utils.ray_local import init_ray
+
+    init_ray(num_cpus=max(os.cpu_count() or 1, 3), log_to_driver=False)  # local, on 127.0.0.1 only
     try:
         ours = run_ours(args.budget_s, args.target, args.overrides, args.steps)
         rllib = run_rllib(args.budget_s, args.target, cfg)

@@ -333,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.ppo:
         import torch
 
-        from dspy_rl.cli.sweep import load_config
+        from dspy_rl.sweeps.config import load_config
 
         torch.set_num_threads(1)  # one core per trial; the cost (env steps) does not depend on it
         cfg = load_config([f"sweep={args.ppo_sweep}"])

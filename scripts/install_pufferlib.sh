@@ -140,7 +140,7 @@ CONSTRAINTS="$WORK/constraints.txt"
 # pufferlib.spaces does `import gym` (0.23.1 is the newest within its old pin); pufferlib.vector imports psutil.
 RUNTIME_DEPS=("gym==0.23.1" psutil)
 if [[ "$NO_TRAIN" == "0" ]]; then
-  RUNTIME_DEPS+=(rich rich_argparse imageio pynvml)
+  RUNTIME_DEPS+=(rich rich_argparse imageio pynvml pyro-ppl)  # pufferlib.pufferl imports pufferlib.sweep (pyro)
 fi
 "$PYTHON" -m pip install -c "$CONSTRAINTS" "${RUNTIME_DEPS[@]}"
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
+# Tests run the `dspy-rl` console script beside the interpreter (the virtualenv's bin/), also when pytest is
+# started as .venv/bin/pytest without the virtualenv activated.
+os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -18,14 +22,9 @@ def ray_session():
     """A real local Ray instance shared by every test that needs one (started on first use)."""
     import ray
 
-    if not ray.is_initialized():
-        ray.init(
-            num_cpus=4,
-            include_dashboard=False,
-            ignore_reinit_error=True,
-            log_to_driver=False,
-            _node_ip_address="127.0.0.1",
-        )
+    from dspy_rl.utils.ray_local import init_ray
+
+    init_ray(num_cpus=4, log_to_driver=False)  # local, listening on 127.0.0.1 only
     yield ray
     # Ray Serve tests may leave an app running; shut everything down at session end.
     try:

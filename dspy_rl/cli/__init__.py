@@ -23,8 +23,28 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "dspy_rl.cli.stream",
         "Kafka ingest (`stream ingest`) and continuous training (`stream train`)",
     ),
+    "rl": (
+        "dspy_rl.cli.rl",
+        "inspect: `rl report` (runs), `rl recent` (latest actions), `rl verify-storage`",
+    ),
+    "system": (
+        "dspy_rl.cli.system",
+        "capacity guard: free disk/RAM/VRAM vs the guard settings (`system guard`)",
+    ),
     "sweep": ("dspy_rl.cli.sweep", "cost-aware hyperparameter sweep with Ray Tune"),
-    "shell": ("dspy_rl.cli.shell", "real commands in the namespace sandbox: `shell exec --workspace DIR -- CMD`"),
+    "dashboard": (
+        "dspy_rl.cli.dashboard",
+        "web UI + JSON API over runs, sweeps, auto mode, the trace store and the machine",
+    ),
+    "pipeline": (
+        "dspy_rl.cli.pipeline",
+        "sweep -> train with the best config -> eval, resumable, one results page",
+    ),
+    "envs": ("dspy_rl.cli.envs", "ToolEnv suites: `envs generate` (seeded, validated), `envs check`"),
+    "shell": (
+        "dspy_rl.cli.shell",
+        "real commands in the namespace sandbox: `shell exec --workspace DIR -- CMD`",
+    ),
     "submit": ("dspy_rl.cli.submit", "submit a command as a Ray job: `dspy-rl submit -- train <overrides>`"),
 }
 
@@ -56,9 +76,17 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"dspy-rl {name}: invalid configuration: {exc}", file=sys.stderr)
         return 2
+    except NonFiniteError as exc:
+        print(f"dspy-rl {name}: stopped: {exc}", file=sys.stderr)
+        return 1
+    except CapacityError as exc:
+        print(f"dspy-rl {name}: {exc}", file=sys.stderr)
+        return 3
 
 
 from dspy_rl.config import ConfigError  # noqa: E402  (re-exported for commands)
+from dspy_rl.system.guard import CapacityError  # noqa: E402
+from dspy_rl.utils.finite import NonFiniteError  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -41,6 +41,9 @@ def _train(argv: list[str]) -> int:
     from dspy_rl.grpo.run import train
 
     cfg = to_object(compose("grpo", argv, ALIASES), GRPOTrainConfig)
+    from dspy_rl.system.guard import enforce
+
+    enforce(cfg.guard, cfg.resume or cfg.run_dir or "runs", what="grpo train run")
     try:
         summary = train(cfg)
     except (DatasetError, FileNotFoundError) as exc:
@@ -55,7 +58,7 @@ def _mine(argv: list[str]) -> int:
     from dspy_rl.traces.mining import ALIASES as MINE_ALIASES
     from dspy_rl.traces.mining import MineConfig, mine
     from dspy_rl.traces.mining import __doc__ as mine_doc
-    from dspy_rl.traces.store import TraceStore
+    from dspy_rl.traces.store import TraceStore, check_store_path
 
     if wants_help(argv):
         print(
@@ -75,6 +78,7 @@ def _mine(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
+    check_store_path(cfg.db, "db")  # a file that is not SQLite: one line, before any work
     with TraceStore(cfg.db) as store:
         report = mine(store, cfg)
     print(json.dumps(dataclasses.asdict(report), indent=1))

@@ -48,10 +48,10 @@ def _config(argv: list[str]):
 
 def serve_judges(argv: list[str]) -> int:
     cfg = _config(argv)
-    import ray
     from ray import serve
 
     from dspy_rl.judges.app import deploy
+    from dspy_rl.utils.ray_local import init_ray
 
     try:
         from dspy_rl.judges.app import resolve_token
@@ -59,8 +59,7 @@ def serve_judges(argv: list[str]) -> int:
         resolve_token(cfg)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    if not ray.is_initialized():
-        ray.init(address=cfg.ray_address, include_dashboard=False, ignore_reinit_error=True)
+    init_ray(cfg.ray_address, cfg.node_ip)  # a local instance listens on 127.0.0.1 only
     judges = ", ".join(f"{n} ({s.kind}, w={s.weight:g})" for n, s in cfg.enabled_judges().items())
     print(f"dspy-rl serve: judges {judges}; autoscaling={cfg.autoscaling}; deadline {cfg.deadline_s:g}s")
     print(

@@ -12,22 +12,28 @@ import argparse
 import json
 import sys
 
+from dspy_rl.cli.help import HELP_FLAGS, render, wants_help
+
 SUBCOMMANDS = {
     "exec": "run one command in a fresh sandbox around --workspace and print a JSON result",
     "check": "check that this kernel allows the sandbox (user/mount/pid/net namespaces, seccomp, Landlock)",
 }
 
 
-def _usage() -> str:
-    lines = ["usage: dspy-rl shell <subcommand> ...", "", "subcommands:"]
-    lines += [f"  {k:<6} {v}" for k, v in SUBCOMMANDS.items()]
-    return "\n".join(lines)
-
-
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, not argparse's usage dump
         print(f"dspy-rl shell exec: {message} (see `dspy-rl shell exec --help`)", file=sys.stderr)
         raise SystemExit(2)
+
+
+def _exec_parser() -> _Parser:
+    p = _Parser(prog="dspy-rl shell exec", description="Run CMD in a fresh sandbox; print a JSON result.")
+    p.add_argument("--workspace", required=True, help="directory mounted read-write at /workspace (the cwd)")
+    p.add_argument("--timeout", type=float, default=10.0, help="wall-clock limit, seconds (default 10)")
+    p.add_argument("--max-output", type=int, default=65536, help="bytes of stdout/stderr kept each")
+    p.add_argument("--env", action="append", default=[], metavar="K=V", help="extra environment variable")
+    p.add_argument("--stdin", action="store_true", help="pass this process's stdin to the command")
+    return p
 
 
 def _exec(argv: list[str]) -> int:
@@ -38,12 +44,10 @@ def _exec(argv: list[str]) -> int:
         opts, cmd = argv[:split], argv[split + 1 :]
     else:
         opts, cmd = argv, []
-    p = _Parser(prog="dspy-rl shell exec", description="Run CMD in a fresh sandbox; print a JSON result.")
-    p.add_argument("--workspace", required=True, help="directory mounted read-write at /workspace (the cwd)")
-    p.add_argument("--timeout", type=float, default=10.0, help="wall-clock limit, seconds (default 10)")
-    p.add_argument("--max-output", type=int, default=65536, help="bytes of stdout/stderr kept each")
-    p.add_argument("--env", action="append", default=[], metavar="K=V", help="extra environment variable")
-    p.add_argument("--stdin", action="store_true", help="pass this process's stdin to the command")
+    p = _exec_parser()
+    if wants_help(opts):
+        print(render(p.format_help()))
+        return 0
     ns = p.parse_args(opts)
     if not cmd:
         p.error("no command given; put it after `--`, e.g. `dspy-rl shell exec --workspace . -- ls -la`")
@@ -71,6 +75,9 @@ def _exec(argv: list[str]) -> int:
 def _check(argv: list[str]) -> int:
     from dspy_rl.shell.sandbox import SandboxUnavailable, check_support
 
+    if wants_help(argv):
+        print(render(f"usage: dspy-rl shell check\n\n{SUBCOMMANDS['check']}"))
+        return 0
     if argv:
         print(f"dspy-rl shell check: takes no arguments, got {' '.join(argv)}", file=sys.stderr)
         return 2
@@ -85,8 +92,8 @@ def _check(argv: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(_usage())
+    if not argv or argv[0] in HELP_FLAGS:
+        print(render(__doc__, subcommands=SUBCOMMANDS))
         return 0
     sub, rest = argv[0], argv[1:]
     if sub == "exec":

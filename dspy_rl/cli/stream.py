@@ -4,6 +4,8 @@ dspy-rl stream ingest stream=kafka ingest.idle_timeout_s=30     # Kafka -> trace
 dspy-rl stream ingest                                           # the embedded JSONL sample -> trace store
 dspy-rl stream train --continuous --max-iterations 5            # ingest -> mine -> GRPO -> agent.metrics
 dspy-rl stream train --continuous stream=kafka                  # the same loop on the broker
+dspy-rl stream train --rl-steps 4096 --grpo-steps 4 --continuous --max-iterations 3 --model tiny-gpt2  # PPO + GRPO
+dspy-rl stream auto --period-sec 600 --hours 48 --min-groups 32 --hierarchical --port 0  # cycles, HTTP control
 dspy-rl stream produce stream=kafka stream.events_file=ev.jsonl  # publish a JSONL file of events to Kafka
 dspy-rl stream export --out traces_export                        # traces/YYYYMMDD/<agent>/<trace>.json
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -34,15 +37,30 @@ ALIASES = {
     "events_file": "stream.events_file",
     "topic_prefix": "stream.topic_prefix",
     "group_id": "stream.group_id",
+    "client": "stream.client",
     "hours": "mine.hours",
     "level": "mine.level",
     "idle_timeout": "ingest.idle_timeout_s",
     "max_events": "ingest.max_events",
+    "period_sec": "auto.period_sec",
+    "min_groups": "auto.min_groups",
+    "hierarchical": "auto.hierarchical",
+    "apply_policy": "auto.apply_policy",
+    "workspace": "auto.workspace",
+    "state_dir": "auto.state_dir",
+    "max_cycles": "auto.max_cycles",
+    "port": "auto.http_port",
+    "token": "auto.http_token",
+    "paused": "auto.paused",
+    "model": "train.model",
+    "rl_steps": "rl_steps",
+    "grpo_steps": "grpo_steps",
 }
 SUBCOMMANDS = {
     "ingest": "consume span events (Kafka or a JSONL file) into the trace store",
     "train": "ingest -> mine -> GRPO update -> publish metrics (--continuous: for max_iterations)",
     "produce": "publish a JSONL file of span events to Kafka",
+    "auto": "mine + GRPO cycles on a cadence, one policy per level, HTTP control (--port)",
     "export": "write the store's traces as JSON files (--out DIR)",
 }
 
@@ -68,6 +86,7 @@ def _ingest_config(cfg: StreamConfig, **overrides: Any) -> Any:
         bootstrap_servers=str(cfg.stream.bootstrap_servers),
         group_id=cfg.stream.group_id,
         topic_prefix=cfg.stream.topic_prefix,
+        client=cfg.stream.client,
         **overrides,
     )
 
@@ -108,12 +127,16 @@ def _ingest(cfg: StreamConfig) -> int:
 
 
 def _train(cfg: StreamConfig) -> int:
-    from dspy_rl.stream.bus import FileBus, KafkaBus
+    from dspy_rl.stream.bus import FileBus
+    from dspy_rl.stream.clients import make_bus
     from dspy_rl.stream.continuous import TextGRPOIteration, run_continuous
     from dspy_rl.traces.mining import MineConfig
     from dspy_rl.traces.store import TraceStore
 
     run_dir = Path(cfg.run_dir or Path("runs") / "stream" / time.strftime("%Y%m%d-%H%M%S"))
+    from dspy_rl.system.guard import enforce
+
+    enforce(cfg.guard, run_dir, what="stream train run")
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(_as_dict(cfg), indent=1))
     store = TraceStore(cfg.store, synchronous=cfg.synchronous)
@@ -123,7 +146,9 @@ def _train(cfg: StreamConfig) -> int:
         if cfg.stream.kind == "kafka":
             from dspy_rl.stream.ingest import KafkaIngester
 
-            bus: Any = KafkaBus(str(cfg.stream.bootstrap_servers), topic_prefix=cfg.stream.topic_prefix)
+            bus: Any = make_bus(
+                str(cfg.stream.bootstrap_servers), cfg.stream.client, topic_prefix=cfg.stream.topic_prefix
+            )
             ingester = KafkaIngester(store, _ingest_config(cfg), dlq_bus=bus)
             closers.append(ingester.close)
 
@@ -153,13 +178,23 @@ def _train(cfg: StreamConfig) -> int:
         t = cfg.train
         trainer = TextGRPOIteration(
             run_dir,
+            level=cfg.mine.level,
+            steps=cfg.grpo_steps,
+            model=t.model,
+            device=t.device,
             batch_groups=t.batch_groups,
             lr=t.lr,
             kl_target=t.kl_target,
             kl_warmup=t.kl_warmup,
             updates_per_batch=t.updates_per_batch,
             seed=t.seed,
+            keep_checkpoints=t.keep_checkpoints,
         )
+        rl_phase = None
+        if cfg.rl_steps > 0:
+            from dspy_rl.stream.rl_phase import PPOPhase
+
+            rl_phase = PPOPhase(run_dir / "rl", cfg.rl_steps, cfg.rl_overrides)
         mine_cfg = MineConfig(
             db=cfg.store,
             out=str(run_dir / "groups.jsonl"),
@@ -177,6 +212,8 @@ def _train(cfg: StreamConfig) -> int:
             mine_config=mine_cfg,
             bus=bus if cfg.publish_metrics else None,
             should_stop=lambda: stop["requested"],
+            rl_phase=rl_phase,
+            keep_group_files=cfg.keep_group_files,
         )
     finally:
         for close in reversed(closers):
@@ -191,8 +228,71 @@ def _train(cfg: StreamConfig) -> int:
     return 0
 
 
+def _auto(cfg: StreamConfig) -> int:
+    from dataclasses import asdict
+
+    from dspy_rl.stream.apply_policy import check_available
+    from dspy_rl.stream.auto import AutoOptions, AutoRunner
+    from dspy_rl.stream.control import ControlServer
+    from dspy_rl.stream.level_trainer import LevelTrainOptions
+    from dspy_rl.traces.mining import LEVELS
+
+    a = cfg.auto
+    if a.apply_policy:
+        reason = check_available(a.workspace)
+        if reason is not None:
+            print(f"dspy-rl stream auto: {reason}", file=sys.stderr)
+            return 2
+    t = cfg.train
+    options = AutoOptions(
+        store=cfg.store,
+        state_dir=a.state_dir,
+        levels=list(LEVELS) if a.hierarchical else [cfg.mine.level],
+        period_sec=a.period_sec,
+        hours=cfg.mine.hours,
+        min_groups=a.min_groups,
+        min_candidates=cfg.mine.min_candidates,
+        max_candidates=cfg.mine.max_candidates,
+        max_cycles=a.max_cycles,
+        keep_group_files=cfg.keep_group_files,
+        paused=a.paused,
+        apply_policy=a.apply_policy,
+        workspace=a.workspace,
+        guard=cfg.guard,
+        train=LevelTrainOptions(
+            **{k: v for k, v in asdict(t).items() if k in LevelTrainOptions.__dataclass_fields__}
+        ),
+        synchronous=cfg.synchronous,
+    )
+    try:
+        runner = AutoRunner(options)
+    except ValueError as exc:
+        print(f"dspy-rl stream auto: {exc}", file=sys.stderr)
+        return 2
+    server = None
+    if a.http_port is not None:
+        try:
+            token = a.http_token or os.environ.get("DSPY_RL_AUTO_TOKEN") or None
+            server = ControlServer(runner, a.http_host, a.http_port, token)
+        except OSError as exc:
+            print(f"dspy-rl stream auto: cannot serve the control API on {a.http_host}:{a.http_port} ({exc}); "
+                  "pick another auto.http_port (0: a free one)", file=sys.stderr)  # fmt: skip
+            return 2
+        print(json.dumps({"control": server.url, "state_dir": a.state_dir}), flush=True)
+    _on_stop(runner.stop)
+    try:
+        cycles = runner.run()
+    finally:
+        if server is not None:
+            server.close()
+    print(json.dumps({"state_dir": a.state_dir, "cycles_run": cycles, "cycle": runner.state["cycle"],
+                      "last_cycle": runner.state.get("last_cycle")}, default=str))  # fmt: skip
+    return 0
+
+
 def _produce(cfg: StreamConfig) -> int:
-    from dspy_rl.stream.bus import BusSink, KafkaBus
+    from dspy_rl.stream.bus import BusSink
+    from dspy_rl.stream.clients import make_bus
     from dspy_rl.stream.file_source import SAMPLE_EVENTS
     from dspy_rl.traces.spans import MalformedEvent, parse_event
 
@@ -201,7 +301,9 @@ def _produce(cfg: StreamConfig) -> int:
     if not path.is_file():
         print(f"dspy-rl stream produce: events file {str(path)!r} does not exist", file=sys.stderr)
         return 2
-    sink = BusSink(KafkaBus(str(cfg.stream.bootstrap_servers), topic_prefix=cfg.stream.topic_prefix))
+    sink = BusSink(
+        make_bus(str(cfg.stream.bootstrap_servers), cfg.stream.client, topic_prefix=cfg.stream.topic_prefix)
+    )
     sent = skipped = 0
     with path.open("rb") as f:
         for lineno, raw in enumerate(f, start=1):
@@ -276,10 +378,20 @@ def main(argv: list[str]) -> int:
                 rest = rest[:i] + rest[i + 1 :]
                 break
     cfg: StreamConfig = to_object(compose("stream", rest, ALIASES), StreamConfig)
+    if cfg.stream.kind == "kafka" and sub in ("ingest", "train", "produce"):
+        from dspy_rl.stream.broker import BrokerUnavailable, wait_for_broker
+
+        try:
+            wait_for_broker(str(cfg.stream.bootstrap_servers), cfg.ingest.broker_wait_s)
+        except BrokerUnavailable as exc:
+            print(f"dspy-rl stream {sub}: {exc}", file=sys.stderr)
+            return 2
     if sub == "ingest":
         return _ingest(cfg)
     if sub == "train":
         return _train(cfg)
+    if sub == "auto":
+        return _auto(cfg)
     if sub == "produce":
         return _produce(cfg)
     return _export(cfg, out)

@@ -22,6 +22,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(render(__doc__, "train", TrainConfig))
         return 0
     cfg = load_config(argv)
+    from dspy_rl.system.guard import enforce
+
+    enforce(cfg.guard, cfg.resume or cfg.run_dir or "runs", what="train run")
     result = Trainer(cfg).run()
     reached = result["reached_0.9"]
     milestone = (
@@ -29,6 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if reached
         else "success rate did not reach 0.9 in this run"
     )
+    if result.get("converged_reason"):
+        print(f"converged: {result['converged_reason']}")
     print(
         f"{result['status']}: env_steps={result['env_steps']:,} success_rate={result['success_rate']:.3f} "
         f"episode_return={result['episode_return']:.2f} wall_s={result['wall_s']:.1f}; {milestone}\n"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dspy_rl.config import require
+from dspy_rl.config import ConfigError, require
+from dspy_rl.envs.reference import MAX_NUM_ENVS  # the Rust core refuses more the same way
 
 
 @dataclass
@@ -31,8 +32,19 @@ class EnvConfig:
             self.backend,
             "'rust', 'python', 'auto' or 'shell'",
         )
-        require(self.num_envs >= 1, "env.num_envs", self.num_envs, "an integer >= 1")
+        require(
+            1 <= self.num_envs <= MAX_NUM_ENVS,
+            "env.num_envs",
+            self.num_envs,
+            f"an integer in [1, {MAX_NUM_ENVS}]",
+        )
         require(self.num_threads >= 0, "env.num_threads", self.num_threads, "an integer >= 0")
+        from dspy_rl.envs.suite import SuiteError, resolve_suite
+
+        try:
+            resolve_suite(self.suite)
+        except SuiteError as exc:
+            raise ConfigError(f"env.suite={self.suite!r} is not allowed: {exc}") from None
         require(
             self.invalid_action in ("error", "penalty"),
             "env.invalid_action",

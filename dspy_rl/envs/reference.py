@@ -58,6 +58,11 @@ def check_seed(seed: object) -> int:
     return int(seed)
 
 
+#: Most envs one VecToolEnv holds, and most threads it starts (the Rust backend and the config use the same).
+MAX_NUM_ENVS = 1 << 20
+MAX_THREADS = 1024
+
+
 def check_actions(values: object, num_envs: int, name: str) -> list[int]:
     """Validate an action array (int32/int64 numpy array of shape (num_envs,)) and return it as a list."""
     if not isinstance(values, np.ndarray):
@@ -83,10 +88,20 @@ class PyVecToolEnv:
         invalid_action: str = "error",
         episode_len: int | None = None,
     ) -> None:
-        if isinstance(num_envs, bool) or not isinstance(num_envs, int | np.integer) or num_envs < 1:
-            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
-        if isinstance(num_threads, bool) or not isinstance(num_threads, int | np.integer) or num_threads < 0:
-            raise ValueError(f"num_threads must be an integer >= 0 (0 = all cores), got {num_threads!r}")
+        if (
+            isinstance(num_envs, bool)
+            or not isinstance(num_envs, int | np.integer)
+            or not 1 <= num_envs <= MAX_NUM_ENVS
+        ):
+            raise ValueError(f"num_envs must be an integer in [1, {MAX_NUM_ENVS}], got {num_envs!r}")
+        if (
+            isinstance(num_threads, bool)
+            or not isinstance(num_threads, int | np.integer)
+            or not 0 <= num_threads <= MAX_THREADS
+        ):
+            raise ValueError(
+                f"num_threads must be an integer in [0, {MAX_THREADS}] (0 = all cores), got {num_threads!r}"
+            )
         if invalid_action not in INVALID_ACTION_MODES:
             raise ValueError(f"invalid_action must be one of {INVALID_ACTION_MODES}, got {invalid_action!r}")
         self._suite: Suite = load_suite(suite)

@@ -210,29 +210,36 @@ def relevant_facts(goal: int, tools: tuple[Tool, ...]) -> int:
         relevant = grown
 
 
-def plan(start: int, goal: int, relevant: int, tools: tuple[Tool, ...]) -> tuple[int, ...] | None:
+def plan(
+    start: int, goal: int, relevant: int, tools: tuple[Tool, ...], limit: int = MAX_PLAN_STATES
+) -> tuple[int, ...] | None:
     """Shortest tool sequence from ``start`` to a state holding ``goal``, assuming every call succeeds.
 
     Breadth-first over fact sets; tools are tried in catalog order and the first path found to a state wins, so
     the plan is unique and both backends compute the same one. ``None`` when the goal is unreachable.
-    Raises ``OverflowError`` after visiting ``MAX_PLAN_STATES`` fact sets.
+    Raises ``OverflowError`` after visiting ``limit`` fact sets (the loaders use ``MAX_PLAN_STATES``).
     """
     if start & goal == goal:
         return ()
+    # Tools without a relevant effect never apply: skip them once here instead of at every state (same order).
+    usable = [
+        (index, tool.requires, tool.adds & relevant)
+        for index, tool in enumerate(tools)
+        if tool.adds & relevant
+    ]
     parent: dict[int, tuple[int, int]] = {start: (start, -1)}
     queue = deque([start])
     while queue:
         state = queue.popleft()
-        for index, tool in enumerate(tools):
-            adds = tool.adds & relevant
-            if state & tool.requires != tool.requires or adds & ~state == 0:
+        for index, requires, adds in usable:
+            if state & requires != requires or adds & ~state == 0:
                 continue
             nxt = state | adds
             if nxt in parent:
                 continue
             parent[nxt] = (state, index)
-            if len(parent) > MAX_PLAN_STATES:
-                raise OverflowError(f"planning visited more than {MAX_PLAN_STATES} fact sets")
+            if len(parent) > limit:
+                raise OverflowError(f"planning visited more than {limit} fact sets")
             if nxt & goal == goal:
                 steps = []
                 while nxt != start:

@@ -8,6 +8,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 
 from dspy_rl.config import require
+from dspy_rl.system.guard import GuardConfig
 from dspy_rl.utils.run_logger import LoggingConfig
 
 
@@ -93,6 +94,11 @@ class GRPOTrainConfig:
     """Write an (atomic) checkpoint every this many steps, and at the end."""
     eval_every: int = 0
     """Online mode: every this many steps, mean reward of one sampled completion per task prompt; 0 disables."""
+    guard: GuardConfig = field(default_factory=GuardConfig)
+    """Capacity guard checked before the run starts (free disk at the run directory, RAM, VRAM)."""
+    heldout_fraction: float = 0.0
+    """Offline mode: share of the groups held out of training; the policy's ranking of their candidates (top-1
+    accuracy, policy-weighted reward) is measured before and after training (dspy_rl/grpo/heldout.py). 0: off."""
 
     def __post_init__(self) -> None:
         require(self.mode in ("offline", "online"), "mode", self.mode, "'offline' or 'online'")
@@ -147,6 +153,9 @@ class GRPOTrainConfig:
         )
         require(self.ckpt_every >= 1, "ckpt_every", self.ckpt_every, "an int >= 1")
         require(self.eval_every >= 0, "eval_every", self.eval_every, "an int >= 0")
+        require(
+            0 <= self.heldout_fraction < 1, "heldout_fraction", self.heldout_fraction, "a float in [0, 1)"
+        )
         require(
             self.tiny_layers >= 1 and self.tiny_heads >= 1 and self.tiny_embd % self.tiny_heads == 0,
             "tiny_embd",

@@ -31,15 +31,17 @@ import torch
 from dspy_rl.config import ConfigError, asdict
 from dspy_rl.grpo.config import GRPOTrainConfig
 from dspy_rl.grpo.dataset import GroupSampler, flatten_groups, load_groups
+from dspy_rl.grpo.heldout import ranking_metrics, split_groups
 from dspy_rl.grpo.online import evaluate, sample_groups
 from dspy_rl.grpo.policy import build_policy, load_policy
 from dspy_rl.grpo.rewards import RewardFn, resolve_reward_fn
 from dspy_rl.grpo.tasks import load_task
 from dspy_rl.grpo.trainer import GRPOTextTrainer
-from dspy_rl.utils.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from dspy_rl.utils.checkpoint import latest_checkpoint, load_latest_checkpoint, save_checkpoint
 from dspy_rl.utils.device import resolve_device as _resolve_device
 from dspy_rl.utils.run_dir import new_run_dir, write_config
 from dspy_rl.utils.run_logger import Panel, RunLogger
+from dspy_rl.utils.run_status import write_status
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +55,8 @@ class RunSummary:
     first_reward_mean: float | None
     last_reward_mean: float | None
     eval_reward: dict[int, float] = field(default_factory=dict)
+    heldout_before: dict[str, float] | None = None
+    heldout_after: dict[str, float] | None = None
     dataset: dict[str, Any] | None = None
     samples_per_s: float = 0.0
 
@@ -114,12 +118,18 @@ def train(cfg: GRPOTrainConfig, reward_fn: RewardFn | None = None) -> RunSummary
 
     # ----- data source -----
     groups = report = task = None
+    heldout: list[Any] = []
     if cfg.mode == "offline":
         groups, report = load_groups(cfg.dataset, on_bad_line=cfg.on_bad_line)  # type: ignore[arg-type]
         (run_dir / "dataset_report.json").write_text(
             json.dumps({**report.as_dict(), "bad": [b.__dict__ for b in report.bad]}, indent=1)
         )
         texts = [t for g in groups for t in (g.prompt, *(c.text for c in g.candidates))]
+        if cfg.heldout_fraction > 0:
+            try:
+                groups, heldout = split_groups(groups, cfg.heldout_fraction, cfg.seed)
+            except ValueError as exc:
+                raise ConfigError(f"heldout_fraction={cfg.heldout_fraction}: {exc}") from None
         sampler = GroupSampler(len(groups), cfg.batch_groups, cfg.seed)
     else:
         if cfg.task.startswith("shell:"):
@@ -168,10 +178,14 @@ def train(cfg: GRPOTrainConfig, reward_fn: RewardFn | None = None) -> RunSummary
 
     resume_step = None
     metrics_rows = None
+    heldout_before: dict[str, float] | None = None
     if resuming:
-        state = load_checkpoint(latest_checkpoint(run_dir))
+        found = load_latest_checkpoint(run_dir)  # falls back past a damaged latest checkpoint, with a warning
+        assert found is not None  # _prepare_run_dir checked that there is one
+        _, state = found
         trainer.load_state_dict(state["trainer"])
         sampler.consumed = int(state["sampler_consumed"])
+        heldout_before = state.get("heldout_before")
         _set_rng_state(state["rng"], gen)
         resume_step = trainer.step
         metrics_rows = int(state["metrics_rows"])
@@ -189,6 +203,7 @@ def train(cfg: GRPOTrainConfig, reward_fn: RewardFn | None = None) -> RunSummary
                 "sampler_consumed": sampler.consumed,
                 "rng": _rng_state(gen),
                 "metrics_rows": metrics_log.rows,
+                "heldout_before": heldout_before,
                 "config": asdict(cfg),
             },
         )
@@ -209,6 +224,10 @@ def train(cfg: GRPOTrainConfig, reward_fn: RewardFn | None = None) -> RunSummary
         str(run_dir), trainer.step, None, None, dataset=None if report is None else report.as_dict()
     )
     eval_prompts = task.prompts if task is not None else []
+    if heldout and not resuming:
+        heldout_before = ranking_metrics(policy, heldout)
+        metrics_log.log(0, {f"heldout/{k}": v for k, v in heldout_before.items()})
+        logger.info("held-out groups before training: %s", heldout_before)
 
     def run_eval() -> None:
         assert task is not None and reward_fn is not None
@@ -222,6 +241,7 @@ def train(cfg: GRPOTrainConfig, reward_fn: RewardFn | None = None) -> RunSummary
     try:
         if cfg.mode == "online" and cfg.eval_every and trainer.step == 0:
             run_eval()
+        write_status(run_dir, "running", kind="grpo", steps=cfg.steps)
         while trainer.step < cfg.steps:
             t0 = time.perf_counter()
             idx = sampler.next_batch()
@@ -262,6 +282,12 @@ def train(cfg: GRPOTrainConfig, reward_fn: RewardFn | None = None) -> RunSummary
             if trainer.step % cfg.ckpt_every == 0 and trainer.step < cfg.steps:
                 checkpoint()
         checkpoint()
+        if heldout:
+            after = ranking_metrics(policy, heldout)
+            metrics_log.log(trainer.step, {f"heldout/{k}": v for k, v in after.items()})
+            summary.heldout_before, summary.heldout_after = heldout_before, after
+            logger.info("held-out groups after training: %s", after)
+        write_status(run_dir, "completed", kind="grpo", step=trainer.step)
     finally:
         metrics_log.close()
     elapsed = time.perf_counter() - t_start

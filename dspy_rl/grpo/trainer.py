@@ -18,6 +18,7 @@ from torch import nn
 
 from dspy_rl.grpo.config import GRPOTrainConfig
 from dspy_rl.learners.grpo import group_advantages, grpo_loss, kl_coef, no_signal_groups
+from dspy_rl.utils.finite import raise_if_nonfinite
 
 
 class GRPOTextTrainer:
@@ -128,8 +129,14 @@ class GRPOTextTrainer:
                         torch.stack([p.grad.norm() for p in policy.parameters() if p.grad is not None])
                     )
                 )
-            self.optimizer.step()
             out_metrics = {**out.metrics(), "grad_norm": grad_norm}
+            # before the optimizer step: the weights stay those of the last good step
+            raise_if_nonfinite(
+                out_metrics,
+                f"step {self.step + 1} (text policy)",
+                "the weights were not updated with them and the last checkpoint is kept",
+            )
+            self.optimizer.step()
         return out_metrics
 
     def state_dict(self) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import asyncio
 import concurrent.futures
 import hashlib
 import hmac
+import json
 import logging
 import os
 from typing import Any
@@ -93,6 +94,62 @@ class JudgeReplica:
 
 api = FastAPI(title="dspy-rl judges")
 
+#: Deepest nesting of arrays/objects a request body may have (an item needs 3: list, item, context object).
+MAX_JSON_DEPTH = 8
+
+
+def _depth_ok(raw: bytes, limit: int) -> bool:
+    """Whether the JSON text ``raw`` nests arrays/objects at most ``limit`` deep (brackets inside strings do not
+    count). Checked before parsing, so that no nesting reaches the parser's recursion."""
+    depth, in_string, escaped = 0, False, False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > limit:
+                return False
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return True
+
+
+def parse_json_body(raw: bytes) -> Any:
+    """A request body as JSON, or an :class:`HTTPException` (400 for bad encodings, 422 for bad JSON) whose text
+    says what is wrong without echoing parser internals."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HTTPException(
+            400, f"body is not UTF-8 (bad byte at offset {exc.start}); send UTF-8 JSON"
+        ) from None
+    if not _depth_ok(raw, MAX_JSON_DEPTH):
+        raise HTTPException(422, f"body nests arrays/objects deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc).splitlines()[0][:120]
+        raise HTTPException(422, f"body is not valid JSON{where}: {reason}") from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+@api.exception_handler(Exception)
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    """An unexpected error is logged here and answered without its text (which may carry node addresses)."""
+    logger.exception("internal error on %s %s", request.method, request.url.path)
+    return JSONResponse({"detail": "internal error in the judge service; see its log"}, status_code=500)
+
 
 async def _call_judge(handle: DeploymentHandle, payload: list[dict[str, Any]]) -> list[dict[str, Any]]:
     response = handle.score.remote(payload)
@@ -121,12 +178,14 @@ class JudgeEnsemble:
         max_batch: int,
         token_sha256: str | None = None,
         shed: dict[str, dict[str, Any]] | None = None,
+        max_body_bytes: int = 4 << 20,
     ) -> None:
         self.judges = judges
         self.weights = weights
         self.deadline_s = deadline_s
         self.max_text_chars = max_text_chars
         self.max_batch = max_batch
+        self.max_body_bytes = max_body_bytes
         self.token_sha256 = token_sha256
         self.limiters = {name: ConcurrencyLimiter(LimiterConfig(**cfg)) for name, cfg in (shed or {}).items()}
 
@@ -169,10 +228,23 @@ class JudgeEnsemble:
         return await judge_batch(calls, self.weights, len(items), self.deadline_s, self.limiters)
 
     async def _body(self, request: Request) -> Any:
-        try:
-            return await request.json()
-        except ValueError as exc:
-            raise HTTPException(422, f"body is not valid JSON: {exc}") from exc
+        """The JSON body, read up to ``max_body_bytes`` (413 beyond), strict UTF-8 (400 otherwise), nested at
+        most :data:`MAX_JSON_DEPTH` deep (422)."""
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise HTTPException(
+                413,
+                f"body of {int(declared)} bytes; the limit is {self.max_body_bytes} (serve.max_body_bytes)",
+            )
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise HTTPException(
+                    413, f"body over {self.max_body_bytes} bytes, the limit (serve.max_body_bytes)"
+                )
+            chunks.append(chunk)
+        return parse_json_body(b"".join(chunks))
 
     @api.post("/judge")
     async def judge_one(self, request: Request) -> JSONResponse:
@@ -267,6 +339,7 @@ def build_app(cfg: ServeConfig, token: str | None = None) -> serve.Application:
         cfg.max_batch,
         _token_hash(token) if token else None,
         shed,
+        cfg.max_body_bytes,
     )
 
 
@@ -284,7 +357,11 @@ def resolve_token(cfg: ServeConfig) -> str | None:
 
 
 def deploy(cfg: ServeConfig, blocking: bool = False) -> DeploymentHandle:
-    """Start Serve on ``cfg.host:cfg.port`` (Ray must be initialized) and run the app; returns the ingress handle."""
+    """Start Serve on ``cfg.host:cfg.port`` and run the app; returns the ingress handle. Ray is started on
+    loopback (:func:`~dspy_rl.utils.ray_local.init_ray`) unless it is already initialized."""
+    from dspy_rl.utils.ray_local import init_ray
+
+    init_ray(cfg.ray_address, cfg.node_ip)
     serve.start(http_options={"host": cfg.host, "port": cfg.port})
     app = build_app(cfg, resolve_token(cfg))
     handle = serve.run(app, name=cfg.app_name, route_prefix=cfg.route_prefix, blocking=blocking)

@@ -8,6 +8,7 @@ with a synchronous ``score_batch``; the Serve layer (:mod:`dspy_rl.judges.app`) 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -15,6 +16,69 @@ from typing import Any, Protocol, runtime_checkable
 
 class InvalidItem(ValueError):
     """A judge item is missing a field, has the wrong type, or is too long."""
+
+
+#: Outcomes ``context.tool_results`` may list (the rubric judge's tool reward scores each).
+TOOL_RESULTS = ("success", "error", "empty")
+#: Most entries of ``context.tool_results``.
+MAX_TOOL_RESULTS = 4096
+#: ``context.coordination`` fields: (type check, range check, what is allowed).
+_COORDINATION: dict[str, tuple[Any, Any, str]] = {
+    "rounds": (int, lambda v: 1 <= v <= 1_000_000, "an integer in [1, 1000000]"),
+    "quality": ((int, float), lambda v: math.isfinite(v) and 0.0 <= v <= 1.0, "a number in [0, 1]"),
+    "consensus": (bool, lambda v: True, "true or false"),
+    "tokens": (int, lambda v: 0 <= v <= 10**12, "an integer in [0, 10^12]"),
+}
+
+
+def _check_context(context: Any) -> dict[str, Any]:
+    """The validated ``context`` of an item: only ``tool_results`` (a list of :data:`TOOL_RESULTS`) and
+    ``coordination`` (``{rounds, quality, consensus, tokens}``), each checked for type, range and size here, at
+    the service's edge, so that no judge ever fails on a client's malformed context."""
+    if context is None:
+        return {}
+    if not isinstance(context, Mapping):
+        raise InvalidItem(f"field 'context' must be an object, got {type(context).__name__}")
+    unknown = set(context) - {"tool_results", "coordination"}
+    if unknown:
+        shown = sorted(str(k)[:40] for k in unknown)[:5]
+        raise InvalidItem(f"unknown context field(s) {shown}; allowed: tool_results, coordination")
+    if "tool_results" in context:
+        results = context["tool_results"]
+        if not isinstance(results, list):
+            raise InvalidItem(
+                f"context.tool_results must be a list of {'/'.join(TOOL_RESULTS)}, got {type(results).__name__}"
+            )
+        if len(results) > MAX_TOOL_RESULTS:
+            raise InvalidItem(
+                f"context.tool_results has {len(results)} entries; the limit is {MAX_TOOL_RESULTS}"
+            )
+        for i, r in enumerate(results):
+            if not isinstance(r, str) or r not in TOOL_RESULTS:
+                shown = repr(r)[:40] if isinstance(r, str) else type(r).__name__
+                raise InvalidItem(
+                    f"context.tool_results[{i}] is {shown}; expected one of {', '.join(TOOL_RESULTS)}"
+                )
+    if "coordination" in context:
+        coord = context["coordination"]
+        if not isinstance(coord, Mapping):
+            raise InvalidItem(
+                f"context.coordination must be an object with rounds/quality/consensus/tokens, got "
+                f"{type(coord).__name__}"
+            )
+        extra = set(coord) - set(_COORDINATION)
+        if extra:
+            shown = sorted(str(k)[:40] for k in extra)[:5]
+            raise InvalidItem(
+                f"unknown context.coordination field(s) {shown}; allowed: {', '.join(_COORDINATION)}"
+            )
+        for key, value in coord.items():
+            kind, in_range, allowed = _COORDINATION[key]
+            type_ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+            if not type_ok or not in_range(value):
+                shown = repr(value)[:40] if isinstance(value, int | float | bool) else type(value).__name__
+                raise InvalidItem(f"context.coordination.{key} is {shown}; expected {allowed}")
+    return dict(context)
 
 
 @dataclass(frozen=True)
@@ -46,10 +110,7 @@ class JudgeItem:
                 raise InvalidItem(
                     f"field {key!r} has {len(value)} characters; the limit is {max_chars} (serve.max_text_chars)"
                 )
-        context = data.get("context")
-        context = {} if context is None else context
-        if not isinstance(context, Mapping):
-            raise InvalidItem(f"field 'context' must be an object, got {type(context).__name__}")
+        context = _check_context(data.get("context"))
         unknown = set(data) - {"query", "response", "reference", "context"}
         if unknown:
             raise InvalidItem(

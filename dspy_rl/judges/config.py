@@ -116,6 +116,8 @@ class ServeConfig:
     """Longest query/response/reference accepted (longer gets HTTP 413)."""
     max_batch: int = 64
     """Most items in one POST /judge/batch."""
+    max_body_bytes: int = 4 << 20
+    """Largest request body in bytes (larger gets HTTP 413 before it is parsed)."""
     auth_token_env: str | None = None
     """Name of an environment variable holding a bearer token; when set, every endpoint requires it."""
     autoscaling: str = "adaptive"
@@ -140,6 +142,8 @@ class ServeConfig:
     """Keep the CLI running until Ctrl-C (false: deploy and return, Serve keeps running in the Ray cluster)."""
     ray_address: str | None = None
     """Ray cluster to connect to (None: start a local one)."""
+    node_ip: str | None = None
+    """Address of a local Ray instance (None: 127.0.0.1, so that no Ray process listens on another interface)."""
     control: dict[str, Any] = field(default_factory=dict)
     """LimiterConfig fields for the adaptive policy and the shedding limiters (mode, base_limit, ...)."""
     judges: dict[str, JudgeSpec] = field(default_factory=dict)
@@ -152,6 +156,7 @@ class ServeConfig:
         require(self.deadline_s > 0, "deadline_s", self.deadline_s, "seconds > 0")
         require(self.max_text_chars >= 1, "max_text_chars", self.max_text_chars, "an int >= 1")
         require(self.max_batch >= 1, "max_batch", self.max_batch, "an int >= 1")
+        require(self.max_body_bytes >= 1024, "max_body_bytes", self.max_body_bytes, "an int >= 1024")
         require(
             self.autoscaling in AUTOSCALING_MODES,
             "autoscaling",

@@ -39,6 +39,12 @@ class NoJudgeAnswered(RuntimeError):
         super().__init__(f"no judge answered ({reasons})")
 
 
+def _error_kind(exc: BaseException) -> str:
+    """The exception's class name, with a Ray task error reduced to the class of its cause."""
+    cause = getattr(exc, "cause", None)
+    return type(cause).__name__ if isinstance(cause, BaseException) else type(exc).__name__
+
+
 async def fan_out(
     calls: Mapping[str, JudgeCall],
     deadline_s: float,
@@ -75,7 +81,9 @@ async def fan_out(
             name = tasks[task]
             exc = task.exception()
             if exc is not None:
-                left_out[name] = f"error: {type(exc).__name__}: {str(exc)[:200]}"
+                # the client sees the kind only: Ray's error text carries node addresses, PIDs and tracebacks
+                logger.warning("judge %s failed: %s", name, exc)
+                left_out[name] = f"error ({_error_kind(exc)})"
                 continue
             result = task.result()
             if not isinstance(result, list) or len(result) != n_items:

@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from dspy_rl.envs.objectives import OBJECTIVES, decompose
+from dspy_rl.learners.gigpo import gigpo_advantages
 from dspy_rl.learners.grpo import group_advantages
 from dspy_rl.learners.ppo import compute_gae
 from dspy_rl.models.policy import MultiPolicy, load_numpy_state
@@ -22,6 +24,9 @@ class RolloutSpec:
     gamma: float
     gae_lambda: float
     hidden: int
+    objective_weights: tuple[float, ...] | None = None
+    """Weights of the global objectives (:mod:`dspy_rl.envs.objectives`) in the training reward; None: the env's
+    reward (every weight 1). Per-episode objective sums are reported either way."""
 
 
 def make_env(env_cfg: dict[str, Any], seed: int) -> Any:
@@ -30,6 +35,10 @@ def make_env(env_cfg: dict[str, Any], seed: int) -> Any:
     backend = env_cfg.get("backend", "rust")
     if backend == "auto":
         backend = "rust" if rust_available() else "python"
+    if env_cfg.get("pad"):  # a curriculum: one layout for every suite
+        from dspy_rl.envs.padded import PaddedVecEnv, PadSpec
+
+        return PaddedVecEnv(make_env({**env_cfg, "pad": None}, seed), PadSpec(**env_cfg["pad"]))
     return VecToolEnv(
         num_envs=env_cfg["num_envs"],
         suite=env_cfg["suite"],
@@ -59,12 +68,13 @@ class EnvRunner:
 
     def __init__(self, env_cfg: dict[str, Any], spec: RolloutSpec, seed: int, torch_threads: int = 1) -> None:
         torch.set_num_threads(torch_threads)
+        self.env_cfg, self.seed = env_cfg, seed
         self.env = make_env(env_cfg, seed)
         self.env.reset(seed)
-        from dspy_rl.envs import load_suite
-
-        self.takes_arg = np.array([t.takes_arg for t in load_suite(env_cfg["suite"]).tools], dtype=bool)
-        self._takes_arg_t = torch.from_numpy(self.takes_arg)
+        self._obj_w = (
+            None if spec.objective_weights is None else np.asarray(spec.objective_weights, np.float64)
+        )
+        self._init_suite(env_cfg["suite"])
         self.spec = spec
         self.policy = MultiPolicy(self.env.obs_dim, self.env.num_tools, self.env.num_args, spec.hidden)
         self.policy.eval()
@@ -92,12 +102,27 @@ class EnvRunner:
     def env_info(self) -> dict[str, int]:
         return env_info(self.env)
 
+    def set_suite(self, _weights: Any, suite: str) -> dict[str, Any]:
+        """Switch to another suite of the same padded layout (curriculum promotion); the episodes start anew."""
+        cfg = {**self.env_cfg, "suite": suite}
+        env = make_env(cfg, self.seed)
+        if (env.obs_dim, env.num_tools, env.num_args) != (
+            self.env.obs_dim,
+            self.env.num_tools,
+            self.env.num_args,
+        ):
+            raise ValueError(f"suite {suite!r} does not have this runner's padded layout")
+        self.env_cfg, self.env = cfg, env
+        self.env.reset(self.seed)
+        self._init_suite(suite)
+        return {}
+
     def sample(self, weights: dict[str, np.ndarray], num_steps: int | None = None) -> dict[str, Any]:
         """Roll out ``num_steps`` (default ``rollout_len``) steps; returns flat arrays plus episode stats."""
         load_numpy_state(self.policy, weights)
         steps = self.spec.rollout_len if num_steps is None else min(num_steps, self.spec.rollout_len)
         env, b = self.env, self.buf
-        ep_ret, ep_len, ep_succ, ep_a, ep_b = [], [], [], [], []
+        ep_ret, ep_len, ep_succ, ep_a, ep_b, ep_obj = [], [], [], [], [], []
         t0 = time.perf_counter()
         for t in range(steps):
             b["obs"][t] = env.obs
@@ -116,7 +141,7 @@ class EnvRunner:
             b["logp_tool"][t], b["logp_arg"][t] = lp_t.numpy(), lp_a.numpy()
             b["v_tool"][t], b["v_arg"][t] = v_t.numpy(), v_a.numpy()
             env.step(b["tools"][t], b["args"][t])
-            r = env.rewards
+            r = self._step_reward()
             b["rewards"][t] = r
             done = env.terminated | env.truncated
             b["dones"][t] = done
@@ -129,8 +154,10 @@ class EnvRunner:
                 ep_succ.append(env.episode_success[done].copy())
                 ep_a.append(self._ret_a[done].copy())
                 ep_b.append(self._ret_b[done].copy())
+                ep_obj.append(self._obj_ret[done].copy())
                 self._ret_a[done] = 0.0
                 self._ret_b[done] = 0.0
+                self._obj_ret[done] = 0.0
         sample_s = time.perf_counter() - t0
         last_tool, last_arg = self.policy.values(
             torch.from_numpy(env.obs.copy()), torch.from_numpy(env.phase.copy())
@@ -171,15 +198,42 @@ class EnvRunner:
             "episode_success": cat(ep_succ, bool),
             "return_A": cat(ep_a, np.float32),
             "return_B": cat(ep_b, np.float32),
+            "objectives": np.concatenate(ep_obj) if ep_obj else np.zeros((0, len(OBJECTIVES))),
         }
         return out
 
-    def sample_groups(self, weights: dict[str, np.ndarray], group_size: int) -> dict[str, Any]:
+    def _init_suite(self, name: str) -> None:
+        from dspy_rl.envs import load_suite
+
+        suite = load_suite(name)
+        self.takes_arg = np.zeros(self.env.num_tools, dtype=bool)  # padded tools (curriculum) take none
+        self.takes_arg[: len(suite.tools)] = [t.takes_arg for t in suite.tools]
+        self._takes_arg_t = torch.from_numpy(self.takes_arg)
+        self._suite_rewards = suite.rewards
+        self._obj_ret = np.zeros((self.env.num_envs, len(OBJECTIVES)))
+        self._ret_a = np.zeros(self.env.num_envs, np.float32)
+        self._ret_b = np.zeros(self.env.num_envs, np.float32)
+
+    def _step_reward(self) -> np.ndarray:
+        """The training reward of the step just taken (weighted objectives, or the env's); accumulates each env's
+        per-episode objective terms in ``_obj_ret``."""
+        env = self.env
+        terms = decompose(env.rewards, env.results, env.terminated, self._suite_rewards)
+        self._obj_ret += terms
+        if self._obj_w is None:
+            return env.rewards
+        return (terms @ self._obj_w).astype(np.float32)
+
+    def sample_groups(
+        self, weights: dict[str, np.ndarray], group_size: int, step_weight: float = 0.0, gamma: float = 0.95
+    ) -> dict[str, Any]:
         """GRPO data: every env runs one episode; envs ``g*G .. g*G+G-1`` start from one snapshot.
 
         Returns the steps each rollout took before its episode ended (flat arrays), every step carrying its
         rollout's group-relative advantage, and episode stats. ``env_steps`` counts every env step executed,
         including the idle steps of envs whose episode ended before the longest one in the batch.
+        ``step_weight > 0`` is GiGPO: each step's advantage adds ``step_weight`` times its step-level advantage
+        among identical states of its group (:func:`dspy_rl.learners.gigpo.gigpo_advantages`, discount ``gamma``).
         """
         load_numpy_state(self.policy, weights)
         env, n, g = self.env, self.env.num_envs, group_size
@@ -193,10 +247,13 @@ class EnvRunner:
         keys = ("obs", "tool_mask", "arg_mask", "phase", "tools", "args", "logp_tool", "logp_arg")
         steps: dict[str, list[np.ndarray]] = {k: [] for k in keys}
         alive_rows: list[np.ndarray] = []
+        alive_t: list[np.ndarray] = []
+        rewards_t: list[np.ndarray] = []
         alive = np.ones(n, bool)
         # float64: rollouts whose rewards come in another order would otherwise differ by float32 rounding, which
         # the group standardization would blow up into advantages of order 0.1.
         ret = np.zeros(n, np.float64)
+        obj = np.zeros((n, len(OBJECTIVES)))
         success = np.zeros(n, bool)
         length = np.zeros(n, np.int32)
         executed = 0
@@ -224,9 +281,14 @@ class EnvRunner:
             ):
                 steps[k].append(v[alive])
             alive_rows.append(np.flatnonzero(alive))
-            ret += np.where(alive, env.rewards, 0.0)
+            alive_t.append(alive.copy())
+            terms = decompose(env.rewards, env.results, env.terminated, self._suite_rewards)
+            r = env.rewards.astype(np.float64) if self._obj_w is None else terms @ self._obj_w
+            obj += np.where(alive[:, None], terms, 0.0)
+            rewards_t.append(r)
+            ret += np.where(alive, r, 0.0)
             if executed == n:  # every env starts its episode at this step: policy A acted
-                first_reward = env.rewards.copy()
+                first_reward = r.astype(np.float32)
             length += alive
             done = alive & (env.terminated | env.truncated)
             success |= done & env.terminated
@@ -234,10 +296,15 @@ class EnvRunner:
             if not alive.any():
                 break
         sample_s = time.perf_counter() - t0
-        adv = group_advantages(torch.from_numpy(ret), torch.arange(n) // g).numpy()
         out: dict[str, Any] = {k: np.concatenate(v) for k, v in steps.items()}
-        rows = np.concatenate(alive_rows)
-        out["adv"] = adv[rows]
+        gigpo_stats: dict[str, float] = {}
+        if step_weight > 0:
+            out["adv"], gigpo_stats = gigpo_advantages(
+                out["obs"], np.stack(rewards_t), np.stack(alive_t), ret, g, gamma, step_weight
+            )
+        else:
+            adv = group_advantages(torch.from_numpy(ret), torch.arange(n) // g).numpy()
+            out["adv"] = adv[np.concatenate(alive_rows)]
         out["arg_active"] = self.takes_arg[out["tools"]]
         out["stats"] = {
             "env_steps": executed,
@@ -247,5 +314,7 @@ class EnvRunner:
             "episode_success": success,
             "return_A": first_reward,
             "return_B": (ret - first_reward).astype(np.float32),
+            "objectives": obj,
+            **gigpo_stats,
         }
         return out

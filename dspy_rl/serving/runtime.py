@@ -35,22 +35,10 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> bool:
 
     if ray.is_initialized():
         return False
-    try:
-        from dspy_rl.utils.ray_local import init_ray  # type: ignore[import-not-found]
-    except ImportError:
-        init_ray = None
-    if init_ray is not None:
-        kwargs = {"num_cpus": num_cpus} if (num_cpus and not address) else {}
-        init_ray(address, **kwargs)
-    elif address:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
-    else:
-        ray.init(
-            num_cpus=num_cpus,
-            include_dashboard=False,
-            log_to_driver=False,
-            _node_ip_address="127.0.0.1",
-        )
+    from dspy_rl.utils.ray_local import init_ray
+
+    kwargs = {"num_cpus": num_cpus} if (num_cpus and not address) else {}
+    init_ray(address, log_to_driver=False, **kwargs)  # a local instance listens on 127.0.0.1 only
     return not address
 
 

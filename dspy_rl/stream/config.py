@@ -7,12 +7,14 @@ The ``stream`` group picks the source: ``stream=kafka`` (the broker; ``scripts/k
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
 
-from dspy_rl.config import require
+from dspy_rl.config import ConfigError, require
+from dspy_rl.system.guard import GuardConfig
 from dspy_rl.traces.mining import LEVELS
-from dspy_rl.traces.store import SYNCHRONOUS_MODES
+from dspy_rl.traces.store import SYNCHRONOUS_MODES, check_store_path
 
 
 @dataclass
@@ -29,6 +31,9 @@ class SourceConfig:
     """Kafka: consumer group id."""
     events_file: str | None = None
     """File: JSONL of span events; null uses the embedded sample."""
+    client: str = "auto"
+    """Kafka client library for ingest and publish: ``confluent`` (librdkafka), ``kafka-python``, or ``auto``
+    (confluent when installed)."""
 
     def __post_init__(self) -> None:
         require(self.kind in ("kafka", "file"), "stream.kind", self.kind, "'kafka' or 'file'")
@@ -39,6 +44,17 @@ class SourceConfig:
             "host:port of the broker (e.g. 127.0.0.1:9092) when stream.kind=kafka",
         )
         require(bool(self.group_id), "stream.group_id", self.group_id, "a non-empty consumer group id")
+        if self.events_file is not None and not Path(self.events_file).is_file():
+            raise ConfigError(
+                f"stream.events_file={self.events_file!r} is not a file; expected a JSONL file of span events, or "
+                "null for the embedded sample"
+            )
+        require(
+            self.client in ("auto", "confluent", "kafka-python"),
+            "stream.client",
+            self.client,
+            "auto, confluent or kafka-python",
+        )
 
 
 @dataclass
@@ -78,6 +94,8 @@ class IngestSettings:
     """Exit after this long (null: no limit)."""
     metrics_interval_s: float = 5.0
     """Log (and append to <run_dir>/ingest_metrics.jsonl) metrics this often."""
+    broker_wait_s: float = 60.0
+    """Kafka: at start, how long to retry a broker that is down (1, 2, 4, 8, 15, 30 s apart) before giving up."""
 
     def __post_init__(self) -> None:
         checks = (
@@ -91,6 +109,7 @@ class IngestSettings:
             (self.max_events is None or self.max_events >= 1, "max_events", "null or an int >= 1"),
             (self.max_seconds is None or self.max_seconds > 0, "max_seconds", "null or a float > 0"),
             (self.metrics_interval_s > 0, "metrics_interval_s", "a float > 0"),
+            (self.broker_wait_s >= 0, "broker_wait_s", "a float >= 0"),
             (self.session_timeout_ms >= 6000, "session_timeout_ms", "an int >= 6000 (the broker's minimum)"),
         )
         for ok, key, allowed in checks:
@@ -138,13 +157,73 @@ class LoopTrainSettings:
     """Optimizer steps per iteration."""
     seed: int = 0
     """Seed for group sampling and initialization."""
+    model: str = "bow"
+    """Text policy: ``bow`` (bag-of-words), ``tiny-gpt2`` (a small GPT-2 built from a config over the mined
+    texts), or a local bow / Hugging Face model directory."""
+    device: str = "cpu"
+    """Device of the text policy: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``."""
+    keep_checkpoints: int = 3
+    """Checkpoints kept per level (``ckpts_<level>/``)."""
 
     def __post_init__(self) -> None:
         require(self.batch_groups >= 1, "train.batch_groups", self.batch_groups, "an int >= 1")
+        require(bool(self.model), "train.model", self.model, "bow, tiny-gpt2 or a model directory")
+        require(
+            self.device in ("cpu", "auto") or self.device.startswith("cuda"),
+            "train.device",
+            self.device,
+            "'cpu', 'auto', 'cuda' or 'cuda:N'",
+        )
+        require(self.keep_checkpoints >= 1, "train.keep_checkpoints", self.keep_checkpoints, "an int >= 1")
         require(self.lr > 0, "train.lr", self.lr, "a float > 0")
         require(self.kl_target >= 0, "train.kl_target", self.kl_target, "a float >= 0")
         require(self.kl_warmup >= 0, "train.kl_warmup", self.kl_warmup, "an int >= 0")
         require(self.updates_per_batch >= 1, "train.updates_per_batch", self.updates_per_batch, "an int >= 1")
+
+
+@dataclass
+class AutoSettings:
+    """``dspy-rl stream auto``: mine + train cycles on a cadence (dspy_rl/stream/auto.py)."""
+
+    period_sec: float = 600.0
+    """Seconds from the start of one cycle to the start of the next."""
+    min_groups: int = 32
+    """A level trains only once this many new groups are mined; fewer wait (accumulate) for a later cycle."""
+    hierarchical: bool = False
+    """Train one policy per level (global, signature, patch), each in ``ckpts_<level>/``; false: ``mine.level``."""
+    state_dir: str = "runs/auto"
+    """state.json, cycles.jsonl, control.json, groups/ and ckpts_<level>/ (a restart resumes from here)."""
+    max_cycles: int | None = None
+    """Exit once this many cycles are committed in the state dir (null: run until SIGTERM)."""
+    paused: bool = False
+    """Start paused: serve the HTTP control and wait for ``POST /start``."""
+    http_port: int | None = None
+    """Port of the control API on ``http_host`` (0: a free port, written to control.json; null: no API)."""
+    http_host: str = "127.0.0.1"
+    """Interface of the control API (loopback unless you mean it)."""
+    http_token: str | None = None
+    """Bearer token the control API requires (null: none; default from $DSPY_RL_AUTO_TOKEN)."""
+    apply_policy: bool = False
+    """After a trained cycle, run ``dspy-rl grpo apply-policy`` on ``workspace`` (needs issue 16's command)."""
+    workspace: str | None = None
+    """The agent workspace ``--apply-policy`` writes the policy into."""
+
+    def __post_init__(self) -> None:
+        require(self.period_sec >= 0, "auto.period_sec", self.period_sec, "a float >= 0")
+        require(self.min_groups >= 1, "auto.min_groups", self.min_groups, "an int >= 1")
+        require(bool(self.state_dir), "auto.state_dir", self.state_dir, "a directory")
+        require(
+            self.max_cycles is None or self.max_cycles >= 1,
+            "auto.max_cycles",
+            self.max_cycles,
+            "null or >= 1",
+        )
+        require(
+            self.http_port is None or 0 <= self.http_port <= 65535,
+            "auto.http_port",
+            self.http_port,
+            "null or a port in [0, 65535] (0: a free port)",
+        )
 
 
 @dataclass
@@ -175,9 +254,23 @@ class StreamConfig:
     """GRPO update of each iteration."""
     publish_metrics: bool = True
     """Publish each iteration's metrics to agent.metrics (Kafka, or <run_dir>/bus/agent.metrics.jsonl)."""
+    guard: GuardConfig = field(default_factory=GuardConfig)
+    """Capacity guard: checked before ``stream train`` and before every ``stream auto`` cycle."""
+    rl_steps: int = 0
+    """`stream train`: PPO env steps in the simulator per iteration (``dspy-rl train`` continued in
+    <run_dir>/rl; 0: no PPO phase)."""
+    rl_overrides: list[str] = field(default_factory=lambda: ["runtime.num_env_runners=0"])
+    """`stream train`: Hydra overrides of conf/train.yaml for the PPO phase (e.g. ``env=easy``, ``env.num_envs=64``)."""
+    grpo_steps: int | None = 1
+    """`stream train`: GRPO updates per iteration on its mined groups (null: one pass over them)."""
+    keep_group_files: int = 3
+    """Mined group files kept (newest iterations / cycles); older ones are deleted."""
+    auto: AutoSettings = field(default_factory=AutoSettings)
+    """``stream auto`` settings."""
 
     def __post_init__(self) -> None:
         require(bool(self.store), "store", self.store, "a path to the SQLite trace store")
+        check_store_path(self.store, "store")
         require(
             self.synchronous.upper() in SYNCHRONOUS_MODES,
             "synchronous",
@@ -187,6 +280,14 @@ class StreamConfig:
         require(self.max_iterations >= 1, "max_iterations", self.max_iterations, "an int >= 1")
         require(self.iteration_events >= 1, "iteration_events", self.iteration_events, "an int >= 1")
         require(self.iteration_seconds > 0, "iteration_seconds", self.iteration_seconds, "a float > 0")
+        require(self.rl_steps >= 0, "rl_steps", self.rl_steps, "an int >= 0 (0: no PPO phase)")
+        require(
+            self.grpo_steps is None or self.grpo_steps >= 1,
+            "grpo_steps",
+            self.grpo_steps,
+            "null or an int >= 1",
+        )
+        require(self.keep_group_files >= 1, "keep_group_files", self.keep_group_files, "an int >= 1")
 
 
 ConfigStore.instance().store(name="stream_schema", node=StreamConfig)

@@ -5,8 +5,13 @@
 * an *ingest step* ``() -> int`` (events consumed): a :class:`~dspy_rl.stream.ingest.KafkaIngester` slice or a
   :class:`~dspy_rl.stream.file_source.JsonlSource` slice;
 * the miner (:func:`dspy_rl.traces.mining.mine`) writing this iteration's groups under ``<run_dir>/groups/``;
-* a *train iteration* ``(groups_path) -> dict`` of metrics: :class:`TextGRPOIteration` by default, one update of
-  the GRPO package's :class:`~dspy_rl.grpo.trainer.GRPOTextTrainer` on a bag-of-words text policy.
+* a *train iteration* ``(groups_path) -> dict`` of metrics: :class:`TextGRPOIteration` by default, ``grpo_steps``
+  updates of the GRPO package's :class:`~dspy_rl.grpo.trainer.GRPOTextTrainer` on a bag-of-words or Hugging Face
+  text policy;
+* optionally a PPO phase ``(iteration) -> dict``: :class:`~dspy_rl.stream.rl_phase.PPOPhase`, ``rl_steps`` env
+  steps of the simulator's multi-policy PPO run, continued from its checkpoint each iteration.
+
+Mined group files of finished iterations are deleted but the last ``keep_group_files``.
 
 Each iteration's record (ingest counters, groups mined, training metrics) is published to ``agent.metrics`` on
 the event bus and appended to ``<run_dir>/metrics.jsonl``. A stop request (SIGTERM) ends the loop after the
@@ -17,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -25,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from dspy_rl.stream.bus import EventBus
+from dspy_rl.system.stats import usage_metrics
 from dspy_rl.traces.mining import MineConfig, level_path, mine
 from dspy_rl.traces.spans import TOPIC_METRICS
 from dspy_rl.traces.store import TraceStore
@@ -35,69 +40,35 @@ TrainIteration = Callable[[Path], dict[str, Any]]
 
 
 class TextGRPOIteration:
-    """``train_iteration(groups_path) -> metrics``: one GRPO update on a batch of the mined groups.
+    """``train_iteration(groups_path) -> metrics``: ``steps`` GRPO updates on the mined groups of one iteration.
 
-    The policy is the GRPO package's bag-of-words LM, built on the first call with a vocabulary over that
-    iteration's prompts and candidates (later unseen words map to the unknown token), saved under
-    ``<run_dir>/model`` after every update, with the trainer state in ``<run_dir>/trainer.pt``.
+    The policy (bag-of-words, tiny GPT-2 or a local Hugging Face model: ``model``) lives in
+    ``<run_dir>/policy_<level>/`` (:class:`~dspy_rl.stream.level_trainer.LevelTrainer`: model, atomic checkpoints,
+    metrics), built on the first iteration with groups and resumed from its checkpoint by a later run.
     """
 
     def __init__(
-        self,
-        run_dir: str | Path,
-        *,
-        batch_groups: int = 8,
-        lr: float = 0.05,
-        kl_target: float = 0.02,
-        kl_warmup: int = 5,
-        updates_per_batch: int = 2,
-        seed: int = 0,
+        self, run_dir: str | Path, level: str = "signature", steps: int | None = 1, **options: Any
     ) -> None:
-        from dspy_rl.grpo.config import GRPOTrainConfig
-        from dspy_rl.utils.run_logger import LoggingConfig
+        from dspy_rl.stream.level_trainer import LevelTrainer, LevelTrainOptions
 
         self.run_dir = Path(run_dir)
-        self.cfg = GRPOTrainConfig(
-            mode="offline",
-            dataset="<mined each iteration>",
-            model="bow",
-            batch_groups=batch_groups,
-            lr=lr,
-            kl_target=kl_target,
-            kl_warmup=kl_warmup,
-            updates_per_batch=updates_per_batch,
-            seed=seed,
-            device="cpu",
-            logging=LoggingConfig(tensorboard=False, progress_bar=False, plot=False),
-        )
-        self.rng = random.Random(seed)
-        self.policy: Any = None
-        self.trainer: Any = None
+        self.steps = steps
+        self.trainer = LevelTrainer(self.run_dir / f"policy_{level}", level, LevelTrainOptions(**options))
+        self.iteration = self.trainer.progress["cycle"] + 1
 
     def __call__(self, groups_path: Path) -> dict[str, Any]:
-        import torch
-
-        from dspy_rl.grpo.dataset import DatasetError, flatten_groups, load_groups
-        from dspy_rl.grpo.policy import build_policy
-        from dspy_rl.grpo.trainer import GRPOTextTrainer
-        from dspy_rl.utils.atomic import atomic_torch_save
+        from dspy_rl.grpo.dataset import DatasetError, load_groups
 
         try:
             groups, report = load_groups(groups_path, on_bad_line="skip")
         except DatasetError as exc:
             logger.info("no GRPO update this iteration: %s", exc)
             return {"updated": 0, "reason": str(exc)}
-        if self.policy is None:
-            torch.manual_seed(self.cfg.seed)
-            texts = [t for g in groups for t in (g.prompt, *(c.text for c in g.candidates))]
-            self.policy = build_policy("bow", texts, self.run_dir, max_positions=16, seed=self.cfg.seed)
-            self.trainer = GRPOTextTrainer(self.policy, self.cfg)
-        batch = self.rng.sample(groups, min(self.cfg.batch_groups, len(groups)))
-        prompts, texts, rewards, group_ids = flatten_groups(batch)
-        responses = [self.policy.tokenize_response(t) for t in texts]
-        metrics = self.trainer.update(prompts, responses, rewards, group_ids)
-        self.policy.save_pretrained(self.run_dir / "model")
-        atomic_torch_save({"trainer": self.trainer.state_dict()}, self.run_dir / "trainer.pt")
+        for bad in report.bad:
+            logger.warning("%s:%d: mined line skipped (%s)", groups_path, bad.line, bad.reason)
+        metrics = self.trainer.train(groups, cycle=self.iteration, steps=self.steps)
+        self.iteration += 1
         return {"updated": 1, "trainable_groups": len(groups), **metrics}
 
 
@@ -111,6 +82,8 @@ def run_continuous(
     mine_config: MineConfig,
     bus: EventBus | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    rl_phase: Callable[[int], dict[str, Any]] | None = None,
+    keep_group_files: int | None = None,
 ) -> list[dict[str, Any]]:
     """Run up to ``max_iterations`` iterations (see module docstring); returns their metric records."""
     if max_iterations < 1:
@@ -132,6 +105,9 @@ def run_continuous(
         report = mine(store, cfg)
         t_mine = time.perf_counter() - t0 - t_ingest
         train = train_iteration(level_path(cfg.out, level))
+        t_rl = time.perf_counter()
+        rl = rl_phase(iteration) if rl_phase is not None else {}
+        t_rl = time.perf_counter() - t_rl
         record = {
             "iteration": iteration,
             "time": time.time(),
@@ -143,8 +119,14 @@ def run_continuous(
             "mine_s": t_mine,
             "iteration_s": time.perf_counter() - t0,
             **{f"train/{k}": v for k, v in train.items() if isinstance(v, (int, float, str))},
+            **rl,
+            **usage_metrics(run_dir),
         }
+        if rl_phase is not None:
+            record["rl_s"] = t_rl
         records.append(record)
+        if keep_group_files is not None:
+            _cleanup_groups(run_dir / "groups", keep_group_files)
         with (run_dir / "metrics.jsonl").open("a") as f:
             f.write(json.dumps(record) + "\n")
         if bus is not None:
@@ -159,3 +141,13 @@ def run_continuous(
             train.get("loss"),
         )
     return records
+
+
+def _cleanup_groups(directory: Path, keep: int) -> None:
+    """Delete the mined group files of all but the last ``keep`` iterations (``iterNNNNN*.jsonl``)."""
+    by_iter: dict[str, list[Path]] = {}
+    for path in directory.glob("iter*.jsonl"):
+        by_iter.setdefault(path.name.split(".")[0], []).append(path)
+    for name in sorted(by_iter)[:-keep]:
+        for path in by_iter[name]:
+            path.unlink(missing_ok=True)

@@ -80,7 +80,7 @@ class JsonlSource:
                 rows.append(decode_event_row(raw.rstrip(b"\r\n"), None))
             except MalformedEvent as exc:
                 dead += 1
-                self._dead_letter(raw, str(exc))
+                self._dead_letter(raw, str(exc), exc.kind)
             if len(rows) >= self.batch_size:
                 self._write(rows)
                 rows = []
@@ -101,15 +101,15 @@ class JsonlSource:
         self.metrics.duplicates += len(rows) - inserted
         self.metrics.batches += 1
 
-    def _dead_letter(self, raw: bytes, reason: str) -> None:
-        label = reason.split(":", 1)[0][:80]
-        self.metrics.dlq_reasons[label] = self.metrics.dlq_reasons.get(label, 0) + 1
+    def _dead_letter(self, raw: bytes, reason: str, kind: str) -> None:
+        self.metrics.dlq_reasons[kind] = self.metrics.dlq_reasons.get(kind, 0) + 1
         logger.warning("%s:%d: malformed event (%s)", self.path, self.line, reason)
         if self.dlq is not None:
             self.dlq.publish(
                 TOPIC_DLQ,
                 {
                     "reason": reason,
+                    "kind": kind,
                     "file": str(self.path),
                     "line": self.line,
                     "payload_b64": base64.b64encode(raw).decode(),

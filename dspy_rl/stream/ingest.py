@@ -2,7 +2,7 @@
 
 The loop, per batch:
 
-1. poll ``agent.actions``, ``agent.rewards``, ``agent.tool_usage`` (a kafka-python consumer group, auto-commit
+1. poll ``agent.actions``, ``agent.rewards``, ``agent.tool_usage`` (a consumer group on confluent-kafka or kafka-python, auto-commit
    off) until ``batch_size`` records or ``batch_max_wait_ms``;
 2. parse every record;
 3. write the valid spans in ONE SQLite transaction (a duplicate event id is skipped, not stored twice);
@@ -41,7 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from dspy_rl.config import require
-from dspy_rl.stream.bus import EventBus, KafkaBus
+from dspy_rl.stream.bus import EventBus
+from dspy_rl.stream.clients import make_bus, resolve_client
 from dspy_rl.stream.config import IngestSettings
 from dspy_rl.traces.spans import INGEST_TOPICS, TOPIC_DLQ, MalformedEvent, decode_event_row
 from dspy_rl.traces.store import TraceStore
@@ -71,6 +72,8 @@ class IngestConfig(IngestSettings):
     """Dead-letter topic for malformed messages (before the prefix)."""
     metrics_path: str | None = None
     """Append metrics snapshots as JSON lines to this file."""
+    client: str = "auto"
+    """Kafka client library: ``confluent`` (librdkafka), ``kafka-python``, or ``auto`` (confluent when installed)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -81,6 +84,10 @@ class IngestConfig(IngestSettings):
             "host:port[,host:port]",
         )
         require(len(self.topics) > 0, "topics", self.topics, "at least one topic")
+        require(
+            self.client in ("auto", "confluent", "kafka-python"), "stream.client", self.client,
+            "auto, confluent or kafka-python",
+        )  # fmt: skip
 
 
 @dataclass
@@ -108,7 +115,7 @@ class IngestMetrics:
     events_per_s: float = 0.0
     """events / elapsed_s."""
     dlq_reasons: dict[str, int] = field(default_factory=dict)
-    """DLQ count by reason class (text before the first ':')."""
+    """DLQ count by reason kind (:attr:`~dspy_rl.traces.spans.MalformedEvent.kind`, a bounded set of keys)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,20 +127,22 @@ class _Batch:
 
     generation: int
     rows: list[tuple]
-    dead_letters: list[tuple[Any, str]]
+    dead_letters: list[tuple[Any, str, str]]
+    """(record, reason, kind) of each malformed record."""
     first: dict[Any, int]
     next_offsets: dict[Any, int]
     inserted: int = 0
     error: BaseException | None = None
 
 
-def dead_letter(record: Any, reason: str) -> dict[str, Any]:
+def dead_letter(record: Any, reason: str, kind: str = "invalid_event") -> dict[str, Any]:
     """The DLQ payload for a Kafka record: origin, reason, the raw bytes (base64; cut beyond
     :data:`DLQ_MAX_PAYLOAD_BYTES`, with size and SHA-256 of the whole) and a text preview."""
     raw = record.value or b""
     kept = raw[:DLQ_MAX_PAYLOAD_BYTES]
     return {
         "reason": reason,
+        "kind": kind,
         "topic": record.topic,
         "partition": record.partition,
         "offset": record.offset,
@@ -169,12 +178,18 @@ class KafkaIngester:
         self.on_batch = on_batch
         self._stop = False
         self._closed = False
+        self.client = resolve_client(config.client) if consumer is None else "injected"
         self._consumer = consumer if consumer is not None else self._make_consumer()
         self._owns_bus = dlq_bus is None
         self._dlq = (
             dlq_bus
             if dlq_bus is not None
-            else KafkaBus(config.bootstrap_servers, topic_prefix=config.topic_prefix, client_id="dspy-rl-dlq")
+            else make_bus(
+                config.bootstrap_servers,
+                "kafka-python" if self.client == "injected" else self.client,
+                topic_prefix=config.topic_prefix,
+                client_id="dspy-rl-dlq",
+            )
         )
         self._started = time.monotonic()
         self._last_metrics = self._started
@@ -188,9 +203,23 @@ class KafkaIngester:
         self._writer.start()
 
     def _make_consumer(self) -> Any:
+        c = self.config
+        if self.client == "confluent":
+            from dspy_rl.stream.confluent import ConfluentConsumer
+
+            return ConfluentConsumer(
+                c.bootstrap_servers,
+                c.group_id,
+                [c.topic_prefix + t for t in c.topics],
+                client_id=f"{c.group_id}-ingester",
+                auto_offset_reset=c.auto_offset_reset,
+                session_timeout_ms=c.session_timeout_ms,
+                max_partition_fetch_bytes=c.max_partition_fetch_bytes,
+                fetch_max_bytes=c.fetch_max_bytes,
+                check_crcs=c.check_crcs,
+            )
         from kafka import KafkaConsumer
 
-        c = self.config
         consumer = KafkaConsumer(
             bootstrap_servers=c.bootstrap_servers,
             group_id=c.group_id,
@@ -237,13 +266,13 @@ class KafkaIngester:
     def _prepare(self, polled: dict[Any, list[Any]]) -> _Batch:
         """Consumer thread: parse the polled records into store rows and dead letters."""
         rows: list[tuple] = []
-        dead_letters: list[tuple[Any, str]] = []
+        dead_letters: list[tuple[Any, str, str]] = []
         for records in polled.values():
             for record in records:
                 try:
                     rows.append(decode_event_row(record.value, record.topic))
                 except MalformedEvent as exc:
-                    dead_letters.append((record, str(exc)))
+                    dead_letters.append((record, str(exc), exc.kind))
         return _Batch(
             generation=self._generation,
             rows=rows,
@@ -256,12 +285,12 @@ class KafkaIngester:
         """Writer thread: one store transaction, then the dead letters, flushed (``acks=all``)."""
         try:
             batch.inserted = self.store.insert_rows(batch.rows, source="kafka")
-            for record, reason in batch.dead_letters:
+            for record, reason, kind in batch.dead_letters:
                 self._dlq.publish(
                     self.config.dlq_topic,
-                    dead_letter(record, reason),
+                    dead_letter(record, reason, kind),
                     key=record.key,
-                    headers=[("dlq.reason", reason.encode()[:1024])],
+                    headers=[("dlq.reason", reason.encode()[:1024]), ("dlq.kind", kind.encode())],
                 )
             self._dlq.flush(timeout_s=self.config.commit_timeout_ms / 1000)
         except Exception as exc:
@@ -298,9 +327,8 @@ class KafkaIngester:
             time.sleep(1.0)
             return
         dead = len(batch.dead_letters)
-        for _, reason in batch.dead_letters:
-            label = reason.split(":", 1)[0][:80]
-            self.metrics.dlq_reasons[label] = self.metrics.dlq_reasons.get(label, 0) + 1
+        for _, _, kind in batch.dead_letters:
+            self.metrics.dlq_reasons[kind] = self.metrics.dlq_reasons.get(kind, 0) + 1
         self.metrics.events += len(batch.rows) + dead
         self.metrics.stored += batch.inserted
         self.metrics.duplicates += len(batch.rows) - batch.inserted

@@ -206,6 +206,30 @@ def build_groups(spans: Iterable[Span]) -> tuple[dict[str, dict[tuple, _Group]],
     return levels, {"spans": n, "traces": len(trace_agent), "unrewarded_actions": unrewarded}
 
 
+def group_lines(
+    groups: dict[tuple, _Group], min_candidates: int, max_candidates: int, drop_equal_rewards: bool
+) -> tuple[list[dict[str, Any]], int, int]:
+    """The JSONL lines of one level's groups, and how many were dropped as too small / equal-reward."""
+    lines = []
+    few = equal = 0
+    for group in groups.values():
+        line = group.to_line(max_candidates)
+        rewards = [c["reward"] for c in line["candidates"]]
+        if len(rewards) < min_candidates:
+            few += 1
+            continue
+        if drop_equal_rewards and max(rewards) - min(rewards) == 0:
+            equal += 1
+            continue
+        lines.append(line)
+    return lines, few, equal
+
+
+def write_jsonl_atomic(path: Path, lines: list[dict[str, Any]]) -> None:
+    """Write ``lines`` as JSONL, atomically."""
+    _write_jsonl_atomic(path, lines)
+
+
 def _write_jsonl_atomic(path: Path, lines: list[dict[str, Any]]) -> None:
     atomic_write_bytes(path, "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode())
 
@@ -225,18 +249,9 @@ def mine(store: TraceStore, cfg: MineConfig) -> MineReport:
         unrewarded_actions=counts["unrewarded_actions"],
     )
     for level in cfg.levels:
-        lines = []
-        few = equal = 0
-        for group in levels[level].values():
-            line = group.to_line(cfg.max_candidates)
-            rewards = [c["reward"] for c in line["candidates"]]
-            if len(rewards) < cfg.min_candidates:
-                few += 1
-                continue
-            if cfg.drop_equal_rewards and max(rewards) - min(rewards) == 0:
-                equal += 1
-                continue
-            lines.append(line)
+        lines, few, equal = group_lines(
+            levels[level], cfg.min_candidates, cfg.max_candidates, cfg.drop_equal_rewards
+        )
         path = level_path(cfg.out, level)
         _write_jsonl_atomic(path, lines)
         report.written[level] = len(lines)

@@ -52,7 +52,23 @@ MAX_EVENT_BYTES = 1 << 20
 
 
 class MalformedEvent(ValueError):
-    """A message that is not a valid span event; ``str(exc)`` is the reason sent to the dead-letter topic."""
+    """A message that is not a valid span event; ``str(exc)`` is the reason sent to the dead-letter topic and
+    ``kind`` its class (one of :data:`MALFORMED_KINDS`), what metrics count by: a bounded set of keys, however
+    many distinct messages arrive."""
+
+    def __init__(self, reason: str, kind: str = "invalid_event") -> None:
+        super().__init__(reason)
+        self.kind = kind if kind in MALFORMED_KINDS else "invalid_event"
+
+
+#: Every ``MalformedEvent.kind``.
+MALFORMED_KINDS = frozenset(
+    {
+        "invalid_event", "empty", "too_large", "not_utf8", "too_deep", "invalid_json", "not_object",
+        "bad_version", "bad_kind", "wrong_topic", "bad_id", "bad_name", "bad_number", "non_finite", "bad_ts",
+        "bad_end_ts", "bad_attributes",
+    }
+)  # fmt: skip
 
 
 def new_id() -> str:
@@ -132,8 +148,10 @@ SpanFields = tuple[str, str, str, str, str, "str | None", float, "float | None",
 
 def _bad_id(key: str, value: Any) -> MalformedEvent:
     if isinstance(value, str) and value:
-        return MalformedEvent(f"field {key!r} is {len(value)} chars long; the limit is {MAX_ID_LEN}")
-    return MalformedEvent(f"field {key!r} must be a non-empty string, got {type(value).__name__}")
+        return MalformedEvent(
+            f"field {key!r} is {len(value)} chars long; the limit is {MAX_ID_LEN}", "bad_id"
+        )
+    return MalformedEvent(f"field {key!r} must be a non-empty string, got {type(value).__name__}", "bad_id")
 
 
 def _check_number(value: Any, key: str, *, optional: bool) -> float | None:
@@ -141,10 +159,10 @@ def _check_number(value: Any, key: str, *, optional: bool) -> float | None:
         return None
     # bool is an int subclass; a boolean reward or timestamp is a producer bug.
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise MalformedEvent(f"field {key!r} must be a number, got {type(value).__name__}")
+        raise MalformedEvent(f"field {key!r} must be a number, got {type(value).__name__}", "bad_number")
     number = float(value)
     if not math.isfinite(number):
-        raise MalformedEvent(f"field {key!r} must be finite, got {value!r}")
+        raise MalformedEvent(f"field {key!r} must be finite, got {value!r}", "non_finite")
     return number
 
 
@@ -154,16 +172,20 @@ def validate_event(event: Any, topic: str | None = None) -> SpanFields:
     This runs once per ingested message, so the common path is kept to plain comparisons.
     """
     if type(event) is not dict:
-        raise MalformedEvent(f"event must be a JSON object, got {type(event).__name__}")
+        raise MalformedEvent(f"event must be a JSON object, got {type(event).__name__}", "not_object")
     version = event.get("v", 1)
     if version not in WIRE_VERSIONS or isinstance(version, bool):
-        raise MalformedEvent(f"unsupported wire version {version!r}; expected one of {WIRE_VERSIONS}")
+        raise MalformedEvent(
+            f"unsupported wire version {version!r}; expected one of {WIRE_VERSIONS}", "bad_version"
+        )
     kind = event.get("kind")
     expected_topic = TOPIC_OF_KIND.get(kind) if isinstance(kind, str) else None
     if expected_topic is None:
-        raise MalformedEvent(f"field 'kind' must be one of {SPAN_KINDS}, got {kind!r}")
+        raise MalformedEvent(f"field 'kind' must be one of {SPAN_KINDS}, got {kind!r}", "bad_kind")
     if topic is not None and not topic.endswith(expected_topic):
-        raise MalformedEvent(f"kind {kind!r} belongs on topic {expected_topic!r}, not {topic!r}")
+        raise MalformedEvent(
+            f"kind {kind!r} belongs on topic {expected_topic!r}, not {topic!r}", "wrong_topic"
+        )
     ids = []
     for key in ("event_id", "trace_id", "agent_id"):
         value = event.get(key)
@@ -175,19 +197,21 @@ def validate_event(event: Any, topic: str | None = None) -> SpanFields:
         raise _bad_id("parent_id", parent_id)
     name = event.get("name", "")
     if type(name) is not str:
-        raise MalformedEvent(f"field 'name' must be a string, got {type(name).__name__}")
+        raise MalformedEvent(f"field 'name' must be a string, got {type(name).__name__}", "bad_name")
     ts = _check_number(event.get("ts"), "ts", optional=False)
     if not MIN_TS <= ts < MAX_TS:
-        raise MalformedEvent(f"field 'ts'={ts!r} is not unix seconds between 2000 and 2200")
+        raise MalformedEvent(f"field 'ts'={ts!r} is not unix seconds between 2000 and 2200", "bad_ts")
     end_ts = _check_number(event.get("end_ts"), "end_ts", optional=True)
     if end_ts is not None and end_ts < ts:
-        raise MalformedEvent(f"field 'end_ts'={end_ts!r} is before 'ts'={ts!r}")
+        raise MalformedEvent(f"field 'end_ts'={end_ts!r} is before 'ts'={ts!r}", "bad_end_ts")
     reward = _check_number(event.get("reward"), "reward", optional=kind != "reward")
     attributes = event.get("attributes")
     if attributes is None:
         attributes = {}
     elif type(attributes) is not dict:
-        raise MalformedEvent(f"field 'attributes' must be an object, got {type(attributes).__name__}")
+        raise MalformedEvent(
+            f"field 'attributes' must be an object, got {type(attributes).__name__}", "bad_attributes"
+        )
     return (ids[0], ids[1], ids[2], kind, name, parent_id, ts, end_ts, reward, attributes)
 
 
@@ -213,17 +237,17 @@ def span_from_event(event: Any, topic: str | None = None) -> Span:
 def decode_event(raw: bytes | None, topic: str | None = None) -> SpanFields:
     """Decode and validate one Kafka message value; raises :class:`MalformedEvent` with the reason."""
     if raw is None:
-        raise MalformedEvent("empty message (null value)")
+        raise MalformedEvent("empty message (null value)", "empty")
     if len(raw) > MAX_EVENT_BYTES:
-        raise MalformedEvent(f"message is {len(raw)} bytes; the limit is {MAX_EVENT_BYTES}")
+        raise MalformedEvent(f"message is {len(raw)} bytes; the limit is {MAX_EVENT_BYTES}", "too_large")
     try:
         event = _loads(raw)
     except UnicodeDecodeError as exc:
-        raise MalformedEvent(f"not UTF-8: {exc}") from None
+        raise MalformedEvent(f"not UTF-8: {exc}", "not_utf8") from None
     except RecursionError:
-        raise MalformedEvent("JSON nested too deeply") from None
+        raise MalformedEvent("JSON nested too deeply", "too_deep") from None
     except ValueError as exc:  # json.JSONDecodeError and orjson.JSONDecodeError are ValueErrors
-        raise MalformedEvent(f"invalid JSON: {exc}") from None
+        raise MalformedEvent(f"invalid JSON: {exc}", "invalid_json") from None
     return validate_event(event, topic)
 
 
@@ -243,7 +267,7 @@ def decode_event_row(raw: bytes | None, topic: str | None = None) -> tuple:
     try:
         attributes = dumps_compact(fields[9])
     except (TypeError, ValueError, RecursionError) as exc:
-        raise MalformedEvent(f"attributes cannot be stored as JSON: {exc}") from None
+        raise MalformedEvent(f"attributes cannot be stored as JSON: {exc}", "bad_attributes") from None
     return (*fields[:9], attributes)
 
 

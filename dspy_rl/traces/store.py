@@ -67,6 +67,45 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+#: The first 16 bytes of every SQLite 3 database file.
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_store_path(path: str | Path, key: str, must_exist: bool = False) -> None:
+    """:class:`~dspy_rl.config.ConfigError` (one line: the key, the value, what is allowed) unless ``path`` is
+    an SQLite trace store, or (``must_exist=False``) a new one can be created there. Checked before any work
+    starts, so a wrong ``store=``/``db=`` never surfaces as a traceback from deep inside a run."""
+    from dspy_rl.config import ConfigError
+
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(
+            f"{key}={str(path)!r} is a directory; expected the path of an SQLite trace store file"
+        )
+    if p.exists():
+        try:
+            with p.open("rb") as f:
+                head = f.read(len(SQLITE_HEADER))
+        except OSError as exc:
+            raise ConfigError(
+                f"{key}={str(path)!r} cannot be read ({exc.strerror}); expected an SQLite trace store"
+            ) from None
+        if head and head != SQLITE_HEADER:
+            raise ConfigError(
+                f"{key}={str(path)!r} is not an SQLite database (its first bytes are {head[:16]!r}); expected the "
+                "path of a trace store written by `dspy-rl stream ingest` or the TraceCollector SDK"
+            )
+        return
+    if must_exist:
+        raise ConfigError(
+            f"{key}={str(path)!r} does not exist; expected the path of a trace store written by `dspy-rl stream "
+            "ingest` or the TraceCollector SDK"
+        )
+    parent = p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{key}={str(path)!r} cannot be created: {parent} is not a directory")
 
 
 def _sql_text(value: str) -> str:
@@ -377,6 +416,45 @@ class TraceStore:
             rows = self._conn.execute(sql, params).fetchall()
         for row in rows:
             yield _span_from_row(row)
+
+    def span_cursor(self) -> int:
+        """The newest span's rowid. Rowids only grow (spans are never deleted) and a writer holds the write lock
+        while it assigns them, so every span stored later has a larger one: a consumer that remembers the cursor
+        it processed up to sees each later span exactly once."""
+        with self._lock:
+            return int(self._conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM spans").fetchone()[0])
+
+    def ended_traces(self, after: int, upto: int, since: float | None = None) -> list[str]:
+        """Traces whose ``trace.end`` span has a rowid in ``(after, upto]`` (see :meth:`span_cursor`), started at
+        or after ``since``; in the order they ended."""
+        sql = (
+            "SELECT s.trace_id FROM spans s JOIN traces t USING (trace_id) WHERE s.kind = 'content' AND "
+            "s.name = ? AND s.rowid > ? AND s.rowid <= ?"
+        )
+        params: list[Any] = [TRACE_END, after, upto]
+        if since is not None:
+            sql += " AND t.started_at >= ?"
+            params.append(since)
+        with self._lock:
+            rows = self._conn.execute(sql + " ORDER BY s.rowid", params).fetchall()
+        return list(dict.fromkeys(r[0] for r in rows))
+
+    def spans_of_traces(self, trace_ids: Sequence[str], kinds: Iterable[str] | None = None) -> list[Span]:
+        """The spans of ``trace_ids`` (of the given kinds), in start order."""
+        out: list[Span] = []
+        kinds = list(kinds) if kinds is not None else None
+        ids = list(trace_ids)
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            sql = f"SELECT {_SPAN_COLUMNS} FROM spans WHERE trace_id IN ({', '.join('?' * len(chunk))})"
+            params: list[Any] = list(chunk)
+            if kinds is not None:
+                sql += f" AND kind IN ({', '.join('?' * len(kinds))})"
+                params += kinds
+            with self._lock:
+                out.extend(_span_from_row(r) for r in self._conn.execute(sql, params).fetchall())
+        out.sort(key=lambda s: (s.start_ts, s.span_id))
+        return out
 
     def close(self) -> None:
         """Checkpoint the WAL into the main file and close the connection."""

@@ -13,14 +13,19 @@ from hydra.core.config_store import ConfigStore
 
 from dspy_rl.config import require
 from dspy_rl.envs.config import EnvConfig
+from dspy_rl.envs.objectives import ObjectivesConfig
+from dspy_rl.system.guard import GuardConfig
+from dspy_rl.trainer.convergence import ConvergenceConfig
+from dspy_rl.trainer.curriculum import CurriculumConfig
 from dspy_rl.utils.run_logger import LoggingConfig
 
 
 @dataclass
 class AlgoConfig:
     name: str = "ppo"
-    """``ppo`` (multi-policy PPO with critics and GAE) or ``grpo`` (group-relative, critic-free; groups of
-    ``group_size`` rollouts replayed from one env snapshot)."""
+    """``ppo`` (multi-policy PPO with critics and GAE), ``grpo`` (group-relative, critic-free; groups of
+    ``group_size`` rollouts replayed from one env snapshot) or ``gigpo`` (GRPO plus step-level advantages from
+    identical states within a group, :mod:`dspy_rl.learners.gigpo`)."""
     rollout_len: int = 16
     """Steps per env per iteration."""
     lr: float = 1e-2
@@ -49,9 +54,13 @@ class AlgoConfig:
     """GRPO: final weight of the KL penalty to the frozen reference policies."""
     kl_warmup: int = 10
     """GRPO: iterations over which the KL weight rises linearly from 0 to ``kl_target``."""
+    step_weight: float = 1.0
+    """GiGPO (``algo=gigpo``): weight of the step-level advantage (identical states within a group, returns
+    discounted by ``gamma``) added to the episode-level group advantage; ignored by ppo and grpo."""
 
     def __post_init__(self) -> None:
-        require(self.name in ("ppo", "grpo"), "algo.name", self.name, "'ppo' or 'grpo'")
+        require(self.name in ("ppo", "grpo", "gigpo"), "algo.name", self.name, "'ppo', 'grpo' or 'gigpo'")
+        require(self.step_weight >= 0, "algo.step_weight", self.step_weight, "a float >= 0")
         require(self.group_size >= 2, "algo.group_size", self.group_size, "an integer >= 2")
         require(self.kl_target >= 0, "algo.kl_target", self.kl_target, "a float >= 0")
         require(self.kl_warmup >= 0, "algo.kl_warmup", self.kl_warmup, "an integer >= 0")
@@ -82,6 +91,9 @@ class RuntimeConfig:
     """``null`` starts Ray in-process; ``auto`` or an address connects to a running cluster."""
     num_cpus: int | None = None
     """CPUs given to an in-process Ray instance (null = all)."""
+    node_ip: str | None = None
+    """Address of an in-process Ray instance (null: 127.0.0.1, so that no Ray process listens on another
+    interface; set the machine's IP only to let other machines join)."""
     torch_threads: int = 1
     """Intra-op threads of a CPU learner in the driver. More help only with large minibatches on an otherwise
     idle machine; oversubscribed OpenMP threads slow small-batch updates by an order of magnitude."""
@@ -121,6 +133,8 @@ class TrainConfig:
     """Ray topology and device (group ``runtime/``)."""
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     """Logging settings (group ``logging/``)."""
+    guard: GuardConfig = field(default_factory=GuardConfig)
+    """Capacity guard checked before the run starts (free disk at the run directory, RAM, VRAM)."""
     total_env_steps: int = 500_000
     """Stop after this many env steps."""
     target_success: float | None = None
@@ -143,9 +157,17 @@ class TrainConfig:
     eval_seed: int | None = None
     """Env seed of the final evaluation (null: ``env.seed + 1000007``, which no training env stream
     ``env.seed + 1000 * runner + 7919 * resume_iteration`` takes)."""
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    """Suites trained in order with promotion on rolling success (``curriculum=[easy,default,hard,expert]``,
+    :mod:`dspy_rl.trainer.curriculum`); empty: ``env.suite`` only."""
+    objectives: ObjectivesConfig = field(default_factory=ObjectivesConfig)
+    """Weights of the global objectives in the training reward (:mod:`dspy_rl.envs.objectives`); per-objective
+    metrics ``objective/<name>`` are logged either way."""
+    convergence: ConvergenceConfig = field(default_factory=ConvergenceConfig)
+    """Plateau test that ends the run with status ``converged`` (:mod:`dspy_rl.trainer.convergence`)."""
 
     def __post_init__(self) -> None:
-        if self.algo.name == "grpo":
+        if self.algo.name in ("grpo", "gigpo"):
             require(
                 self.env.num_envs % self.algo.group_size == 0,
                 "env.num_envs",
@@ -160,6 +182,13 @@ class TrainConfig:
             "null or a float in (0, 1]",
         )
         require(self.checkpoint_every >= 1, "checkpoint_every", self.checkpoint_every, "an integer >= 1")
+        require(
+            not (self.curriculum.suites and self.eval_episodes > 0),
+            "eval_episodes",
+            self.eval_episodes,
+            "0 with a curriculum (the final evaluation does not pad the env yet; evaluate the last suite with "
+            "`dspy-rl eval` instead)",
+        )
         require(
             self.eval_episodes >= 0,
             "eval_episodes",

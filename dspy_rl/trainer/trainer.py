@@ -24,22 +24,29 @@ import numpy as np
 import torch
 
 from dspy_rl.config import ConfigError, compose, to_object
+from dspy_rl.envs.objectives import OBJECTIVES
+from dspy_rl.envs.padded import PadSpec
 from dspy_rl.learners.grpo_env import GRPOHyper
 from dspy_rl.learners.learner_group import LearnerGroup, batch_keys
 from dspy_rl.learners.ppo import PPOHyper
 from dspy_rl.runners.env_runner import EnvRunner, RolloutSpec, env_info, make_env
 from dspy_rl.trainer.config import TrainConfig
+from dspy_rl.trainer.convergence import PlateauDetector
+from dspy_rl.trainer.curriculum import Curriculum, curriculum_overrides
 from dspy_rl.utils.checkpoint import (
     FORMAT_VERSION,
     checkpoint_version,
     latest_checkpoint,
-    load_checkpoint,
+    load_latest_checkpoint,
     save_checkpoint,
     upgrade_checkpoint,
 )
 from dspy_rl.utils.device import resolve_device
+from dspy_rl.utils.finite import nonfinite_terms, raise_if_nonfinite
+from dspy_rl.utils.ray_local import init_ray
 from dspy_rl.utils.run_dir import new_run_dir, write_config
 from dspy_rl.utils.run_logger import Panel, RunLogger
+from dspy_rl.utils.run_status import write_status
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +68,7 @@ ALIASES = {
 
 def load_config(argv: Sequence[str] = ()) -> TrainConfig:
     """Compose conf/train.yaml with the command line and validate it (before Ray starts)."""
-    return to_object(compose("train", argv, ALIASES), TrainConfig)
+    return to_object(compose("train", curriculum_overrides(argv), ALIASES), TrainConfig)
 
 
 #: learning_curve.png of a run: success rate, and the returns of the episode and of policies A and B.
@@ -95,6 +102,8 @@ class _Progress:
     """Env step and wall time at which the settled rolling success rate first reached 0.9 (this session)."""
     last_ckpt: int = -1
     """Iteration of the latest checkpoint this session wrote."""
+    settled_once: bool = False
+    """The rolling success rate has been free of the early-episode bias (in this curriculum stage)."""
 
 
 @dataclass
@@ -112,6 +121,9 @@ class _Session:
     controller: Callable[[float, float, int], int] | None
     overlap: bool
     """Sample the next batch while the learners train on this one."""
+    group_args: tuple[Any, ...] = ()
+    """GRPO/GiGPO: (group_size, step_weight, gamma) for EnvRunner.sample_groups."""
+    plateau: PlateauDetector | None = None
     pending: Any = None
     resize_to: int | None = None
 
@@ -129,14 +141,19 @@ class Trainer:
         self.device = resolve_device(cfg.runtime.device)
         self._stop_signal: int | None = None
         self.resume_state: dict[str, Any] | None = None
+        self.curriculum = (
+            Curriculum(cfg.curriculum, cfg.env.num_envs * max(1, cfg.runtime.num_env_runners))
+            if cfg.curriculum.suites
+            else None
+        )
         if cfg.resume:
-            ckpt = latest_checkpoint(cfg.resume)
-            if ckpt is None:
+            found = load_latest_checkpoint(cfg.resume)  # falls back past checkpoints that do not load
+            if found is None:
                 raise ConfigError(
                     f"resume={cfg.resume!r} has no checkpoint under checkpoints/; "
                     "pass the run directory of an earlier `dspy-rl train`"
                 )
-            loaded = load_checkpoint(ckpt)
+            ckpt, loaded = found
             self.resume_state = upgrade_checkpoint(loaded, f"resume={cfg.resume!r}: {ckpt.name}")
             if self.resume_state is not loaded:
                 log.info(
@@ -147,6 +164,11 @@ class Trainer:
                     FORMAT_VERSION,
                 )
             self.run_dir = Path(cfg.resume)
+            if self.curriculum is not None and "curriculum" in self.resume_state:
+                try:
+                    self.curriculum.load_state_dict(self.resume_state["curriculum"])
+                except ValueError as exc:
+                    raise ConfigError(f"resume={cfg.resume!r}: {exc}") from None
             log.info(
                 "resuming %s from %s (env step %d)", self.run_dir, ckpt.name, self.resume_state["env_steps"]
             )
@@ -159,6 +181,9 @@ class Trainer:
     def _env_cfg(self, seed_offset: int) -> dict[str, Any]:
         env = asdict(self.cfg.env)
         env["seed"] = env["seed"] + seed_offset
+        if self.curriculum is not None:  # the stage's suite, padded to the largest suite of the curriculum
+            env["suite"] = self.curriculum.suite
+            env["pad"] = PadSpec.of_suites(self.cfg.curriculum.suites).to_dict()
         return env
 
     def _start_ray(self) -> None:
@@ -172,7 +197,7 @@ class Trainer:
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
             if rt.ray_address is None and not os.environ.get("RAY_ADDRESS"):  # not inside `ray job submit`
                 kwargs["num_cpus"] = rt.num_cpus or max(os.cpu_count() or 1, need)
-            ray.init(address=rt.ray_address, **kwargs)
+            init_ray(rt.ray_address, rt.node_ip, **kwargs)  # local Ray listens on 127.0.0.1 only
 
     def _install_signal_handlers(self) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():
@@ -217,6 +242,7 @@ class Trainer:
         )
         restore_signals = self._install_signal_handlers()
         status = "completed"
+        write_status(self.run_dir, "running", kind="train", total_env_steps=cfg.total_env_steps)
         try:
             status = self._loop(session, progress, logger, report)
             if progress.last_ckpt != progress.iteration:
@@ -253,7 +279,14 @@ class Trainer:
     def _build_session(self, iteration: int) -> _Session:
         """Runners (Ray actors, or one in this process), the learner group (restored on resume), the controller."""
         cfg, rt, algo = self.cfg, self.cfg.runtime, self.cfg.algo
-        spec = RolloutSpec(algo.rollout_len, algo.gamma, algo.gae_lambda, algo.hidden)
+        weights = cfg.objectives.vector()
+        spec = RolloutSpec(
+            algo.rollout_len,
+            algo.gamma,
+            algo.gae_lambda,
+            algo.hidden,
+            None if (weights == 1).all() else tuple(weights.tolist()),
+        )
         # Fresh env streams after a resume, so a resumed run does not replay the episodes it already saw.
         offset = 7919 * iteration
         pool, local_runner = None, None
@@ -278,7 +311,8 @@ class Trainer:
             )
             info = local_runner.env_info()
         model_spec = {k: info[k] for k in ("obs_dim", "num_tools", "num_args")} | {"hidden": algo.hidden}
-        grpo = algo.name == "grpo"
+        grpo = algo.name in ("grpo", "gigpo")  # gigpo: GRPO's learner, GiGPO's advantages (in the runners)
+        group_args = (algo.group_size, algo.step_weight if algo.name == "gigpo" else 0.0, algo.gamma)
         hp = GRPOHyper.from_config(algo) if grpo else PPOHyper.from_config(algo)
         learners = LearnerGroup(
             model_spec,
@@ -298,7 +332,10 @@ class Trainer:
         # With runner actors, the next rollout is sampled while the learner trains on this one (the policy lags
         # one update behind, which PPO's ratio clipping absorbs); sampling and learning then overlap on two cores.
         overlap = pool is not None and rt.async_sampling
-        return _Session(pool, local_runner, info, model_spec, hp, grpo, learners, controller, overlap)
+        plateau = PlateauDetector(cfg.convergence) if cfg.convergence.enabled else None
+        return _Session(
+            pool, local_runner, info, model_spec, hp, grpo, learners, controller, overlap, group_args, plateau
+        )
 
     def _loop(
         self,
@@ -316,6 +353,19 @@ class Trainer:
             # rolling rate is biased high until then, so milestones and the early stop wait for it.
             envs_total = cfg.env.num_envs * p.last["num_env_runners"]
             settled = len(p.recent_success) >= 200 and p.env_steps >= s.info["episode_len"] * envs_total
+            cur = self.curriculum
+            promoted = cur is not None and bool(p.last.pop("promoted", 0.0))
+            if cur is not None:  # the rolling rate restarts with each stage (and its bias with it)
+                settled = (
+                    len(p.recent_success) >= 200
+                    and p.env_steps - cur.stage_start_step >= cur.episode_lens[cur.stage] * envs_total
+                    and not promoted
+                )
+            # 1 once the rolling rate is free of the early-episode bias; the learning-curve plot starts there
+            p.settled_once = p.settled_once or settled
+            p.last["success_settled"] = float(p.settled_once)
+            if cur is not None:  # milestones and the early stop are about the last suite
+                settled = settled and cur.last_stage
             if p.first_90 is None and settled and p.last["success_rate"] >= 0.9:
                 p.first_90 = {"env_steps": p.env_steps, "wall_s": p.last["wall_s"]}
             if p.iteration % cfg.logging.log_every == 0 or p.env_steps >= cfg.total_env_steps:
@@ -327,11 +377,47 @@ class Trainer:
                 self._resize(s, t_sample, t_learn, p.last["num_env_runners"])
             if p.iteration % cfg.checkpoint_every == 0:
                 self._checkpoint(s, p)
+            if promoted:
+                self._promote(s, p)
+            if s.plateau is not None:
+                reason = s.plateau.update(p.last.get(cfg.convergence.metric, float("nan")), p.env_steps)
+                if reason is not None and (cur is None or cur.last_stage):
+                    p.last["converged_reason"] = reason
+                    log.info("converged at env step %d: %s", p.env_steps, reason)
+                    return "converged"
             if self._stop_signal is not None:
                 return f"interrupted by {signal.Signals(self._stop_signal).name}"
             if cfg.target_success is not None and settled and p.last["success_rate"] >= cfg.target_success:
                 return "reached target_success"
         return "completed"
+
+    def _promote(self, s: _Session, p: _Progress) -> None:
+        """Move every runner to the curriculum's next suite (same padded layout, same weights)."""
+        import ray
+
+        cur = self.curriculum
+        assert cur is not None
+        event = cur.events[-1]
+        log.info(
+            "curriculum: %s -> %s at env step %d (rolling success %.3f)",
+            event["from"],
+            event["to"],
+            p.env_steps,
+            event["success_rate"],
+        )
+        if s.pool is not None:
+            if s.pending is not None:  # sampled on the previous suite: dropped, not trained or counted
+                s.pool.collect(s.pending)
+                s.pending = None
+            s.pool.env_cfg = {**s.pool.env_cfg, "suite": cur.suite}
+            s.pool.sample(ray.put(None), cur.suite, method="set_suite")
+        else:
+            assert s.local_runner is not None
+            s.local_runner.set_suite(None, cur.suite)
+        p.recent_success.clear()
+        p.recent_return.clear()
+        p.settled_once = False
+        self._checkpoint(s, p)
 
     def _iterate(self, s: _Session, p: _Progress, start: float) -> tuple[float, float, int]:
         """One iteration: collect rollouts, update the learners, advance the counters and ``p.last``.
@@ -351,6 +437,13 @@ class Trainer:
         t1 = time.perf_counter()
         train_metrics = s.learners.update(batch)
         t_learn = time.perf_counter() - t1
+        if nonfinite_terms(train_metrics):  # stop before logging or checkpointing the NaN state
+            good = latest_checkpoint(self.run_dir)
+            raise_if_nonfinite(
+                train_metrics,
+                f"iteration {p.iteration + 1} (env steps {p.env_steps}-{p.env_steps + new_steps})",
+                f"the last good checkpoint {good} is kept" if good else "no checkpoint was written",
+            )
         p.env_steps += new_steps
         p.iteration += 1
         stats = [r["stats"] for r in rollouts]
@@ -372,6 +465,20 @@ class Trainer:
             now - start,
             len(rollouts),
         )
+        objective_terms = [st["objectives"] for st in stats if len(st["objectives"])]
+        if objective_terms:  # per-episode sum of each global objective's reward term
+            per_objective = np.concatenate(objective_terms).mean(axis=0)
+            p.last.update(
+                {f"objective/{k}": float(v) for k, v in zip(OBJECTIVES, per_objective, strict=True)}
+            )
+        for key in ("anchored_step_frac", "step_adv_abs"):  # GiGPO's grouping
+            if key in stats[0]:
+                p.last[key] = float(np.mean([st[key] for st in stats]))
+        if self.curriculum is not None:
+            ended = np.concatenate([st["episode_success"] for st in stats])
+            p.last["promoted"] = float(self.curriculum.observe(ended, p.env_steps))
+            p.last["curriculum_stage"] = self.curriculum.stage
+            p.last["curriculum_success_rate"] = self.curriculum.success_rate()
         p.last["runner_replacements"] = s.pool.replacements if s.pool is not None else 0
         p.last["policy_lag"] = policy_lag  # updates between the sampling weights and the trained ones
         return t_sample, t_learn, new_steps
@@ -389,7 +496,7 @@ class Trainer:
         assert s.pool is not None
         weights = ray.put(s.learners.weights())
         if s.grpo:  # one whole episode per env, in snapshot groups
-            request = s.pool.submit(weights, self.cfg.algo.group_size, method="sample_groups")
+            request = s.pool.submit(weights, *s.group_args, method="sample_groups")
         else:
             request = s.pool.submit(weights, self._rollout_steps(trained_steps, len(s.pool)), method="sample")
         request.version = iteration
@@ -406,7 +513,7 @@ class Trainer:
             return rollouts, p.iteration - request.version
         assert s.local_runner is not None
         if s.grpo:
-            return [s.local_runner.sample_groups(s.learners.weights(), self.cfg.algo.group_size)], 0
+            return [s.local_runner.sample_groups(s.learners.weights(), *s.group_args)], 0
         return [s.local_runner.sample(s.learners.weights(), self._rollout_steps(p.env_steps, 1))], 0
 
     def _resize(self, s: _Session, t_sample: float, t_learn: float, n_runners: int) -> None:
@@ -435,6 +542,7 @@ class Trainer:
                 },
                 "recent_success": list(p.recent_success),
                 "recent_return": list(p.recent_return),
+                **({"curriculum": self.curriculum.state_dict()} if self.curriculum is not None else {}),
             },
         )
         p.last_ckpt = p.iteration
@@ -442,6 +550,7 @@ class Trainer:
     def _result(self, p: _Progress, status: str) -> dict[str, Any]:
         last = p.last
         last["status"] = status
+        write_status(self.run_dir, status, kind="train", env_steps=p.env_steps)
         last["run_dir"] = str(self.run_dir)
         last["reached_0.9"] = (
             p.first_90

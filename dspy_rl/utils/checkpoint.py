@@ -11,22 +11,107 @@ Format versions (``format_version`` in the saved dict, :data:`FORMAT_VERSION` is
 
 :func:`load_checkpoint` refuses a version newer than :data:`FORMAT_VERSION`; :func:`upgrade_checkpoint` converts
 an older checkpoint's state to the current layout (``dspy-rl train resume=<run>`` does so on its own and logs it).
+
+Loading never runs code from the file: :func:`safe_torch_load` unpickles with ``torch.load(weights_only=True)``,
+which accepts tensors, plain containers and numbers, and (:data:`SAFE_GLOBALS`) the numpy arrays and dtypes of the
+saved RNG states; any other object in the pickle is refused. A file that does not load (truncated, zero bytes,
+corrupted, or holding code) is a :class:`CheckpointError` naming the file in one line, and
+:func:`load_latest_checkpoint` falls back to the newest checkpoint that loads, with a warning.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
+from dspy_rl.config import ConfigError
 from dspy_rl.utils.atomic import atomic_torch_save, atomic_write_bytes
 
 log = logging.getLogger(__name__)
 CKPT_DIR = "checkpoints"
 #: The checkpoint layout this code writes (see the module docstring); a checkpoint without the field is version 1.
 FORMAT_VERSION = 2
+
+
+#: The only globals a checkpoint's pickle may name besides torch's own allow-list (tensors, containers): what
+#: ``np.random.get_state()`` saves (a uint32 ndarray) and numpy scalars/dtypes. None of them runs code.
+SAFE_GLOBALS: list[Any] = [
+    np.ndarray,
+    np.dtype,
+    np._core.multiarray._reconstruct,  # type: ignore[attr-defined]
+    np._core.multiarray.scalar,  # type: ignore[attr-defined]
+    *(
+        getattr(np.dtypes, name)
+        for name in dir(np.dtypes)
+        if name.endswith("DType") and isinstance(getattr(np.dtypes, name), type)
+    ),
+]
+
+
+class CheckpointError(ConfigError):
+    """A checkpoint file that cannot be loaded; the message names the file and the reason in one line."""
+
+
+def _load_failure(exc: BaseException) -> str:
+    """A one-line reason for a failed ``torch.load`` (torch's own messages span a page)."""
+    text = str(exc)
+    if isinstance(exc, pickle.UnpicklingError) and "Weights only load failed" in text:
+        for line in text.splitlines():
+            if "Unsupported global" in line or "Unsupported operand" in line or "Trying to call" in line:
+                detail = line.strip().removeprefix("WeightsUnpickler error:").strip()
+                return (
+                    f"it holds Python objects that are not tensors or plain data ({detail[:160]}); refusing to "
+                    "unpickle it, since that could run code from the file"
+                )
+        return "it holds Python objects that are not tensors or plain data; refusing to unpickle it"
+    if isinstance(exc, EOFError) or "EOF" in text:
+        return "the file is truncated"
+    if isinstance(exc, zipfile.BadZipFile) or "zip archive" in text or "central directory" in text:
+        return "the file is corrupted or truncated (not a complete torch zip archive)"
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"the file is corrupted ({type(exc).__name__}: {first[:160]})"
+
+
+def _check_zip_crcs(path: Path) -> None:
+    """Check the CRC-32 of every member of a torch zip checkpoint: ``torch.load`` does not, so flipped bytes in
+    tensor data would otherwise load as silently different weights."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except zipfile.BadZipFile as exc:
+        raise CheckpointError(
+            f"checkpoint {path} cannot be loaded: the file is corrupted or truncated (not a complete torch zip "
+            "archive)"
+        ) from exc
+    if bad is not None:
+        raise CheckpointError(
+            f"checkpoint {path} cannot be loaded: the file is corrupted (checksum mismatch in {bad.split('/')[-1]!r})"
+        )
+
+
+def safe_torch_load(path: str | os.PathLike[str]) -> Any:
+    """``torch.load`` onto the CPU that never executes code from the file (``weights_only=True`` plus
+    :data:`SAFE_GLOBALS`). Any failure is a :class:`CheckpointError` naming ``path`` and the reason."""
+    p = Path(path)
+    try:
+        if p.stat().st_size == 0:
+            raise CheckpointError(f"checkpoint {p} cannot be loaded: the file is empty (0 bytes)")
+        _check_zip_crcs(p)
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            return torch.load(p, map_location="cpu", weights_only=True)
+    except CheckpointError:
+        raise
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"checkpoint {p} cannot be loaded: no such file") from exc
+    except Exception as exc:  # noqa: BLE001 -- any unpickling/zip/format failure becomes one line
+        raise CheckpointError(f"checkpoint {p} cannot be loaded: {_load_failure(exc)}") from exc
 
 
 def save_checkpoint(run_dir: str | Path, iteration: int, state: dict[str, Any], keep: int = 3) -> Path:
@@ -52,6 +137,41 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
+def checkpoint_candidates(run_dir: str | Path) -> list[Path]:
+    """The run's checkpoints, newest first: the one ``latest`` names, then the others by iteration."""
+    ckpt_dir = Path(run_dir) / CKPT_DIR
+    found = sorted(ckpt_dir.glob("ckpt_*.pt"), reverse=True)
+    first = latest_checkpoint(run_dir)
+    return ([first] if first is not None else []) + [p for p in found if p != first]
+
+
+def load_latest_checkpoint(run_dir: str | Path) -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint of ``run_dir`` that loads, and its state (``None`` if the run has none).
+
+    A newer checkpoint that fails to load (truncated, empty, corrupted, or refused as unsafe) is skipped with a
+    warning naming it; if none loads, a :class:`CheckpointError` lists each file and why.
+    """
+    candidates = checkpoint_candidates(run_dir)
+    if not candidates:
+        return None
+    failures: list[str] = []
+    for path in candidates:
+        try:
+            state = load_checkpoint(path)
+        except CheckpointError as exc:
+            failures.append(str(exc))
+            log.warning("%s; trying the previous checkpoint", exc)
+            continue
+        if failures:
+            log.warning(
+                "resuming from %s, the newest checkpoint that loads (%d newer one(s) skipped)",
+                path.name,
+                len(failures),
+            )
+        return path, state
+    raise CheckpointError(f"no checkpoint of {run_dir} loads: " + "; ".join(failures))
+
+
 def checkpoint_version(state: dict[str, Any]) -> int:
     return int(state.get("format_version", 1))
 
@@ -61,8 +181,6 @@ def _require_known_version(state: dict[str, Any], where: str) -> int:
     version = checkpoint_version(state)
     if 1 <= version <= FORMAT_VERSION:
         return version
-    from dspy_rl.config import ConfigError
-
     raise ConfigError(
         f"{where} has checkpoint format version {version}, but this dspy-rl reads versions 1 to {FORMAT_VERSION}"
         + (
@@ -77,7 +195,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint's state on the CPU, as saved (an older version is not converted: see
     :func:`upgrade_checkpoint`). A checkpoint from a newer dspy-rl, whose layout this code does not know, is a
     :class:`~dspy_rl.config.ConfigError`."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = safe_torch_load(path)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path} cannot be loaded: it is not a `dspy-rl train` checkpoint")
     _require_known_version(state, str(path))
     return state
 
@@ -109,7 +229,7 @@ def _trained_shapes(model: dict[str, torch.Tensor], policy: str, algo: str) -> l
     """Shapes of the tensors a learner trains for ``policy``, in the order of its flat parameter: the order of
     ``model.nets[policy].parameters()`` (``.actor`` only for env GRPO, which trains no critic), which is the
     order of their keys in the model's state dict (the policy networks hold parameters only, no buffers)."""
-    prefix = f"nets.{policy}.actor." if algo == "grpo" else f"nets.{policy}."
+    prefix = f"nets.{policy}.actor." if algo in ("grpo", "gigpo") else f"nets.{policy}."
     return [tuple(v.shape) for k, v in model.items() if k.startswith(prefix)]
 
 
@@ -124,7 +244,6 @@ def flatten_adam_state(
     kept. ``shapes``, when given, are the shapes the learner's parameters have, in flat order: the states must match
     them. A state that is already flat (one param) is returned with its moments flattened.
     """
-    from dspy_rl.config import ConfigError
 
     def fail(reason: str) -> ConfigError:
         return ConfigError(

@@ -52,21 +52,40 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_jsonl_rows(path)
+
+
+def read_jsonl_rows(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a metrics file, one per line. A line that is not a JSON object (the torn last line a
+    kill during a write leaves) is dropped with a warning naming the file and line."""
+    rows: list[dict[str, Any]] = []
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if not isinstance(row, dict):
+            where = "its torn last line" if n == len(lines) else f"line {n}, which is not a JSON object"
+            log.warning("%s: dropping %s (%r)", path, where, line[:80])
+            continue
+        rows.append(row)
+    return rows
 
 
 def truncate_metrics(path: Path, max_step: int, step_key: str = "env_steps") -> None:
     """Drop rows logged after ``max_step`` (written after the checkpoint a resumed run restarts from)."""
     if not path.exists():
         return
-    rows = [line for line in path.read_text().splitlines() if line.strip()]
-    kept = [r for r in rows if json.loads(r).get(step_key, 0) <= max_step]
+    kept = [json.dumps(r) for r in read_jsonl_rows(path) if r.get(step_key, 0) <= max_step]
     path.write_text("".join(r + "\n" for r in kept))
 
 
 def _keep_first_rows(path: Path, rows: int) -> None:
     if path.exists():
-        kept = [line for line in path.read_text().splitlines() if line.strip()][:rows]
+        kept = [json.dumps(r) for r in read_jsonl_rows(path)][:rows]
         path.write_text("".join(k + "\n" for k in kept))
 
 
@@ -138,7 +157,10 @@ class RunLogger:
             )
 
     def log(self, step: int, metrics: dict[str, Any]) -> None:
-        row = {self.step_key: step, **{k: v for k, v in metrics.items() if _finite(v)}}
+        from dspy_rl.system.stats import usage_metrics
+
+        usage = usage_metrics(self.run_dir)  # machine use (CPU, RAM, GPU, disk) with every row
+        row = {self.step_key: step, **{k: v for k, v in metrics.items() if _finite(v)}, **usage}
         self._metrics_file.write(json.dumps(row) + "\n")
         self._metrics_file.flush()
         self.rows += 1
@@ -174,9 +196,18 @@ def _finite(v: Any) -> bool:
     return isinstance(v, int | float) and math.isfinite(v)
 
 
+def curve_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows a learning curve plots. Before every env has run a whole episode only early successes have ended
+    and the rolling success rate reads high; the env trainer marks the rows from which it is unbiased
+    (``success_settled``, restarted at each curriculum stage), and the curve skips the others."""
+    if any("success_settled" in r for r in rows):
+        rows = [r for r in rows if r.get("success_settled", 1) >= 1]
+    return rows
+
+
 def plot_learning_curve(metrics_path: Path, out: Path, step_key: str, panels: Sequence[Panel]) -> Path | None:
     """One panel per ``(title, y label, keys)``: each key's values against ``step_key``, from metrics.jsonl."""
-    rows = read_metrics(metrics_path.parent) if metrics_path.exists() else []
+    rows = curve_rows(read_metrics(metrics_path.parent) if metrics_path.exists() else [])
     if not any(k in r for r in rows for _, _, keys in panels for k in keys):
         log.warning("no metrics to plot in %s", metrics_path)
         return None
@@ -202,6 +233,18 @@ def plot_learning_curve(metrics_path: Path, out: Path, step_key: str, panels: Se
             ax.legend()
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 100k, 1.5M instead of overlapping digits
+    staged = [r for r in rows if "curriculum_stage" in r and step_key in r]
+    for prev, row in zip(staged, staged[1:], strict=False):  # curriculum promotions
+        if row["curriculum_stage"] != prev["curriculum_stage"]:
+            for ax in axes[0]:
+                ax.axvline(row[step_key], color="tab:purple", linestyle="--", alpha=0.6)
+            axes[0][0].annotate(
+                f"stage {row['curriculum_stage']}",
+                (row[step_key], 0.03),
+                color="tab:purple",
+                fontsize=8,
+                xycoords=("data", "axes fraction"),
+            )
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)

@@ -9,8 +9,9 @@ pub mod sandbox;
 pub mod suite;
 
 use env::{Dynamics, EnvState, InvalidAction, Outputs};
+use numpy::PyArrayDescrMethods;
 use numpy::{PyArray1, PyArray2, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
-use pyo3::exceptions::{PyIndexError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyIndexError, PyMemoryError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyByteArray, PyBytes};
 use rayon::prelude::*;
@@ -281,6 +282,21 @@ macro_rules! with_outputs {
             $self.episode_length.bind($py),
             $self.episode_success.bind($py),
         );
+        // Python can resize (refcheck=False), reshape or retype the arrays in place; slicing them as this object
+        // created them would then index out of bounds. Check shape, dtype and layout first: a ValueError, not a
+        // panic.
+        let n = $self.num_envs;
+        check_output(obs, "obs", &[n, $self.obs_dim])?;
+        check_output(tool_mask, "tool_mask", &[n, $self.num_tools])?;
+        check_output(arg_mask, "arg_mask", &[n, $self.num_args])?;
+        check_output(phase, "phase", &[n])?;
+        check_output(rewards, "rewards", &[n])?;
+        check_output(terminated, "terminated", &[n])?;
+        check_output(truncated, "truncated", &[n])?;
+        check_output(results, "results", &[n])?;
+        check_output(episode_return, "episode_return", &[n])?;
+        check_output(episode_length, "episode_length", &[n])?;
+        check_output(episode_success, "episode_success", &[n])?;
         let $out = unsafe {
             Outputs {
                 obs: obs.as_slice_mut().map_err(sl)?,
@@ -298,6 +314,53 @@ macro_rules! with_outputs {
         };
         $body
     }};
+}
+
+/// ValueError unless the output array `name` still has the shape, dtype and C layout this object gave it.
+fn check_output<T: numpy::Element, D: numpy::ndarray::Dimension>(
+    arr: &Bound<'_, numpy::PyArray<T, D>>,
+    name: &str,
+    shape: &[usize],
+) -> PyResult<()> {
+    let py = arr.py();
+    let want = numpy::dtype::<T>(py);
+    let dtype = arr.dtype();
+    if arr.shape() != shape || !dtype.is_equiv_to(&want) || !arr.is_c_contiguous() {
+        return Err(PyValueError::new_err(format!(
+            "the env's output array `{name}` was changed in place (now shape {:?}, dtype {dtype}{}; it must stay \
+             shape {shape:?}, dtype {want}): the env writes into its own arrays, so copy them \
+             (np.array(env.{name})) instead of resizing, reshaping or retyping them",
+            arr.shape(),
+            if arr.is_c_contiguous() { "" } else { ", not C-contiguous" },
+        )));
+    }
+    Ok(())
+}
+
+/// Most envs one VecToolEnv holds (the Python config and reference backend use the same bound).
+pub const MAX_NUM_ENVS: i64 = 1 << 20;
+/// Most threads one VecToolEnv starts.
+pub const MAX_THREADS: i64 = 1024;
+
+/// Bytes of memory the kernel reports as available (`MemAvailable`), if it says.
+fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// A Vec of `n` copies of `value`, or a MemoryError naming the size, never an abort.
+fn try_vec<T: Clone>(n: usize, value: T, what: &str) -> PyResult<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        PyMemoryError::new_err(format!(
+            "cannot allocate {what} for {n} envs ({} bytes)",
+            n.saturating_mul(std::mem::size_of::<T>())
+        ))
+    })?;
+    v.resize(n, value);
+    Ok(v)
 }
 
 impl VecToolEnv {
@@ -327,14 +390,14 @@ impl VecToolEnv {
         episode_len: Option<i64>,
         suites_dir: Option<PathBuf>,
     ) -> PyResult<Self> {
-        if !(1..=(1 << 28)).contains(&num_envs) {
+        if !(1..=MAX_NUM_ENVS).contains(&num_envs) {
             return Err(PyValueError::new_err(format!(
-                "num_envs must be a positive integer (at most 2**28), got {num_envs}"
+                "num_envs must be an integer in [1, {MAX_NUM_ENVS}], got {num_envs}"
             )));
         }
-        if num_threads < 0 {
+        if !(0..=MAX_THREADS).contains(&num_threads) {
             return Err(PyValueError::new_err(format!(
-                "num_threads must be an integer >= 0 (0 = all cores), got {num_threads}"
+                "num_threads must be an integer in [0, {MAX_THREADS}] (0 = all cores), got {num_threads}"
             )));
         }
         let mode = match invalid_action {
@@ -381,6 +444,28 @@ impl VecToolEnv {
         let n = num_envs as usize;
         let dynamics = Dynamics::new(compiled, episode_len, mode);
         let l = dynamics.layout;
+        // State, action buffers and output arrays: refuse what the machine cannot hold before allocating it.
+        let per_env = std::mem::size_of::<EnvState>()
+            + 2 * std::mem::size_of::<i64>()
+            + 4 * l.obs_dim
+            + l.num_tools
+            + l.num_args
+            + 4 * 3
+            + 5;
+        let need = (n as u64).saturating_mul(per_env as u64);
+        if let Some(avail) = available_memory() {
+            if need > avail {
+                return Err(PyMemoryError::new_err(format!(
+                    "num_envs={n} needs {need} bytes ({:.1} GiB) for its state and output arrays, but only {avail} \
+                     bytes ({:.1} GiB) are available; use fewer envs",
+                    need as f64 / (1u64 << 30) as f64,
+                    avail as f64 / (1u64 << 30) as f64
+                )));
+            }
+        }
+        let states = try_vec(n, EnvState::default(), "env states")?;
+        let tools_buf = try_vec(n, 0i64, "action buffers")?;
+        let args_buf = try_vec(n, 0i64, "action buffers")?;
         let tool_names = dynamics
             .suite
             .tools
@@ -390,9 +475,9 @@ impl VecToolEnv {
         let suite_name = dynamics.suite.name.clone();
         let num_tasks = dynamics.suite.tasks.len();
         let mut env = VecToolEnv {
-            states: vec![EnvState::default(); n],
-            tools_buf: vec![0; n],
-            args_buf: vec![0; n],
+            states,
+            tools_buf,
+            args_buf,
             pool,
             obs: PyArray2::zeros(py, [n, l.obs_dim], false).unbind(),
             tool_mask: PyArray2::zeros(py, [n, l.num_tools], false).unbind(),

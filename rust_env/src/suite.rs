@@ -146,8 +146,15 @@ impl Suite {
 
 fn parse<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, SuiteError> {
     let de = &mut serde_json::Deserializer::from_str(text);
-    match serde_path_to_error::deserialize::<_, T>(de) {
-        Ok(v) => Ok(v),
+    match serde_path_to_error::deserialize::<_, T>(&mut *de) {
+        // Anything after the document (a second document, stray bytes) is an error, as in Python's json.loads.
+        Ok(v) => match de.end() {
+            Ok(()) => Ok(v),
+            Err(e) => err(
+                file,
+                format!("invalid suite data: {e} after the JSON document"),
+            ),
+        },
         Err(e) => {
             let field = e.path().to_string();
             let inner = e.into_inner();

@@ -54,6 +54,9 @@ BUDGET: dict[str, dict[str, str]] = {
         "plot": "false",
     },
 }
+BUDGET["dspy-rl stream auto"] = {
+    "auto.max_cycles": "1"
+}  # one cycle, then exit (the README's runs until stopped)
 BUDGET["ray job submit"] = BUDGET["dspy-rl submit"]
 # ShellEnv runs every tool call as a sandboxed command: far fewer env steps fit in the same time.
 BUDGET["dspy-rl eval env=shell"] = {"episodes": "8", "env.num_envs": "8"}
@@ -64,6 +67,8 @@ BUDGET["dspy-rl train env=shell"] = {
     "eval_episodes": "8",
 }
 BUDGET["dspy-rl grpo train mode=online task=shell"] = {**BUDGET["dspy-rl grpo train"], "steps": "2"}
+#: the shipped sample span events are older than any look-back window: mine them all
+BUDGET["dspy-rl grpo apply-policy"] = {"hours": "10000000"}
 #: the README's sweep over PPO also gets a small training budget per trial
 SWEEP_PPO_BUDGET = ["sweep.parameters.total_env_steps={space:log,min:2048,max:4096,type:int}"]
 
@@ -73,9 +78,32 @@ NOT_RUN = {
     "make test": "runs this test suite",
     "ray start --head --node-ip-address=127.0.0.1": "started for the submit commands by ray_head (the same flags, "
     "plus free ports so it cannot collide with other Ray instances)",
+    **dict.fromkeys(
+        [
+            "dspy-rl dashboard",
+            "dspy-rl dashboard runs_dir=/data/runs port=0 page_size=100",
+            "DSPY_RL_DASHBOARD_TOKEN=secret dspy-rl dashboard auth_token_env=DSPY_RL_DASHBOARD_TOKEN",
+            "dspy-rl dashboard serve=true route_prefix=/dash",
+            "curl -s 127.0.0.1:8270/api/rl/sessions?status=live",
+            "curl -s 127.0.0.1:8270/metrics",
+        ],
+        "a server that runs until Ctrl-C, or a request to one: tests/dashboard/ starts `dspy-rl dashboard` (uvicorn "
+        "and Serve, with a token) over real runs and requests every endpoint",
+    ),
 }
+#: servers that run until stopped: started, queried over HTTP and stopped by tests/serving/ (not by this test)
+SERVERS = ("dspy-rl serve lm", "dspy-rl serve proxy", "dspy-rl serve policy", "dspy-rl serve judges")
+#: paths in README examples that the test creates in its scratch directory
+SCRATCH_PATHS = {"/tmp/ws": "ws"}
 #: commands run only with -m slow (Ray actors, a head node, DDP learners, sweeps)
-FAST_PREFIXES = ("dspy-rl eval", "dspy-rl stream ingest", "dspy-rl grpo")
+FAST_PREFIXES = (
+    "dspy-rl eval",
+    "dspy-rl stream ingest",
+    "dspy-rl grpo",
+    "dspy-rl shell",
+    "dspy-rl rl",
+    "dspy-rl system",
+)
 
 
 def readme_commands() -> list[str]:
@@ -96,9 +124,16 @@ def _budgeted(command: str) -> list[str]:
         return argv
     budget = dict(BUDGET[prefix])
     out = []
-    for tok in argv:
+    for i, tok in enumerate(argv):
         key, eq, _ = tok.partition("=")
-        out.append(f"{key}={budget.pop(key)}" if eq and key in budget else tok)
+        flag = tok[2:].replace("-", "_") if tok.startswith("--") and not eq else None
+        if eq and key in budget:
+            out.append(f"{key}={budget.pop(key)}")
+        elif flag in budget and i + 1 < len(argv):
+            out.append(tok)
+            argv[i + 1] = budget.pop(flag)  # the flag's value, replaced
+        else:
+            out.append(tok)
     if prefix == "dspy-rl sweep" and "sweep=" not in command:
         out += SWEEP_PPO_BUDGET
     return out + [f"{k}={v}" for k, v in budget.items()]
@@ -109,6 +144,8 @@ def test_every_readme_command_is_covered() -> None:
     assert len(commands) >= 15
     for command in commands:
         assert command in NOT_RUN or command.startswith(("dspy-rl ", "ray job submit")), command
+        if command.startswith(SERVERS):
+            assert "dspy-rl serve" in command
     assert set(NOT_RUN) <= set(commands), "NOT_RUN lists commands the README no longer shows"
 
 
@@ -135,7 +172,7 @@ def _run(argv: list[str], cwd: Path, env: dict[str, str], timeout: float = 900) 
 def _cases() -> list:
     cases = []
     for command in readme_commands():
-        if command in NOT_RUN:
+        if command in NOT_RUN or command.startswith(SERVERS):
             continue
         marks = [] if command.startswith(FAST_PREFIXES) else [pytest.mark.slow]
         cases.append(pytest.param(command, marks=marks, id=command[:70]))
@@ -147,6 +184,16 @@ def test_readme_command_runs(command: str, workdir: Path) -> None:
     import torch
 
     argv, env = _budgeted(command), _env()
+    for path, scratch in SCRATCH_PATHS.items():
+        if path in argv:
+            (workdir / scratch).mkdir(exist_ok=True)
+            argv = [str(workdir / scratch) if a == path else a for a in argv]
+    if argv[:2] == ["dspy-rl", "shell"]:
+        probe = subprocess.run(
+            ["dspy-rl", "shell", "check"], env=env, capture_output=True, text=True, timeout=120
+        )
+        if probe.returncode == 3:
+            pytest.skip(f"the sandbox is unavailable on this kernel: {probe.stderr.strip()}")
     if "runtime=single_gpu" in argv and not torch.cuda.is_available():
         pytest.skip("runtime=single_gpu puts the learner on CUDA; this machine has no GPU")
     if argv[:2] == ["dspy-rl", "train"] and not any(a.startswith(("resume=", "run_dir=")) for a in argv):

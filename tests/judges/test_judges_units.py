@@ -129,7 +129,8 @@ def test_fan_out_leaves_out_slow_failing_and_malformed_judges():
     assert first["score"] == 0.5 and second["score"] == 0.7
     assert first["answered"] == ["fast"]
     assert first["left_out"]["slow"] == "timeout after 0.2s"
-    assert first["left_out"]["broken"].startswith("error: ConnectionError: replica died")
+    # the kind only: a judge's error text (Ray's carries node addresses and PIDs) stays in the service log
+    assert first["left_out"]["broken"] == "error (ConnectionError)"
     assert first["left_out"]["short"] == "error: expected 2 scores, got 1"
 
 

@@ -9,13 +9,14 @@ import pytest
 from omegaconf import OmegaConf
 
 import dspy_rl
-from dspy_rl.cli.sweep import SweepConfig
 from dspy_rl.config import compose
+from dspy_rl.dashboard.config import DashboardConfig
 from dspy_rl.envs.config import EnvConfig
 from dspy_rl.evaluation import EvalConfig
 from dspy_rl.grpo.config import GRPOTrainConfig
 from dspy_rl.judges.config import ServeConfig
 from dspy_rl.stream.config import SourceConfig, StreamConfig
+from dspy_rl.sweeps.config import SweepConfig
 from dspy_rl.traces.mining import MineConfig
 from dspy_rl.trainer.config import AlgoConfig, RuntimeConfig, TrainConfig
 from dspy_rl.utils.run_logger import LoggingConfig
@@ -28,6 +29,7 @@ COMMANDS = {
     "serve": ServeConfig,
     "mine": MineConfig,
     "sweep": SweepConfig,
+    "dashboard": DashboardConfig,
 }
 #: conf/ file or group directory -> the schema its keys belong to
 SCHEMAS = {

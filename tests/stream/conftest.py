@@ -191,3 +191,8 @@ def produce():
 def ingest_command():
     """``ingest_command(bootstrap, prefix, db, *overrides) -> argv`` of a ``dspy-rl stream ingest`` process."""
     return _ingest_command
+
+
+#: Both client libraries run the same fault tests; the kafka-python variant of a slow test is marked slow.
+KAFKA_CLIENTS = ["confluent", "kafka-python"]
+KAFKA_CLIENTS_SLOW_FALLBACK = ["confluent", pytest.param("kafka-python", marks=pytest.mark.slow)]

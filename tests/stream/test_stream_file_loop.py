@@ -111,7 +111,10 @@ def test_cli_continuous_training_on_embedded_sample(tmp_path, capsys):
     assert records == published and [r["iteration"] for r in records] == [0, 1, 2]
     for r in records:
         assert r["train/updated"] == 1 and math.isfinite(r["train/loss"]) and r["groups"] > 0
-    assert (run_dir / "model").is_dir() and (run_dir / "trainer.pt").is_file()
+    policy = run_dir / "policy_signature"
+    assert (policy / "model").is_dir() and (policy / "latest").is_file()
+    assert sorted(p.name for p in (run_dir / "groups").glob("*.signature.jsonl")) == [
+        f"iter{i:05d}.signature.jsonl" for i in (0, 1, 2)]  # fmt: skip
     assert len(_lines(run_dir / "bus" / "agent.dlq.jsonl")) == 3  # the sample's malformed lines
 
 
@@ -134,3 +137,27 @@ def test_cli_rejects_bad_input(tmp_path, capsys):
         main(["train", "--max-iterations", "0"])
     with pytest.raises(ConfigError, match="mine.level"):
         main(["train", "mine.level=everything"])
+
+
+def test_cli_streaming_iterations_with_ppo_and_grpo_phases_on_a_hf_model(tmp_path, capsys):
+    """Seed 000: N PPO env steps in the simulator + M GRPO steps on a tiny GPT-2 per iteration; metrics published;
+    old mined group files removed."""
+    run_dir = tmp_path / "run"
+    rc = main(
+        ["train", "--rl-steps", "1024", "--grpo-steps", "3", "--continuous", "--max-iterations", "2",
+         "--model", "tiny-gpt2", f"store={tmp_path / 't.db'}", f"run_dir={run_dir}", "iteration_events=400",
+         "train.batch_groups=4", "keep_group_files=1",
+         "rl_overrides=['runtime.num_env_runners=0','env.num_envs=64','algo.rollout_len=16','algo.minibatch_size=512']"]
+    )  # fmt: skip
+    assert rc == 0
+    records = _lines(run_dir / "metrics.jsonl")
+    assert records == _lines(run_dir / "bus" / "agent.metrics.jsonl")
+    assert [r["rl/env_steps"] for r in records] == [1024, 2048]
+    assert all(r["rl/new_env_steps"] == 1024 and 0 <= r["rl/success_rate"] <= 1 for r in records)
+    assert all(r["train/steps"] == 3 and math.isfinite(r["train/loss"]) for r in records)
+    assert all("sys/ram_used_gb" in r for r in records)
+    policy = run_dir / "policy_signature"
+    assert (policy / "model" / "config.json").is_file()  # a Hugging Face model directory
+    assert [json.loads(x)["step"] for x in (policy / "metrics.jsonl").read_text().splitlines()] == [3, 6]
+    assert [p.name for p in (run_dir / "groups").iterdir()] == ["iter00001.signature.jsonl"]
+    assert (run_dir / "rl" / "checkpoints" / "latest").is_file()

@@ -18,6 +18,7 @@ import pytest
 from dspy_rl.stream.ingest import IngestConfig, KafkaIngester
 from dspy_rl.traces.spans import Span
 from dspy_rl.traces.store import TraceStore
+from tests.stream.conftest import KAFKA_CLIENTS
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -51,8 +52,9 @@ def _count(db: Path) -> int:
         conn.close()
 
 
+@pytest.mark.parametrize("client", KAFKA_CLIENTS)
 def test_broker_restart_mid_ingest_stores_every_event_once(
-    private_kafka_broker, topic_prefix, produce, tmp_path
+    private_kafka_broker, topic_prefix, produce, tmp_path, client
 ):
     n = int(os.environ.get("DSPY_RL_RESTART_EVENTS", "100000"))
     spans = _events(n)
@@ -62,6 +64,7 @@ def test_broker_restart_mid_ingest_stores_every_event_once(
     ingester = KafkaIngester(
         store,
         IngestConfig(
+            client=client,
             bootstrap_servers=private_kafka_broker.bootstrap,
             topic_prefix=topic_prefix,
             group_id=topic_prefix + "g",

@@ -18,6 +18,7 @@ from dspy_rl.stream.ingest import IngestConfig, KafkaIngester
 from dspy_rl.stream.synthetic import synthetic_spans
 from dspy_rl.traces.spans import INGEST_TOPICS, TOPIC_DLQ, MalformedEvent, Span, decode_event_row
 from dspy_rl.traces.store import TraceStore
+from tests.stream.conftest import KAFKA_CLIENTS, KAFKA_CLIENTS_SLOW_FALLBACK
 
 pytestmark = pytest.mark.kafka
 
@@ -80,13 +81,15 @@ def _expected_trace_rewards(spans: list[Span]) -> dict[str, float]:
     return totals
 
 
-def test_ingest_commits_after_write_and_dead_letters(kafka_broker, topic_prefix, produce, tmp_path):
+@pytest.mark.parametrize("client", KAFKA_CLIENTS)
+def test_ingest_commits_after_write_and_dead_letters(kafka_broker, topic_prefix, produce, tmp_path, client):
     messages, spans = _valid_messages(topic_prefix, 300, seed=1)
     bad = [(topic_prefix + "agent.actions", b"{not json"), (topic_prefix + "agent.rewards", None)]
     produce(kafka_broker, messages[:500] + bad + messages[500:])
     store = TraceStore(tmp_path / "t.db")
     group = topic_prefix + "g"
     cfg = IngestConfig(
+        client=client,
         bootstrap_servers=kafka_broker,
         topic_prefix=topic_prefix,
         group_id=group,
@@ -111,8 +114,9 @@ def test_ingest_commits_after_write_and_dead_letters(kafka_broker, topic_prefix,
     store.close()
 
 
+@pytest.mark.parametrize("client", KAFKA_CLIENTS_SLOW_FALLBACK)
 def test_sigkill_mid_batch_loses_and_duplicates_nothing(
-    kafka_broker, topic_prefix, produce, ingest_command, tmp_path
+    kafka_broker, topic_prefix, produce, ingest_command, tmp_path, client
 ):
     """(b) SIGKILL the ingester while it works, twice, then restart: exactly the produced spans are stored."""
     messages, spans = _valid_messages(topic_prefix, 1500, seed=2)
@@ -126,6 +130,7 @@ def test_sigkill_mid_batch_loses_and_duplicates_nothing(
         "ingest.batch_size=300",
         "ingest.batch_max_wait_ms=50",
         "ingest.session_timeout_ms=6000",
+        f"stream.client={client}",
     )
     for fraction in (0.25, 0.6):
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -183,8 +188,9 @@ def _malformed(rng: random.Random, valid: dict, prefix: str) -> tuple[str, bytes
     return topic, json.dumps(event).encode()
 
 
+@pytest.mark.parametrize("client", KAFKA_CLIENTS_SLOW_FALLBACK)
 def test_fuzzed_malformed_messages_go_to_dlq_and_ingester_keeps_running(
-    kafka_broker, topic_prefix, produce, ingest_command, tmp_path
+    kafka_broker, topic_prefix, produce, ingest_command, tmp_path, client
 ):
     """(c) 10k fuzzed malformed messages among valid ones: all dead-lettered with reasons, valid ones stored,
     the process keeps running and exits cleanly on SIGTERM."""
@@ -203,7 +209,7 @@ def test_fuzzed_malformed_messages_go_to_dlq_and_ingester_keeps_running(
     produce(kafka_broker, mixed)
     db = tmp_path / "t.db"
     proc = subprocess.Popen(
-        ingest_command(kafka_broker, topic_prefix, db, "ingest.batch_size=2000"),
+        ingest_command(kafka_broker, topic_prefix, db, "ingest.batch_size=2000", f"stream.client={client}"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -242,8 +248,9 @@ class _FlakyStore(TraceStore):
         return super().insert_rows(rows, source)
 
 
+@pytest.mark.parametrize("client", KAFKA_CLIENTS)
 def test_failed_write_is_rewound_and_retried_and_huge_dead_letters_are_cut(
-    kafka_broker, topic_prefix, produce, tmp_path
+    kafka_broker, topic_prefix, produce, tmp_path, client
 ):
     messages, spans = _valid_messages(topic_prefix, 50, seed=4)
     huge = b"{" + b" " * (2 << 20)  # 2 MiB of malformed JSON
@@ -252,6 +259,7 @@ def test_failed_write_is_rewound_and_retried_and_huge_dead_letters_are_cut(
     # Small batches: later batches are already parsed and queued (pipeline) when the first write fails.
     # max_seconds bounds the run, so an ingester that never finishes fails the assertions below instead of hanging.
     cfg = IngestConfig(
+        client=client,
         bootstrap_servers=kafka_broker,
         topic_prefix=topic_prefix,
         group_id=topic_prefix + "g",
@@ -304,14 +312,16 @@ def test_two_worker_processes_share_the_partitions(
         assert store.span_ids() == {s.span_id for s in spans}
 
 
+@pytest.mark.parametrize("client", KAFKA_CLIENTS)
 def test_group_joined_before_its_topics_exist_gets_them_assigned(
-    kafka_broker, topic_prefix, produce, tmp_path
+    kafka_broker, topic_prefix, produce, tmp_path, client
 ):
     """The hang this file's failed-write test used to show (~1 run in 8): kafka-python 3.0 loses the assignment of
     a rebalance that outlasts the poll() that started it, when the group leader re-assigns because the topics'
     metadata changed, and then never rejoins. 1 ms polls make every such rebalance outlast its poll."""
     store = TraceStore(tmp_path / "t.db")
     cfg = IngestConfig(
+        client=client,
         bootstrap_servers=kafka_broker,
         topic_prefix=topic_prefix,
         group_id=topic_prefix + "g",

@@ -1,0 +1,1 @@
+"""Machine resources: usage statistics (:mod:`.stats`) and the capacity guard (:mod:`.guard`)."""
