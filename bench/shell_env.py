@@ -11,6 +11,7 @@ episode's sandbox on it.
 
     python bench/shell_env.py                 # ~1-2 min
     python bench/shell_env.py --trials 300 --workers 1,2,4,8
+    python bench/shell_env.py --host-mb 2000  # the host holds 2 GB (weights): fresh sandboxes must not copy it
 """
 
 from __future__ import annotations
@@ -262,7 +263,18 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0, help="duration of each throughput measurement")
     ap.add_argument("--no-bwrap", action="store_true", help="skip bubblewrap even if installed")
     ap.add_argument("--out", default="bench/results/shell_env.json")
+    ap.add_argument(
+        "--host-mb",
+        type=int,
+        default=0,
+        help="first grow this process by this many MiB of touched memory (a training host holding weights)",
+    )
     args = ap.parse_args()
+    if args.host_mb < 0:
+        raise SystemExit("--host-mb must be >= 0 (MiB of host memory to hold during the bench)")
+    ballast = bytearray(args.host_mb << 20)
+    for i in range(0, len(ballast), 4096):
+        ballast[i] = 1
     abi = check_support()
     use_bwrap = not args.no_bwrap and shutil.which("bwrap") is not None
     load = os.getloadavg()
@@ -279,6 +291,7 @@ def main() -> None:
         "loadavg_start": load,
         "loadavg_end": os.getloadavg(),
         "landlock_abi": abi,
+        "host_mb": args.host_mb,
         "bwrap": subprocess.run(["bwrap", "--version"], capture_output=True, text=True).stdout.strip()
         if use_bwrap
         else None,
@@ -288,7 +301,10 @@ def main() -> None:
         "throughput": tp,
         "resets": rs,
     }
-    print(f"load average at start {load[0]:.1f}, end {result['loadavg_end'][0]:.1f}; Landlock ABI {abi}")
+    print(
+        f"load average at start {load[0]:.1f}, end {result['loadavg_end'][0]:.1f}; Landlock ABI {abi}; "
+        f"host grown by {args.host_mb} MiB"
+    )
     print("\nper-command latency, ms (p50 / p90):")
     for name, row in lat.items():
         cells = "  ".join(f"{k} {v['p50_ms']:.2f}/{v['p90_ms']:.2f}" for k, v in row.items())

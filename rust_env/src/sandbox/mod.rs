@@ -10,6 +10,7 @@
 //! missing; nothing ever runs unsandboxed.
 
 pub mod filter;
+mod forkmem;
 mod init;
 pub mod proto;
 pub mod py;
@@ -264,7 +265,10 @@ impl Sandbox {
                 );
             }
         }
-        let pid = unsafe { libc::fork() };
+        let pid = forkmem::fork(&[
+            &plan as *const init::Plan as usize,
+            plan.workspace.as_ptr() as usize,
+        ]);
         if pid < 0 {
             unsafe {
                 libc::close(sv[0]);

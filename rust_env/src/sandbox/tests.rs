@@ -199,3 +199,50 @@ fn works_for_an_unprivileged_user() {
         "unprivileged sandbox child exited {code}"
     );
 }
+
+#[test]
+fn big_host_mappings_skip_the_sandbox_fork_and_stay_forkable() {
+    const LEN: usize = 80 << 20;
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            LEN,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        ) as *mut u8;
+        assert!(p as *mut libc::c_void != libc::MAP_FAILED);
+        *p.add(LEN - 1) = 42;
+        let found = super::forkmem::big_mappings(&[]);
+        assert!(found
+            .iter()
+            .any(|&(s, l)| s <= p as usize && p as usize + LEN <= s + l));
+        let kept = super::forkmem::big_mappings(&[p as usize + 7]);
+        assert!(!kept
+            .iter()
+            .any(|&(s, l)| s <= p as usize && p as usize + 7 < s + l));
+        // The sandbox-style fork leaves the mapping out of the child...
+        let pid = super::forkmem::fork_with(&[], true);
+        if pid == 0 {
+            let mut v: libc::c_uchar = 0;
+            let r = libc::mincore(p as *mut libc::c_void, 4096, &mut v);
+            libc::_exit(if r == 0 { 1 } else { 0 }); // ENOMEM: not mapped in the child
+        }
+        let mut st = 0;
+        libc::waitpid(pid, &mut st, 0);
+        assert_eq!(
+            libc::WEXITSTATUS(st),
+            0,
+            "the mapping was copied into the child"
+        );
+        // ...and any later fork copies it again.
+        let pid = libc::fork();
+        if pid == 0 {
+            libc::_exit(*p.add(LEN - 1) as i32);
+        }
+        libc::waitpid(pid, &mut st, 0);
+        assert_eq!(libc::WEXITSTATUS(st), 42);
+        libc::munmap(p as *mut libc::c_void, LEN);
+    }
+}
