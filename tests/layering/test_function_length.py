@@ -23,8 +23,6 @@ ALLOWED: dict[str, int] = {
     "envs/suite.py::load_suite": 122,
     "inspection/verify.py::_verify_open_store": 91,
     "learners/grpo.py::grpo_loss": 85,
-    "runners/env_runner.py::EnvRunner.sample": 84,
-    "runners/env_runner.py::EnvRunner.sample_groups": 94,
     "serving/recording.py::call_spans": 93,
 }
 
