@@ -20,7 +20,6 @@ ALLOWED: dict[str, int] = {
     # not split yet (issue 13 item 1): remove each entry when its function is split
     "envs/reference.py::PyVecToolEnv.__init__": 82,
     "envs/shellenv/workspaces.py::load_workspace": 92,
-    "envs/suite.py::load_suite": 122,
     "inspection/verify.py::_verify_open_store": 91,
     "learners/grpo.py::grpo_loss": 85,
     "serving/recording.py::call_spans": 93,
