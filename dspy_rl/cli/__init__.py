@@ -32,6 +32,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "capacity guard: free disk/RAM/VRAM vs the guard settings (`system guard`)",
     ),
     "sweep": ("dspy_rl.cli.sweep", "cost-aware hyperparameter sweep with Ray Tune"),
+    "dashboard": (
+        "dspy_rl.cli.dashboard",
+        "web UI + JSON API over runs, sweeps, auto mode, the trace store and the machine",
+    ),
     "pipeline": (
         "dspy_rl.cli.pipeline",
         "sweep -> train with the best config -> eval, resumable, one results page",

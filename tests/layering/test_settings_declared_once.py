@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 
 import dspy_rl
 from dspy_rl.config import compose
+from dspy_rl.dashboard.config import DashboardConfig
 from dspy_rl.envs.config import EnvConfig
 from dspy_rl.evaluation import EvalConfig
 from dspy_rl.grpo.config import GRPOTrainConfig
@@ -28,6 +29,7 @@ COMMANDS = {
     "serve": ServeConfig,
     "mine": MineConfig,
     "sweep": SweepConfig,
+    "dashboard": DashboardConfig,
 }
 #: conf/ file or group directory -> the schema its keys belong to
 SCHEMAS = {
