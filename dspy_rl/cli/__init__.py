@@ -18,6 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "dspy_rl.cli.grpo",
         "GRPO: `train` on grouped JSONL / online, `mine` groups from the trace store",
     ),
+    "judge": (
+        "dspy_rl.cli.judge",
+        "score a response in process, or --benchmark judge agreement on a labelled set",
+    ),
     "serve": ("dspy_rl.cli.serve", "serve the judge ensemble on Ray Serve (`serve judges`)"),
     "stream": (
         "dspy_rl.cli.stream",

@@ -97,6 +97,7 @@ SERVERS = ("dspy-rl serve lm", "dspy-rl serve proxy", "dspy-rl serve policy", "d
 SCRATCH_PATHS = {"/tmp/ws": "ws"}
 #: commands run only with -m slow (Ray actors, a head node, DDP learners, sweeps)
 FAST_PREFIXES = (
+    "dspy-rl judge",
     "dspy-rl eval",
     "dspy-rl stream ingest",
     "dspy-rl grpo",
