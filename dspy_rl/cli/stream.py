@@ -18,7 +18,6 @@ import logging
 import os
 import signal
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -27,6 +26,7 @@ from typing import Any
 from dspy_rl.cli.help import HELP_FLAGS, render, wants_help
 from dspy_rl.config import compose, require, to_object
 from dspy_rl.stream.config import StreamConfig
+from dspy_rl.stream.run import ingest_config, run_stream_train
 
 logger = logging.getLogger(__name__)
 
@@ -80,16 +80,7 @@ def _on_stop(callback: Callable[[], None]) -> None:
 
 def _ingest_config(cfg: StreamConfig, **overrides: Any) -> Any:
     """The ``ingest.*`` settings as they are, with the broker connection of ``stream.*``."""
-    from dspy_rl.stream.ingest import IngestConfig
-
-    return IngestConfig(
-        **dataclasses.asdict(cfg.ingest),
-        bootstrap_servers=str(cfg.stream.bootstrap_servers),
-        group_id=cfg.stream.group_id,
-        topic_prefix=cfg.stream.topic_prefix,
-        client=cfg.stream.client,
-        **overrides,
-    )
+    return ingest_config(cfg, **overrides)
 
 
 def _ingest(cfg: StreamConfig) -> int:
@@ -128,104 +119,8 @@ def _ingest(cfg: StreamConfig) -> int:
 
 
 def _train(cfg: StreamConfig) -> int:
-    from dspy_rl.stream.bus import FileBus
-    from dspy_rl.stream.clients import make_bus
-    from dspy_rl.stream.continuous import TextGRPOIteration, run_continuous
-    from dspy_rl.traces.mining import MineConfig
-    from dspy_rl.traces.store import TraceStore
-
-    run_dir = Path(cfg.run_dir or Path("runs") / "stream" / time.strftime("%Y%m%d-%H%M%S"))
-    from dspy_rl.system.guard import enforce
-
-    enforce(cfg.guard, run_dir, what="stream train run")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(_as_dict(cfg), indent=1))
-    store = TraceStore(cfg.store, synchronous=cfg.synchronous)
-    stop = {"requested": False}
-    closers: list[Callable[[], None]] = []
-    try:
-        if cfg.stream.kind == "kafka":
-            from dspy_rl.stream.ingest import KafkaIngester
-
-            bus: Any = make_bus(
-                str(cfg.stream.bootstrap_servers), cfg.stream.client, topic_prefix=cfg.stream.topic_prefix
-            )
-            ingester = KafkaIngester(store, _ingest_config(cfg), dlq_bus=bus)
-            closers.append(ingester.close)
-
-            def ingest_step() -> int:
-                return ingester.ingest_for(
-                    max_events=cfg.iteration_events, max_seconds=cfg.iteration_seconds, idle_timeout_s=1.0
-                )
-
-            def request_stop() -> None:
-                stop["requested"] = True
-                ingester.request_stop()
-        else:
-            from dspy_rl.stream.file_source import JsonlSource
-
-            bus = FileBus(run_dir / "bus", topic_prefix=cfg.stream.topic_prefix)
-            source = JsonlSource(store, cfg.stream.events_file, dlq=bus, batch_size=cfg.ingest.batch_size)
-            closers.append(source.close)
-
-            def ingest_step() -> int:
-                return source.ingest(cfg.iteration_events)
-
-            def request_stop() -> None:
-                stop["requested"] = True
-
-        closers.append(bus.close)
-        _on_stop(request_stop)
-        t = cfg.train
-        trainer = TextGRPOIteration(
-            run_dir,
-            level=cfg.mine.level,
-            steps=cfg.grpo_steps,
-            model=t.model,
-            device=t.device,
-            batch_groups=t.batch_groups,
-            lr=t.lr,
-            kl_target=t.kl_target,
-            kl_warmup=t.kl_warmup,
-            updates_per_batch=t.updates_per_batch,
-            seed=t.seed,
-            keep_checkpoints=t.keep_checkpoints,
-        )
-        rl_phase = None
-        if cfg.rl_steps > 0:
-            from dspy_rl.stream.rl_phase import PPOPhase
-
-            rl_phase = PPOPhase(run_dir / "rl", cfg.rl_steps, cfg.rl_overrides)
-        mine_cfg = MineConfig(
-            db=cfg.store,
-            out=str(run_dir / "groups.jsonl"),
-            hours=cfg.mine.hours,
-            levels=[cfg.mine.level],
-            min_candidates=cfg.mine.min_candidates,
-            max_candidates=cfg.mine.max_candidates,
-        )
-        records = run_continuous(
-            store,
-            ingest_step,
-            trainer,
-            run_dir=run_dir,
-            max_iterations=cfg.max_iterations if cfg.continuous else 1,
-            mine_config=mine_cfg,
-            bus=bus if cfg.publish_metrics else None,
-            should_stop=lambda: stop["requested"],
-            rl_phase=rl_phase,
-            keep_group_files=cfg.keep_group_files,
-        )
-    finally:
-        for close in reversed(closers):
-            close()
-        store.close()
-    print(
-        json.dumps(
-            {"run_dir": str(run_dir), "iterations": len(records), "last": records[-1] if records else None},
-            indent=1,
-        )
-    )
+    out = run_stream_train(cfg, on_stop=_on_stop)
+    print(json.dumps(out, indent=1))
     return 0
 
 
@@ -340,7 +235,6 @@ def _export(cfg: StreamConfig, out: str) -> int:
 
 
 def _as_dict(cfg: StreamConfig) -> dict[str, Any]:
-    import dataclasses
 
     return dataclasses.asdict(cfg)
 

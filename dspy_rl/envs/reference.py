@@ -137,7 +137,12 @@ class PyVecToolEnv:
         self._off_target = self._off_result + NUM_RESULTS
         self._off_step = self._off_target + self.num_args
 
-        n = num_envs
+        self._allocate(num_envs)
+        self._seed = check_seed(seed)
+        self.reset(self._seed)
+
+    def _allocate(self, n: int) -> None:
+        """The output buffers (see ENV_CONTRACT.md) and the per-env state of ``n`` envs."""
         self.obs = np.zeros((n, self.obs_dim), dtype=np.float32)
         self.tool_mask = np.zeros((n, self.num_tools), dtype=bool)
         self.arg_mask = np.zeros((n, self.num_args), dtype=bool)
@@ -159,8 +164,6 @@ class PyVecToolEnv:
         self._last_tool = [0] * n  # 0 = none, else 1 + tool index
         self._last_result = [RESULT_NONE] * n
         self._return = [0.0] * n
-        self._seed = check_seed(seed)
-        self.reset(self._seed)
 
     # -- RNG ----------------------------------------------------------------------------------------------------
 

@@ -263,6 +263,27 @@ def load_suite(suite: str | Path) -> Suite:
         **{k: _float(_get(rewards_doc, k, path, "rewards."), path, f"rewards.{k}") for k in REWARD_KEYS}
     )
 
+    catalog_path, cat, index = _load_catalog(path, catalog_ref)
+    target_name = _str(_get(cat, "target_fact", catalog_path, ""), catalog_path, "target_fact")
+    if target_name not in index:
+        raise SuiteError(f"{catalog_path}: field `target_fact`: unknown fact {target_name!r}")
+    tools_t = _load_tools(path, doc, catalog_path, cat, index)
+    tasks = _load_tasks(path, doc, index, tools_t, num_args)
+    return Suite(
+        name=name,
+        path=path,
+        facts=tuple(index),
+        target_fact=1 << index[target_name],
+        tools=tools_t,
+        tasks=tuple(tasks),
+        episode_len=episode_len,
+        num_args=num_args,
+        rewards=rewards,
+    )
+
+
+def _load_catalog(path: Path, catalog_ref: str) -> tuple[Path, dict[str, Any], dict[str, int]]:
+    """The suite's catalog: (its path, its document, fact name -> bit index)."""
     catalog_path = path.parent / catalog_ref
     if not catalog_path.is_file():
         raise SuiteError(f"{path}: field `catalog`: catalog file {catalog_path} does not exist")
@@ -278,9 +299,13 @@ def load_suite(suite: str | Path) -> Suite:
         if fact in index:
             raise SuiteError(f"{catalog_path}: field `facts[{j}]`: duplicate fact {fact!r}")
         index[fact] = j
-    target_name = _str(_get(cat, "target_fact", catalog_path, ""), catalog_path, "target_fact")
-    if target_name not in index:
-        raise SuiteError(f"{catalog_path}: field `target_fact`: unknown fact {target_name!r}")
+    return catalog_path, cat, index
+
+
+def _load_tools(
+    path: Path, doc: dict[str, Any], catalog_path: Path, cat: dict[str, Any], index: dict[str, int]
+) -> tuple[Tool, ...]:
+    """The catalog's tools, with the suite's ``success_prob`` overrides applied."""
     tool_docs = _list(_get(cat, "tools", catalog_path, ""), catalog_path, "tools")
     if not 1 <= len(tool_docs) <= MAX_TOOLS:
         raise SuiteError(
@@ -334,8 +359,13 @@ def load_suite(suite: str | Path) -> Suite:
                 success_prob=prob,
             )
         )
-    tools_t = tuple(tools)
+    return tuple(tools)
 
+
+def _load_tasks(
+    path: Path, doc: dict[str, Any], index: dict[str, int], tools_t: tuple[Tool, ...], num_args: int
+) -> list[Task]:
+    """The suite's tasks, each checked to reach its goal, with its planned optimal steps."""
     task_docs = _list(_get(doc, "tasks", path, ""), path, "tasks")
     if not 1 <= len(task_docs) <= MAX_TASKS:
         raise SuiteError(f"{path}: field `tasks` must list 1 to {MAX_TASKS} tasks, got {len(task_docs)}")
@@ -361,14 +391,4 @@ def load_suite(suite: str | Path) -> Suite:
                 f"{path}: field `{where}.goal`: task {tname!r} cannot reach its goal from its start facts"
             )
         tasks.append(Task(tname, start, goal, relevant, k, steps))
-    return Suite(
-        name=name,
-        path=path,
-        facts=tuple(index),
-        target_fact=1 << index[target_name],
-        tools=tools_t,
-        tasks=tuple(tasks),
-        episode_len=episode_len,
-        num_args=num_args,
-        rewards=rewards,
-    )
+    return tasks

@@ -108,6 +108,81 @@ def _prepare_run_dir(cfg: GRPOTrainConfig) -> tuple[Path, bool]:
     return new_run_dir(cfg.run_dir, "grpo"), False
 
 
+@dataclass
+class _Data:
+    """Where a run's batches come from: offline candidate groups, or an online task scored by ``reward_fn``."""
+
+    texts: list[str]
+    sampler: GroupSampler
+    groups: list[Any] | None = None
+    report: Any = None
+    heldout: list[Any] = field(default_factory=list)
+    task: Any = None
+    reward_fn: RewardFn | None = None
+
+
+def _offline_data(cfg: GRPOTrainConfig, run_dir: Path) -> _Data:
+    """Load the scored groups (writing ``dataset_report.json``) and split off the held-out ones."""
+    groups, report = load_groups(cfg.dataset, on_bad_line=cfg.on_bad_line)  # type: ignore[arg-type]
+    (run_dir / "dataset_report.json").write_text(
+        json.dumps({**report.as_dict(), "bad": [b.__dict__ for b in report.bad]}, indent=1)
+    )
+    texts = [t for g in groups for t in (g.prompt, *(c.text for c in g.candidates))]
+    heldout: list[Any] = []
+    if cfg.heldout_fraction > 0:
+        try:
+            groups, heldout = split_groups(groups, cfg.heldout_fraction, cfg.seed)
+        except ValueError as exc:
+            raise ConfigError(f"heldout_fraction={cfg.heldout_fraction}: {exc}") from None
+    sampler = GroupSampler(len(groups), cfg.batch_groups, cfg.seed)
+    return _Data(texts, sampler, groups=groups, report=report, heldout=heldout)
+
+
+def _online_data(cfg: GRPOTrainConfig, reward_fn: RewardFn | None) -> _Data:
+    """Load the task and resolve its reward (``reward_fn`` wins over ``cfg.reward``)."""
+    if cfg.task.startswith("shell:"):
+        # ShellEnv tasks: completions run as commands in sandboxed workspaces, scored by each task's verifier.
+        from dspy_rl.grpo.shell_task import ShellVerifierReward, load_shell_text_task
+
+        if reward_fn is None and cfg.reward != "rubric":
+            raise ConfigError(
+                f"reward={cfg.reward!r}: task={cfg.task} is scored by its tasks' verifiers only (use reward=rubric)"
+            )
+        try:
+            task = load_shell_text_task(cfg.task)
+        except (ValueError, KeyError) as exc:
+            raise ConfigError(f"task={cfg.task}: {exc}") from exc
+        reward_fn = reward_fn or ShellVerifierReward(task)
+    else:
+        task = load_task(cfg.task)
+    if reward_fn is None:
+        try:
+            reward_fn = resolve_reward_fn(cfg.reward, task, cfg.reward_kwargs)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+    sampler = GroupSampler(len(task.items), cfg.batch_groups, cfg.seed)
+    return _Data(task.texts(), sampler, task=task, reward_fn=reward_fn)
+
+
+def _policy(cfg: GRPOTrainConfig, run_dir: Path, resuming: bool, texts: list[str]) -> Any:
+    """The initial policy: rebuilt from ``model/`` on resume, else built (and saved to ``model/``)."""
+    if resuming:
+        return load_policy(run_dir / "model", temperature=cfg.temperature)
+    policy = build_policy(
+        cfg.model,
+        texts,
+        run_dir,
+        temperature=cfg.temperature,
+        max_positions=max(16, cfg.max_new_tokens),
+        tiny_layers=cfg.tiny_layers,
+        tiny_embd=cfg.tiny_embd,
+        tiny_heads=cfg.tiny_heads,
+        seed=cfg.seed,
+    )
+    policy.save_pretrained(run_dir / "model")
+    return policy
+
+
 def train(cfg: GRPOTrainConfig, reward_fn: RewardFn | None = None) -> RunSummary:
     """Run (or resume) GRPO training as configured; ``reward_fn`` overrides ``cfg.reward`` in online mode."""
     device = resolve_device(cfg.device)
@@ -115,184 +190,161 @@ def train(cfg: GRPOTrainConfig, reward_fn: RewardFn | None = None) -> RunSummary
         torch.set_num_threads(cfg.torch_threads)
     run_dir, resuming = _prepare_run_dir(cfg)
     _seed_all(cfg.seed)
-
-    # ----- data source -----
-    groups = report = task = None
-    heldout: list[Any] = []
-    if cfg.mode == "offline":
-        groups, report = load_groups(cfg.dataset, on_bad_line=cfg.on_bad_line)  # type: ignore[arg-type]
-        (run_dir / "dataset_report.json").write_text(
-            json.dumps({**report.as_dict(), "bad": [b.__dict__ for b in report.bad]}, indent=1)
-        )
-        texts = [t for g in groups for t in (g.prompt, *(c.text for c in g.candidates))]
-        if cfg.heldout_fraction > 0:
-            try:
-                groups, heldout = split_groups(groups, cfg.heldout_fraction, cfg.seed)
-            except ValueError as exc:
-                raise ConfigError(f"heldout_fraction={cfg.heldout_fraction}: {exc}") from None
-        sampler = GroupSampler(len(groups), cfg.batch_groups, cfg.seed)
-    else:
-        if cfg.task.startswith("shell:"):
-            # ShellEnv tasks: completions run as commands in sandboxed workspaces, scored by each task's verifier.
-            from dspy_rl.grpo.shell_task import ShellVerifierReward, load_shell_text_task
-
-            if reward_fn is None and cfg.reward != "rubric":
-                raise ConfigError(
-                    f"reward={cfg.reward!r}: task={cfg.task} is scored by its tasks' verifiers only (use reward=rubric)"
-                )
-            try:
-                task = load_shell_text_task(cfg.task)
-            except (ValueError, KeyError) as exc:
-                raise ConfigError(f"task={cfg.task}: {exc}") from exc
-            reward_fn = reward_fn or ShellVerifierReward(task)
-        else:
-            task = load_task(cfg.task)
-        if reward_fn is None:
-            try:
-                reward_fn = resolve_reward_fn(cfg.reward, task, cfg.reward_kwargs)
-            except ValueError as exc:
-                raise ConfigError(str(exc)) from exc
-        texts = task.texts()
-        sampler = GroupSampler(len(task.items), cfg.batch_groups, cfg.seed)
-
-    # ----- policy -----
-    if resuming:
-        policy = load_policy(run_dir / "model", temperature=cfg.temperature)
-    else:
-        policy = build_policy(
-            cfg.model,
-            texts,
-            run_dir,
-            temperature=cfg.temperature,
-            max_positions=max(16, cfg.max_new_tokens),
-            tiny_layers=cfg.tiny_layers,
-            tiny_embd=cfg.tiny_embd,
-            tiny_heads=cfg.tiny_heads,
-            seed=cfg.seed,
-        )
-        policy.save_pretrained(run_dir / "model")
+    data = _offline_data(cfg, run_dir) if cfg.mode == "offline" else _online_data(cfg, reward_fn)
+    policy = _policy(cfg, run_dir, resuming, data.texts)
     policy.to(device)
-    trainer = GRPOTextTrainer(policy, cfg)
-    gen = torch.Generator(device=device)
-    gen.manual_seed(cfg.seed)
+    return _GRPORun(cfg, run_dir, resuming, data, policy, device).run()
 
-    resume_step = None
-    metrics_rows = None
-    heldout_before: dict[str, float] | None = None
-    if resuming:
-        found = load_latest_checkpoint(run_dir)  # falls back past a damaged latest checkpoint, with a warning
+
+class _GRPORun:
+    """One GRPO run once its data and policy exist: restore, loop, evaluate, checkpoint, summarise."""
+
+    def __init__(
+        self,
+        cfg: GRPOTrainConfig,
+        run_dir: Path,
+        resuming: bool,
+        data: _Data,
+        policy: Any,
+        device: torch.device,
+    ) -> None:
+        self.cfg, self.run_dir, self.resuming, self.data, self.policy = cfg, run_dir, resuming, data, policy
+        self.trainer = GRPOTextTrainer(policy, cfg)
+        self.gen = torch.Generator(device=device)
+        self.gen.manual_seed(cfg.seed)
+        self.heldout_before: dict[str, float] | None = None
+        metrics_rows = self._restore() if resuming else None
+        if not resuming:
+            write_config(run_dir, asdict(cfg))
+        self.metrics_log = RunLogger(
+            run_dir,
+            cfg.logging,
+            cfg.steps,
+            self.trainer.step,
+            asdict(cfg),
+            step_key="step",
+            keep_rows=metrics_rows or 0,
+            tb_prefix="grpo/",
+            postfix=lambda m: f"reward={m['reward_mean']:.3f}, kl={m.get('kl', 0.0):.4f}",
+            panels=CURVE_PANELS,
+        )
+        report = data.report
+        self.summary = RunSummary(
+            str(run_dir), self.trainer.step, None, None, dataset=None if report is None else report.as_dict()
+        )
+        self.eval_prompts = data.task.prompts if data.task is not None else []
+        if data.heldout and not resuming:
+            self.heldout_before = ranking_metrics(policy, data.heldout)
+            self.metrics_log.log(0, {f"heldout/{k}": v for k, v in self.heldout_before.items()})
+            logger.info("held-out groups before training: %s", self.heldout_before)
+
+    def _restore(self) -> int:
+        """Load the latest checkpoint into trainer, sampler and RNGs; returns the metrics rows to keep."""
+        found = load_latest_checkpoint(
+            self.run_dir
+        )  # falls back past a damaged latest checkpoint, with a warning
         assert found is not None  # _prepare_run_dir checked that there is one
         _, state = found
-        trainer.load_state_dict(state["trainer"])
-        sampler.consumed = int(state["sampler_consumed"])
-        heldout_before = state.get("heldout_before")
-        _set_rng_state(state["rng"], gen)
-        resume_step = trainer.step
-        metrics_rows = int(state["metrics_rows"])
-        write_config(run_dir, asdict(cfg), f"config.resume-{resume_step}.yaml")
-        logger.info("resumed %s at step %d", run_dir, resume_step)
-    else:
-        write_config(run_dir, asdict(cfg))
+        self.trainer.load_state_dict(state["trainer"])
+        self.data.sampler.consumed = int(state["sampler_consumed"])
+        self.heldout_before = state.get("heldout_before")
+        _set_rng_state(state["rng"], self.gen)
+        resume_step = self.trainer.step
+        write_config(self.run_dir, asdict(self.cfg), f"config.resume-{resume_step}.yaml")
+        logger.info("resumed %s at step %d", self.run_dir, resume_step)
+        return int(state["metrics_rows"])
 
-    def checkpoint() -> None:
+    def _checkpoint(self) -> None:
         save_checkpoint(
-            run_dir,
-            trainer.step,
+            self.run_dir,
+            self.trainer.step,
             {
-                "trainer": trainer.state_dict(),
-                "sampler_consumed": sampler.consumed,
-                "rng": _rng_state(gen),
-                "metrics_rows": metrics_log.rows,
-                "heldout_before": heldout_before,
-                "config": asdict(cfg),
+                "trainer": self.trainer.state_dict(),
+                "sampler_consumed": self.data.sampler.consumed,
+                "rng": _rng_state(self.gen),
+                "metrics_rows": self.metrics_log.rows,
+                "heldout_before": self.heldout_before,
+                "config": asdict(self.cfg),
             },
         )
 
-    metrics_log = RunLogger(
-        run_dir,
-        cfg.logging,
-        cfg.steps,
-        trainer.step,
-        asdict(cfg),
-        step_key="step",
-        keep_rows=metrics_rows or 0,
-        tb_prefix="grpo/",
-        postfix=lambda m: f"reward={m['reward_mean']:.3f}, kl={m.get('kl', 0.0):.4f}",
-        panels=CURVE_PANELS,
-    )
-    summary = RunSummary(
-        str(run_dir), trainer.step, None, None, dataset=None if report is None else report.as_dict()
-    )
-    eval_prompts = task.prompts if task is not None else []
-    if heldout and not resuming:
-        heldout_before = ranking_metrics(policy, heldout)
-        metrics_log.log(0, {f"heldout/{k}": v for k, v in heldout_before.items()})
-        logger.info("held-out groups before training: %s", heldout_before)
+    def _eval(self) -> None:
+        assert self.data.task is not None and self.data.reward_fn is not None
+        score = evaluate(
+            self.policy, self.eval_prompts, self.data.reward_fn, self.cfg.max_new_tokens, self.gen
+        )
+        self.summary.eval_reward[self.trainer.step] = score
+        self.metrics_log.log(self.trainer.step, {"eval_reward": score})
+        logger.info(
+            "step %d: eval mean reward %.3f over %d prompts", self.trainer.step, score, len(self.eval_prompts)
+        )
 
-    def run_eval() -> None:
+    def _batch(self, t0: float) -> tuple[list[Any], list[Any], list[float], list[int], float]:
+        """The next batch: (prompts, responses, rewards, group ids, seconds spent sampling)."""
+        idx = self.data.sampler.next_batch()
+        if self.data.groups is not None:
+            prompts, cand_texts, rewards, gids = flatten_groups([self.data.groups[i] for i in idx])
+            return prompts, [self.policy.tokenize_response(t) for t in cand_texts], rewards, gids, 0.0
+        task, reward_fn = self.data.task, self.data.reward_fn
         assert task is not None and reward_fn is not None
-        score = evaluate(policy, eval_prompts, reward_fn, cfg.max_new_tokens, gen)
-        summary.eval_reward[trainer.step] = score
-        metrics_log.log(trainer.step, {"eval_reward": score})
-        logger.info("step %d: eval mean reward %.3f over %d prompts", trainer.step, score, len(eval_prompts))
+        sampled = sample_groups(
+            self.policy,
+            [task.items[i].prompt for i in idx],
+            reward_fn,
+            self.cfg.group_size,
+            self.cfg.max_new_tokens,
+            self.gen,
+        )
+        sample_s = time.perf_counter() - t0
+        return sampled.prompts, sampled.responses, sampled.rewards, sampled.group_ids, sample_s
 
-    samples = 0
-    t_start = time.perf_counter()
-    try:
-        if cfg.mode == "online" and cfg.eval_every and trainer.step == 0:
-            run_eval()
-        write_status(run_dir, "running", kind="grpo", steps=cfg.steps)
-        while trainer.step < cfg.steps:
-            t0 = time.perf_counter()
-            idx = sampler.next_batch()
-            if groups is not None:
-                prompts, cand_texts, rewards, gids = flatten_groups([groups[i] for i in idx])
-                responses = [policy.tokenize_response(t) for t in cand_texts]
-                sample_s = 0.0
-            else:
-                assert task is not None and reward_fn is not None
-                sampled = sample_groups(
-                    policy,
-                    [task.items[i].prompt for i in idx],
-                    reward_fn,
-                    cfg.group_size,
-                    cfg.max_new_tokens,
-                    gen,
-                )
-                prompts, responses, rewards, gids = (
-                    sampled.prompts,
-                    sampled.responses,
-                    sampled.rewards,
-                    sampled.group_ids,
-                )
-                sample_s = time.perf_counter() - t0
-            step = trainer.step
-            metrics = trainer.update(prompts, responses, rewards, gids)
-            samples += len(prompts)
-            metrics["step_s"] = time.perf_counter() - t0
-            metrics["sample_s"] = sample_s
-            if summary.first_reward_mean is None:
-                summary.first_reward_mean = metrics["reward_mean"]
-            summary.last_reward_mean = metrics["reward_mean"]
-            if step % cfg.logging.log_every == 0 or trainer.step == cfg.steps:
-                metrics_log.log(step, metrics)
-            metrics_log.advance(1, metrics)
-            if cfg.mode == "online" and cfg.eval_every and trainer.step % cfg.eval_every == 0:
-                run_eval()
-            if trainer.step % cfg.ckpt_every == 0 and trainer.step < cfg.steps:
-                checkpoint()
-        checkpoint()
-        if heldout:
-            after = ranking_metrics(policy, heldout)
-            metrics_log.log(trainer.step, {f"heldout/{k}": v for k, v in after.items()})
-            summary.heldout_before, summary.heldout_after = heldout_before, after
+    def _step(self) -> int:
+        """One batch and update, with its logging, evaluation and checkpoint; returns the number of samples."""
+        cfg, summary = self.cfg, self.summary
+        t0 = time.perf_counter()
+        prompts, responses, rewards, gids, sample_s = self._batch(t0)
+        step = self.trainer.step
+        metrics = self.trainer.update(prompts, responses, rewards, gids)
+        metrics["step_s"] = time.perf_counter() - t0
+        metrics["sample_s"] = sample_s
+        if summary.first_reward_mean is None:
+            summary.first_reward_mean = metrics["reward_mean"]
+        summary.last_reward_mean = metrics["reward_mean"]
+        if step % cfg.logging.log_every == 0 or self.trainer.step == cfg.steps:
+            self.metrics_log.log(step, metrics)
+        self.metrics_log.advance(1, metrics)
+        if cfg.mode == "online" and cfg.eval_every and self.trainer.step % cfg.eval_every == 0:
+            self._eval()
+        if self.trainer.step % cfg.ckpt_every == 0 and self.trainer.step < cfg.steps:
+            self._checkpoint()
+        return len(prompts)
+
+    def _finish(self) -> None:
+        """Final checkpoint, held-out metrics after training, and the completed status."""
+        self._checkpoint()
+        if self.data.heldout:
+            after = ranking_metrics(self.policy, self.data.heldout)
+            self.metrics_log.log(self.trainer.step, {f"heldout/{k}": v for k, v in after.items()})
+            self.summary.heldout_before, self.summary.heldout_after = self.heldout_before, after
             logger.info("held-out groups after training: %s", after)
-        write_status(run_dir, "completed", kind="grpo", step=trainer.step)
-    finally:
-        metrics_log.close()
-    elapsed = time.perf_counter() - t_start
-    summary.steps = trainer.step
-    summary.samples_per_s = samples / elapsed if elapsed > 0 else 0.0
-    policy.save_pretrained(run_dir / "final")
-    (run_dir / "summary.json").write_text(json.dumps(summary.__dict__, indent=1))
-    return summary
+        write_status(self.run_dir, "completed", kind="grpo", step=self.trainer.step)
+
+    def run(self) -> RunSummary:
+        cfg = self.cfg
+        samples = 0
+        t_start = time.perf_counter()
+        try:
+            if cfg.mode == "online" and cfg.eval_every and self.trainer.step == 0:
+                self._eval()
+            write_status(self.run_dir, "running", kind="grpo", steps=cfg.steps)
+            while self.trainer.step < cfg.steps:
+                samples += self._step()
+            self._finish()
+        finally:
+            self.metrics_log.close()
+        elapsed = time.perf_counter() - t_start
+        self.summary.steps = self.trainer.step
+        self.summary.samples_per_s = samples / elapsed if elapsed > 0 else 0.0
+        self.policy.save_pretrained(self.run_dir / "final")
+        (self.run_dir / "summary.json").write_text(json.dumps(self.summary.__dict__, indent=1))
+        return self.summary

@@ -97,6 +97,25 @@ def _verify_open_store(
     conn: sqlite3.Connection, where: str, schema_version: int, report: VerifyReport
 ) -> None:
     problems = report.problems
+    usable = _check_schema(conn, where, schema_version, report)
+
+    report.checks_run.append("integrity_check")
+    bad = [r[0] for r in conn.execute("PRAGMA integrity_check(20)")]
+    if bad != ["ok"]:
+        for line in bad:
+            problems.append(Problem("integrity_check", where, line))
+
+    if "spans" in usable:
+        _check_duplicates(conn, where, report)
+    if usable == {"spans", "traces"}:
+        _check_traces(conn, where, report)
+
+
+def _check_schema(
+    conn: sqlite3.Connection, where: str, schema_version: int, report: VerifyReport
+) -> set[str]:
+    """Schema version, tables, columns and primary keys; returns the tables whose layout is as expected."""
+    problems = report.problems
     report.checks_run.append("schema")
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if "schema_migrations" not in tables:
@@ -124,66 +143,66 @@ def _verify_open_store(
                 Problem("schema", f"{where}:{table}", f"primary key {pk}, expected [{PRIMARY_KEYS[table]!r}]")
             )
         usable.add(table)
+    return usable
 
-    report.checks_run.append("integrity_check")
-    bad = [r[0] for r in conn.execute("PRAGMA integrity_check(20)")]
-    if bad != ["ok"]:
-        for line in bad:
-            problems.append(Problem("integrity_check", where, line))
 
-    if "spans" in usable:
-        report.checks_run.append("duplicate_event_ids")
-        # NOT INDEXED: count the table's rows themselves, not the primary-key index.
-        dups = conn.execute(
-            "SELECT span_id, COUNT(*) FROM spans NOT INDEXED GROUP BY span_id HAVING COUNT(*) > 1"
-        ).fetchall()
-        if dups:
-            problems.append(
-                Problem(
-                    "duplicate_event_ids",
-                    f"{where}:spans",
-                    f"{len(dups)} event ids stored more than once: {_examples(dups)}",
-                )  # fmt: skip
-            )
-        report.stats["spans"] = conn.execute("SELECT COUNT(*) FROM spans").fetchone()[0]
-    if usable == {"spans", "traces"}:
-        report.checks_run.append("orphans")
-        orphan_spans = conn.execute(
-            "SELECT DISTINCT s.trace_id FROM spans s LEFT JOIN traces t USING (trace_id) WHERE t.trace_id IS NULL"
-        ).fetchall()
-        if orphan_spans:
-            problems.append(
-                Problem(
-                    "orphans",
-                    f"{where}:spans",
-                    f"spans of {len(orphan_spans)} traces with no trace row: {_examples(orphan_spans)}",
-                )  # fmt: skip
-            )
-        empty = conn.execute(
-            "SELECT t.trace_id FROM traces t WHERE NOT EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id)"
-        ).fetchall()
-        if empty:
-            problems.append(
-                Problem(
-                    "orphans", f"{where}:traces", f"{len(empty)} traces without spans: {_examples(empty)}"
-                )
-            )
-        report.checks_run.append("trace_totals")
-        wrong = conn.execute(
-            "SELECT t.trace_id FROM traces t JOIN (SELECT trace_id, SUM(reward) AS total FROM spans "
-            "WHERE kind = 'reward' GROUP BY trace_id) r USING (trace_id) "
-            "WHERE t.total_reward IS NULL OR ABS(t.total_reward - r.total) > 1e-9 * MAX(1, ABS(r.total))"
-        ).fetchall()
-        if wrong:
-            problems.append(
-                Problem(
-                    "trace_totals",
-                    f"{where}:traces",
-                    f"{len(wrong)} traces whose total_reward is not the "
-                    f"sum of their reward spans: {_examples(wrong)}",
-                )  # fmt: skip
-            )
-        report.stats["traces"] = conn.execute("SELECT COUNT(*) FROM traces").fetchone()[0]
+def _check_duplicates(conn: sqlite3.Connection, where: str, report: VerifyReport) -> None:
+    """Event ids stored more than once in ``spans``."""
+    problems = report.problems
+    report.checks_run.append("duplicate_event_ids")
+    # NOT INDEXED: count the table's rows themselves, not the primary-key index.
+    dups = conn.execute(
+        "SELECT span_id, COUNT(*) FROM spans NOT INDEXED GROUP BY span_id HAVING COUNT(*) > 1"
+    ).fetchall()
+    if dups:
+        problems.append(
+            Problem(
+                "duplicate_event_ids",
+                f"{where}:spans",
+                f"{len(dups)} event ids stored more than once: {_examples(dups)}",
+            )  # fmt: skip
+        )
+    report.stats["spans"] = conn.execute("SELECT COUNT(*) FROM spans").fetchone()[0]
+
+
+def _check_traces(conn: sqlite3.Connection, where: str, report: VerifyReport) -> None:
+    """Orphan spans, traces without spans, and trace totals that are not the sum of their reward spans."""
+    problems = report.problems
+    report.checks_run.append("orphans")
+    orphan_spans = conn.execute(
+        "SELECT DISTINCT s.trace_id FROM spans s LEFT JOIN traces t USING (trace_id) WHERE t.trace_id IS NULL"
+    ).fetchall()
+    if orphan_spans:
+        problems.append(
+            Problem(
+                "orphans",
+                f"{where}:spans",
+                f"spans of {len(orphan_spans)} traces with no trace row: {_examples(orphan_spans)}",
+            )  # fmt: skip
+        )
+    empty = conn.execute(
+        "SELECT t.trace_id FROM traces t WHERE NOT EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id)"
+    ).fetchall()
+    if empty:
+        problems.append(
+            Problem("orphans", f"{where}:traces", f"{len(empty)} traces without spans: {_examples(empty)}")
+        )
+    report.checks_run.append("trace_totals")
+    wrong = conn.execute(
+        "SELECT t.trace_id FROM traces t JOIN (SELECT trace_id, SUM(reward) AS total FROM spans "
+        "WHERE kind = 'reward' GROUP BY trace_id) r USING (trace_id) "
+        "WHERE t.total_reward IS NULL OR ABS(t.total_reward - r.total) > 1e-9 * MAX(1, ABS(r.total))"
+    ).fetchall()
+    if wrong:
+        problems.append(
+            Problem(
+                "trace_totals",
+                f"{where}:traces",
+                f"{len(wrong)} traces whose total_reward is not the "
+                f"sum of their reward spans: {_examples(wrong)}",
+            )  # fmt: skip
+        )
+    report.stats["traces"] = conn.execute("SELECT COUNT(*) FROM traces").fetchone()[0]
 
 
 def _checkpoint_files(root: Path) -> list[Path]:

@@ -143,6 +143,35 @@ class GRPOLossOutput:
         return {k: float(v) for k, v in self.metric_tensors().items()}
 
 
+def _check_inputs(
+    logp: Tensor,
+    old_logp: Tensor,
+    advantages: Tensor,
+    mask: Tensor | None,
+    ref_logp: Tensor | None,
+    clip_eps: float,
+    clip_eps_high: float | None,
+    aggregation: str,
+) -> None:
+    """Raise ValueError unless :func:`grpo_loss`'s arguments have consistent shapes and valid settings."""
+    if logp.shape != old_logp.shape:
+        raise ValueError(
+            f"logp {tuple(logp.shape)} and old_logp {tuple(old_logp.shape)} must have the same shape"
+        )
+    if ref_logp is not None and ref_logp.shape != logp.shape:
+        raise ValueError(f"ref_logp {tuple(ref_logp.shape)} must have the shape of logp {tuple(logp.shape)}")
+    if logp.ndim not in (1, 2):
+        raise ValueError(f"logp must be (N,) or (N, T), got shape {tuple(logp.shape)}")
+    if advantages.shape != logp.shape[:1]:
+        raise ValueError(f"advantages must be (N,)={tuple(logp.shape[:1])}, got {tuple(advantages.shape)}")
+    if mask is not None and mask.shape != logp.shape:
+        raise ValueError(f"mask {tuple(mask.shape)} must have the shape of logp {tuple(logp.shape)}")
+    if clip_eps <= 0 or (clip_eps_high is not None and clip_eps_high <= 0):
+        raise ValueError(f"clip ranges must be > 0, got clip_eps={clip_eps}, clip_eps_high={clip_eps_high}")
+    if aggregation not in ("sequence", "token"):
+        raise ValueError(f"aggregation must be 'sequence' or 'token', got {aggregation!r}")
+
+
 def grpo_loss(
     logp: Tensor,
     old_logp: Tensor,
@@ -174,22 +203,7 @@ def grpo_loss(
         :class:`GRPOLossOutput`; ``clip_frac`` is the fraction of valid tokens where the clipped branch is the active
         one (their policy-gradient is zero), ``kl`` the mean k3 estimate (computed even when ``beta`` is 0).
     """
-    if logp.shape != old_logp.shape:
-        raise ValueError(
-            f"logp {tuple(logp.shape)} and old_logp {tuple(old_logp.shape)} must have the same shape"
-        )
-    if ref_logp is not None and ref_logp.shape != logp.shape:
-        raise ValueError(f"ref_logp {tuple(ref_logp.shape)} must have the shape of logp {tuple(logp.shape)}")
-    if logp.ndim not in (1, 2):
-        raise ValueError(f"logp must be (N,) or (N, T), got shape {tuple(logp.shape)}")
-    if advantages.shape != logp.shape[:1]:
-        raise ValueError(f"advantages must be (N,)={tuple(logp.shape[:1])}, got {tuple(advantages.shape)}")
-    if mask is not None and mask.shape != logp.shape:
-        raise ValueError(f"mask {tuple(mask.shape)} must have the shape of logp {tuple(logp.shape)}")
-    if clip_eps <= 0 or (clip_eps_high is not None and clip_eps_high <= 0):
-        raise ValueError(f"clip ranges must be > 0, got clip_eps={clip_eps}, clip_eps_high={clip_eps_high}")
-    if aggregation not in ("sequence", "token"):
-        raise ValueError(f"aggregation must be 'sequence' or 'token', got {aggregation!r}")
+    _check_inputs(logp, old_logp, advantages, mask, ref_logp, clip_eps, clip_eps_high, aggregation)
 
     if logp.ndim == 1:  # one action per sample: a (N, 1) layout keeps a single code path
         logp, old_logp = logp[:, None], old_logp[:, None]

@@ -66,6 +66,31 @@ def env_info(env: Any) -> dict[str, int]:
     }
 
 
+#: per-episode stats :meth:`EnvRunner.sample` collects as episodes end.
+_EPISODE_KEYS = ("episode_return", "episode_length", "episode_success", "return_A", "return_B", "objectives")
+#: per-step arrays :meth:`EnvRunner.sample_groups` returns.
+_GROUP_KEYS = ("obs", "tool_mask", "arg_mask", "phase", "tools", "args", "logp_tool", "logp_arg")
+
+
+class _GroupRollout:
+    """What one :meth:`EnvRunner.sample_groups` batch accumulates while every env runs one episode."""
+
+    def __init__(self, n: int) -> None:
+        self.steps: dict[str, list[np.ndarray]] = {k: [] for k in _GROUP_KEYS}
+        self.alive_rows: list[np.ndarray] = []
+        self.alive_t: list[np.ndarray] = []
+        self.rewards_t: list[np.ndarray] = []
+        self.alive = np.ones(n, bool)
+        # float64: rollouts whose rewards come in another order would otherwise differ by float32 rounding, which
+        # the group standardization would blow up into advantages of order 0.1.
+        self.ret = np.zeros(n, np.float64)
+        self.obj = np.zeros((n, len(OBJECTIVES)))
+        self.success = np.zeros(n, bool)
+        self.length = np.zeros(n, np.int32)
+        self.executed = 0
+        self.first_reward: np.ndarray | None = None
+
+
 class EnvRunner:
     """Samples ``rollout_len`` steps from every env with the current weights and computes GAE.
 
@@ -127,44 +152,75 @@ class EnvRunner:
         """Roll out ``num_steps`` (default ``rollout_len``) steps; returns flat arrays plus episode stats."""
         load_numpy_state(self.policy, weights)
         steps = self.spec.rollout_len if num_steps is None else min(num_steps, self.spec.rollout_len)
-        env, b = self.env, self.buf
-        ep_ret, ep_len, ep_succ, ep_a, ep_b, ep_obj = [], [], [], [], [], []
+        episodes: dict[str, list[np.ndarray]] = {k: [] for k in _EPISODE_KEYS}
         t0 = time.perf_counter()
         for t in range(steps):
-            b["obs"][t] = env.obs
-            b["tool_mask"][t] = env.tool_mask
-            b["arg_mask"][t] = env.arg_mask
-            b["phase"][t] = env.phase
-            tools, args, lp_t, lp_a, v_t, v_a = self.policy.act(
-                torch.from_numpy(b["obs"][t]),
-                torch.from_numpy(b["tool_mask"][t]),
-                torch.from_numpy(b["arg_mask"][t]),
-                torch.from_numpy(b["phase"][t]),
-                self.generator,
-                takes_arg=self._takes_arg_t,
-            )
-            b["tools"][t], b["args"][t] = tools.numpy(), args.numpy()
-            b["logp_tool"][t], b["logp_arg"][t] = lp_t.numpy(), lp_a.numpy()
-            b["v_tool"][t], b["v_arg"][t] = v_t.numpy(), v_a.numpy()
-            env.step(b["tools"][t], b["args"][t])
-            r = self._step_reward()
-            b["rewards"][t] = r
-            done = env.terminated | env.truncated
-            b["dones"][t] = done
-            first = b["phase"][t] == 0
-            self._ret_a += np.where(first, r, 0.0)
-            self._ret_b += np.where(first, 0.0, r)
+            done = self._act_and_step(t)
             if done.any():
-                ep_ret.append(env.episode_return[done].copy())
-                ep_len.append(env.episode_length[done].copy())
-                ep_succ.append(env.episode_success[done].copy())
-                ep_a.append(self._ret_a[done].copy())
-                ep_b.append(self._ret_b[done].copy())
-                ep_obj.append(self._obj_ret[done].copy())
-                self._ret_a[done] = 0.0
-                self._ret_b[done] = 0.0
-                self._obj_ret[done] = 0.0
+                self._end_episodes(done, episodes)
         sample_s = time.perf_counter() - t0
+        out = self._flat_rollout(steps)
+
+        def cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
+            return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+
+        ep_obj = episodes["objectives"]
+        out["stats"] = {
+            "env_steps": steps * self.env.num_envs,
+            "sample_s": sample_s,
+            "episode_return": cat(episodes["episode_return"], np.float32),
+            "episode_length": cat(episodes["episode_length"], np.int32),
+            "episode_success": cat(episodes["episode_success"], bool),
+            "return_A": cat(episodes["return_A"], np.float32),
+            "return_B": cat(episodes["return_B"], np.float32),
+            "objectives": np.concatenate(ep_obj) if ep_obj else np.zeros((0, len(OBJECTIVES))),
+        }
+        return out
+
+    def _act_and_step(self, t: int) -> np.ndarray:
+        """Act at rollout step ``t`` into the buffers and step the envs; returns which envs' episodes ended."""
+        env, b = self.env, self.buf
+        b["obs"][t] = env.obs
+        b["tool_mask"][t] = env.tool_mask
+        b["arg_mask"][t] = env.arg_mask
+        b["phase"][t] = env.phase
+        tools, args, lp_t, lp_a, v_t, v_a = self.policy.act(
+            torch.from_numpy(b["obs"][t]),
+            torch.from_numpy(b["tool_mask"][t]),
+            torch.from_numpy(b["arg_mask"][t]),
+            torch.from_numpy(b["phase"][t]),
+            self.generator,
+            takes_arg=self._takes_arg_t,
+        )
+        b["tools"][t], b["args"][t] = tools.numpy(), args.numpy()
+        b["logp_tool"][t], b["logp_arg"][t] = lp_t.numpy(), lp_a.numpy()
+        b["v_tool"][t], b["v_arg"][t] = v_t.numpy(), v_a.numpy()
+        env.step(b["tools"][t], b["args"][t])
+        r = self._step_reward()
+        b["rewards"][t] = r
+        done = env.terminated | env.truncated
+        b["dones"][t] = done
+        first = b["phase"][t] == 0
+        self._ret_a += np.where(first, r, 0.0)
+        self._ret_b += np.where(first, 0.0, r)
+        return done
+
+    def _end_episodes(self, done: np.ndarray, episodes: dict[str, list[np.ndarray]]) -> None:
+        """Record the stats of the episodes that just ended (``done``) and reset their running returns."""
+        env = self.env
+        episodes["episode_return"].append(env.episode_return[done].copy())
+        episodes["episode_length"].append(env.episode_length[done].copy())
+        episodes["episode_success"].append(env.episode_success[done].copy())
+        episodes["return_A"].append(self._ret_a[done].copy())
+        episodes["return_B"].append(self._ret_b[done].copy())
+        episodes["objectives"].append(self._obj_ret[done].copy())
+        self._ret_a[done] = 0.0
+        self._ret_b[done] = 0.0
+        self._obj_ret[done] = 0.0
+
+    def _flat_rollout(self, steps: int) -> dict[str, Any]:
+        """The first ``steps`` rows of the buffers, flattened over envs, with GAE advantages and returns."""
+        env, b = self.env, self.buf
         last_tool, last_arg = self.policy.values(
             torch.from_numpy(env.obs.copy()), torch.from_numpy(env.phase.copy())
         )
@@ -192,20 +248,6 @@ class EnvRunner:
             adv_arg=adv_a.reshape(n),
             ret_arg=ret_a.reshape(n),
         )
-
-        def cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
-            return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
-
-        out["stats"] = {
-            "env_steps": n,
-            "sample_s": sample_s,
-            "episode_return": cat(ep_ret, np.float32),
-            "episode_length": cat(ep_len, np.int32),
-            "episode_success": cat(ep_succ, bool),
-            "return_A": cat(ep_a, np.float32),
-            "return_B": cat(ep_b, np.float32),
-            "objectives": np.concatenate(ep_obj) if ep_obj else np.zeros((0, len(OBJECTIVES))),
-        }
         return out
 
     def _init_suite(self, name: str) -> None:
@@ -242,85 +284,86 @@ class EnvRunner:
         among identical states of its group (:func:`dspy_rl.learners.gigpo.gigpo_advantages`, discount ``gamma``).
         """
         load_numpy_state(self.policy, weights)
-        env, n, g = self.env, self.env.num_envs, group_size
+        n, g = self.env.num_envs, group_size
+        self._reset_groups(g)
+        roll = _GroupRollout(n)
+        t0 = time.perf_counter()
+        for _ in range(self.env.episode_len):
+            self._group_step(roll)
+            if not roll.alive.any():
+                break
+        sample_s = time.perf_counter() - t0
+        out: dict[str, Any] = {k: np.concatenate(v) for k, v in roll.steps.items()}
+        gigpo_stats: dict[str, float] = {}
+        if step_weight > 0:
+            out["adv"], gigpo_stats = gigpo_advantages(
+                out["obs"], np.stack(roll.rewards_t), np.stack(roll.alive_t), roll.ret, g, gamma, step_weight
+            )
+        else:
+            adv = group_advantages(torch.from_numpy(roll.ret), torch.arange(n) // g).numpy()
+            out["adv"] = adv[np.concatenate(roll.alive_rows)]
+        out["arg_active"] = self.takes_arg[out["tools"]]
+        first_reward = roll.first_reward
+        assert first_reward is not None  # set at the first step
+        out["stats"] = {
+            "env_steps": roll.executed,
+            "sample_s": sample_s,
+            "episode_return": roll.ret.astype(np.float32),
+            "episode_length": roll.length,
+            "episode_success": roll.success,
+            "return_A": first_reward,
+            "return_B": (roll.ret - first_reward).astype(np.float32),
+            "objectives": roll.obj,
+            **gigpo_stats,
+        }
+        return out
+
+    def _reset_groups(self, g: int) -> None:
+        """Reset every env (a new seed each round), then make each group of ``g`` envs start from one snapshot."""
+        env, n = self.env, self.env.num_envs
         self._round = getattr(self, "_round", 0) + 1
         env.reset(int(self.generator.initial_seed() * 1_000_003 + self._round) % (2**63))
         for start in range(0, n, g):
             snap = env.snapshot(start)
             for j in range(start + 1, start + g):
                 env.restore(j, snap)
-        horizon = env.episode_len
-        keys = ("obs", "tool_mask", "arg_mask", "phase", "tools", "args", "logp_tool", "logp_arg")
-        steps: dict[str, list[np.ndarray]] = {k: [] for k in keys}
-        alive_rows: list[np.ndarray] = []
-        alive_t: list[np.ndarray] = []
-        rewards_t: list[np.ndarray] = []
-        alive = np.ones(n, bool)
-        # float64: rollouts whose rewards come in another order would otherwise differ by float32 rounding, which
-        # the group standardization would blow up into advantages of order 0.1.
-        ret = np.zeros(n, np.float64)
-        obj = np.zeros((n, len(OBJECTIVES)))
-        success = np.zeros(n, bool)
-        length = np.zeros(n, np.int32)
-        executed = 0
-        t0 = time.perf_counter()
-        for _ in range(horizon):
-            obs, tmask, amask, phase = (
-                env.obs.copy(),
-                env.tool_mask.copy(),
-                env.arg_mask.copy(),
-                env.phase.copy(),
-            )
-            tools, args, lp_t, lp_a, _, _ = self.policy.act(
-                torch.from_numpy(obs),
-                torch.from_numpy(tmask),
-                torch.from_numpy(amask),
-                torch.from_numpy(phase),
-                self.generator,
-                takes_arg=self._takes_arg_t,
-            )
-            tools_np, args_np = tools.numpy(), args.numpy()
-            env.step(tools_np, args_np)
-            executed += n
-            for k, v in zip(
-                keys, (obs, tmask, amask, phase, tools_np, args_np, lp_t.numpy(), lp_a.numpy()), strict=True
-            ):
-                steps[k].append(v[alive])
-            alive_rows.append(np.flatnonzero(alive))
-            alive_t.append(alive.copy())
-            terms = decompose(env.rewards, env.results, env.terminated, self._suite_rewards)
-            r = env.rewards.astype(np.float64) if self._obj_w is None else terms @ self._obj_w
-            obj += np.where(alive[:, None], terms, 0.0)
-            rewards_t.append(r)
-            ret += np.where(alive, r, 0.0)
-            if executed == n:  # every env starts its episode at this step: policy A acted
-                first_reward = r.astype(np.float32)
-            length += alive
-            done = alive & (env.terminated | env.truncated)
-            success |= done & env.terminated
-            alive &= ~done
-            if not alive.any():
-                break
-        sample_s = time.perf_counter() - t0
-        out: dict[str, Any] = {k: np.concatenate(v) for k, v in steps.items()}
-        gigpo_stats: dict[str, float] = {}
-        if step_weight > 0:
-            out["adv"], gigpo_stats = gigpo_advantages(
-                out["obs"], np.stack(rewards_t), np.stack(alive_t), ret, g, gamma, step_weight
-            )
-        else:
-            adv = group_advantages(torch.from_numpy(ret), torch.arange(n) // g).numpy()
-            out["adv"] = adv[np.concatenate(alive_rows)]
-        out["arg_active"] = self.takes_arg[out["tools"]]
-        out["stats"] = {
-            "env_steps": executed,
-            "sample_s": sample_s,
-            "episode_return": ret.astype(np.float32),
-            "episode_length": length,
-            "episode_success": success,
-            "return_A": first_reward,
-            "return_B": (ret - first_reward).astype(np.float32),
-            "objectives": obj,
-            **gigpo_stats,
-        }
-        return out
+
+    def _group_step(self, roll: _GroupRollout) -> None:
+        """One step of every env, recording the steps of the envs whose episode is still running."""
+        env, n, alive = self.env, self.env.num_envs, roll.alive
+        obs, tmask, amask, phase = (
+            env.obs.copy(),
+            env.tool_mask.copy(),
+            env.arg_mask.copy(),
+            env.phase.copy(),
+        )
+        tools, args, lp_t, lp_a, _, _ = self.policy.act(
+            torch.from_numpy(obs),
+            torch.from_numpy(tmask),
+            torch.from_numpy(amask),
+            torch.from_numpy(phase),
+            self.generator,
+            takes_arg=self._takes_arg_t,
+        )
+        tools_np, args_np = tools.numpy(), args.numpy()
+        env.step(tools_np, args_np)
+        roll.executed += n
+        for k, v in zip(
+            _GROUP_KEYS,
+            (obs, tmask, amask, phase, tools_np, args_np, lp_t.numpy(), lp_a.numpy()),
+            strict=True,
+        ):
+            roll.steps[k].append(v[alive])
+        roll.alive_rows.append(np.flatnonzero(alive))
+        roll.alive_t.append(alive.copy())
+        terms = decompose(env.rewards, env.results, env.terminated, self._suite_rewards)
+        r = env.rewards.astype(np.float64) if self._obj_w is None else terms @ self._obj_w
+        roll.obj += np.where(alive[:, None], terms, 0.0)
+        roll.rewards_t.append(r)
+        roll.ret += np.where(alive, r, 0.0)
+        if roll.executed == n:  # every env starts its episode at this step: policy A acted
+            roll.first_reward = r.astype(np.float32)
+        roll.length += alive
+        done = alive & (env.terminated | env.truncated)
+        roll.success |= done & env.terminated
+        alive &= ~done

@@ -155,44 +155,8 @@ def call_spans(
     upstream: str,
 ) -> list[Span]:
     """The spans for one proxied call (see module docstring)."""
-    spans: list[Span] = []
     messages = body.get("messages") if isinstance(body.get("messages"), list) else None
-    if messages:
-        calls: dict[str, dict[str, Any]] = {}
-        for m in messages:
-            if not isinstance(m, dict):
-                continue
-            for tc in m.get("tool_calls") or []:
-                if isinstance(tc, dict) and tc.get("id"):
-                    calls[tc["id"]] = tc.get("function") or {}
-            if m.get("role") == "tool":
-                call_id = str(m.get("tool_call_id") or "")
-                fn = calls.get(call_id, {})
-                output = _text(m.get("content"))
-                args: Any = fn.get("arguments")
-                try:
-                    args = json.loads(args) if isinstance(args, str) else args
-                except ValueError:
-                    pass
-                name = fn.get("name") or m.get("name") or "tool"
-                spans.append(
-                    Span(
-                        kind="tool",
-                        trace_id=trace_id,
-                        agent_id=agent_id,
-                        name=str(name),
-                        span_id=_hash({"trace": trace_id, "tool_call": call_id or _hash(m)}),
-                        start_ts=started,
-                        attributes={
-                            "tool": str(name),
-                            "args": args,
-                            "status": _tool_status(output),
-                            "output": output,
-                            "tool_call_id": call_id,
-                            "source": "proxy",
-                        },
-                    )
-                )
+    spans = _tool_spans(messages, trace_id, agent_id, started) if messages else []
     tools = body.get("tools")
     tool_names = (
         sorted(str((t.get("function") or {}).get("name")) for t in tools if isinstance(t, dict))
@@ -234,6 +198,47 @@ def call_spans(
             attributes=attrs,
         )
     )
+    return spans
+
+
+def _tool_spans(messages: list[Any], trace_id: str, agent_id: str, started: float) -> list[Span]:
+    """One ``tool`` span per ``role: tool`` message, named and given arguments by the call it answers."""
+    spans: list[Span] = []
+    calls: dict[str, dict[str, Any]] = {}
+    for m in messages:
+        if not isinstance(m, dict):
+            continue
+        for tc in m.get("tool_calls") or []:
+            if isinstance(tc, dict) and tc.get("id"):
+                calls[tc["id"]] = tc.get("function") or {}
+        if m.get("role") == "tool":
+            call_id = str(m.get("tool_call_id") or "")
+            fn = calls.get(call_id, {})
+            output = _text(m.get("content"))
+            args: Any = fn.get("arguments")
+            try:
+                args = json.loads(args) if isinstance(args, str) else args
+            except ValueError:
+                pass
+            name = fn.get("name") or m.get("name") or "tool"
+            spans.append(
+                Span(
+                    kind="tool",
+                    trace_id=trace_id,
+                    agent_id=agent_id,
+                    name=str(name),
+                    span_id=_hash({"trace": trace_id, "tool_call": call_id or _hash(m)}),
+                    start_ts=started,
+                    attributes={
+                        "tool": str(name),
+                        "args": args,
+                        "status": _tool_status(output),
+                        "output": output,
+                        "tool_call_id": call_id,
+                        "source": "proxy",
+                    },
+                )
+            )
     return spans
 
 

@@ -121,20 +121,7 @@ def _field(doc: dict[str, Any], key: str, path: Path, kind: type, where: str = "
 def load_workspace(name_or_path: str | Path) -> WorkspaceSpec:
     """Load ``envs/workspaces/<name>`` (or a workspace directory) and check it: the history reproduces the
     project, the bug's file is a candidate and only it contains the grep pattern."""
-    root = Path(name_or_path)
-    if not (root / "workspace.json").is_file():
-        root = workspaces_dir() / str(name_or_path)
-    meta = root / "workspace.json"
-    if not meta.is_file():
-        raise WorkspaceError(
-            f"unknown workspace {str(name_or_path)!r}: no {meta}; available: {', '.join(available_workspaces())}"
-        )
-    try:
-        doc = json.loads(meta.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WorkspaceError(f"{meta}: cannot read: {exc}") from exc
-    if not isinstance(doc, dict):
-        raise WorkspaceError(f"{meta}: expected a JSON object")
+    root, meta, doc = _read_meta(name_or_path)
     project = _field(doc, "project", meta, str)
     if "/" in project or project.startswith("."):
         raise WorkspaceError(f"{meta}: field `project` must be a plain directory name, got {project!r}")
@@ -158,6 +145,41 @@ def load_workspace(name_or_path: str | Path) -> WorkspaceSpec:
         grep=_field(b, "grep", meta, str, "bug."),
         find=_field(b, "find", meta, str, "bug."),
     )
+    commits = _load_commits(doc, meta, root, pdir, files)
+    spec = WorkspaceSpec(
+        root.name, root, project, str(doc.get("description", "")), bug, tuple(commits), files
+    )
+    if bug.file not in spec.candidates:
+        raise WorkspaceError(
+            f"{meta}: field `bug.file`: {bug.file!r} is not an argument candidate of the project"
+        )
+    _check_grep(spec, meta, pdir)
+    return spec
+
+
+def _read_meta(name_or_path: str | Path) -> tuple[Path, Path, dict[str, Any]]:
+    """(workspace root, its workspace.json, the parsed document)."""
+    root = Path(name_or_path)
+    if not (root / "workspace.json").is_file():
+        root = workspaces_dir() / str(name_or_path)
+    meta = root / "workspace.json"
+    if not meta.is_file():
+        raise WorkspaceError(
+            f"unknown workspace {str(name_or_path)!r}: no {meta}; available: {', '.join(available_workspaces())}"
+        )
+    try:
+        doc = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WorkspaceError(f"{meta}: cannot read: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise WorkspaceError(f"{meta}: expected a JSON object")
+    return root, meta, doc
+
+
+def _load_commits(
+    doc: dict[str, Any], meta: Path, root: Path, pdir: Path, files: tuple[str, ...]
+) -> list[Commit]:
+    """The history's commits; checked to end at the project's files."""
     commits = []
     for j, c in enumerate(_field(doc, "commits", meta, list)):
         where = f"commits[{j}]."
@@ -194,13 +216,12 @@ def load_workspace(name_or_path: str | Path) -> WorkspaceSpec:
             f"{meta}: field `commits`: the history does not end at the project's files: {', '.join(stale)} "
             "(never committed, or last committed from history/)"
         )
-    spec = WorkspaceSpec(
-        root.name, root, project, str(doc.get("description", "")), bug, tuple(commits), files
-    )
-    if bug.file not in spec.candidates:
-        raise WorkspaceError(
-            f"{meta}: field `bug.file`: {bug.file!r} is not an argument candidate of the project"
-        )
+    return commits
+
+
+def _check_grep(spec: WorkspaceSpec, meta: Path, pdir: Path) -> None:
+    """The bug's file is an argument candidate and the only candidate holding the grep pattern."""
+    bug = spec.bug
     holders = [
         f for f in spec.candidates if bug.grep in (pdir / f).read_text(encoding="utf-8", errors="replace")
     ]
@@ -209,7 +230,6 @@ def load_workspace(name_or_path: str | Path) -> WorkspaceSpec:
             f"{meta}: field `bug.grep`: {bug.grep!r} must occur in {bug.file} only among the candidates, "
             f"found in {holders}"
         )
-    return spec
 
 
 # -----------------------------------------------------------------------------------------------------------------
