@@ -241,14 +241,22 @@ class PyVecToolEnv:
 
     def step(self, tools: np.ndarray, args: np.ndarray) -> None:
         """Apply one (tool, argument) action per env; writes every buffer in place (auto-reset on episode end)."""
+        tool_list, arg_list, valid = self._check_step(tools, args)
+        for i in range(self.num_envs):
+            reward, result, goal = self._transition(i, tool_list[i], arg_list[i], valid[i])
+            self._finish(i, reward, result, goal)
+
+    def _check_step(self, tools: np.ndarray, args: np.ndarray) -> tuple[list[int], list[int], list[bool]]:
+        """Validate a step's action arrays: (tools, args, valid per env); raises on the first invalid action in
+        ``invalid_action="error"`` mode."""
         tool_list = check_actions(tools, self.num_envs, "tools")
         arg_list = check_actions(args, self.num_envs, "args")
+        valid = [self._is_valid(i, tool_list[i], arg_list[i]) for i in range(self.num_envs)]
         if self.invalid_action == "error":
-            for i in range(self.num_envs):
-                if not self._is_valid(i, tool_list[i], arg_list[i]):
+            for i, ok in enumerate(valid):
+                if not ok:
                     raise ValueError(self._invalid_message(i, tool_list[i], arg_list[i]))
-        for i in range(self.num_envs):
-            self._step_one(i, tool_list[i], arg_list[i])
+        return tool_list, arg_list, valid
 
     def _invalid_message(self, i: int, tool: int, arg: int) -> str:
         k = self._suite.tasks[self._task[i]].num_candidates
@@ -258,13 +266,20 @@ class PyVecToolEnv:
             return f"env {i}: arg {arg} is not a valid candidate (arg_mask allows [0, {k}))"
         return f"env {i}: tool {tool} ({self.tool_names[tool]}) is masked: its preconditions do not hold (see tool_mask)"
 
-    def _step_one(self, i: int, tool: int, arg: int) -> None:
+    def _gain(self, i: int, tool: int, new: int) -> int:
+        """Facts env ``i``'s call of ``tool`` gains, given the relevant facts ``new`` it could add (non-zero):
+        all of them when the flaky roll succeeds, none otherwise. ShellEnv overrides it with the real facts."""
+        return new if self._uniform(i) < self._suite.tools[tool].success_prob else 0
+
+    def _transition(self, i: int, tool: int, arg: int, valid: bool) -> tuple[float, int, bool]:
+        """The step rule of env ``i`` up to the episode's end: updates its facts and last tool, returns
+        (reward so far, result, goal facts hold)."""
         s = self._suite
         rw = s.rewards
         task = s.tasks[self._task[i]]
         facts = self._facts[i]
         reward = -rw.step_cost
-        if not self._is_valid(i, tool, arg):
+        if not valid:
             result = RESULT_INVALID
             reward += rw.invalid
             self._last_tool[i] = 0
@@ -278,20 +293,24 @@ class PyVecToolEnv:
             elif adds & ~facts == 0:
                 result = RESULT_EMPTY
                 reward += rw.empty
-            elif self._uniform(i) < spec.success_prob:
-                result = RESULT_SUCCESS
-                new_facts = facts | adds
-                gained = (new_facts & task.relevant).bit_count() - (facts & task.relevant).bit_count()
-                reward += rw.success
-                reward += rw.shaping * gained / task.relevant.bit_count()
-                facts = new_facts
             else:
-                result = RESULT_FAILURE
-                reward += rw.failure
+                gained = self._gain(i, tool, adds & ~facts)
+                if gained:
+                    result = RESULT_SUCCESS
+                    reward += rw.success
+                    reward += rw.shaping * gained.bit_count() / task.relevant.bit_count()
+                    facts |= gained
+                else:
+                    result = RESULT_FAILURE
+                    reward += rw.failure
         self._facts[i] = facts
+        return reward, result, facts & task.goal == task.goal
+
+    def _finish(self, i: int, reward: float, result: int, terminated: bool) -> None:
+        """End env ``i``'s step: completion bonus, output buffers, auto-reset, view."""
+        rw = self._suite.rewards
         self._t[i] += 1
         self._last_result[i] = result
-        terminated = facts & task.goal == task.goal
         truncated = not terminated and self._t[i] >= self.episode_len
         if terminated:
             reward += rw.completion

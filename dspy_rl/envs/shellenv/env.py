@@ -26,11 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from dspy_rl.envs.reference import PyVecToolEnv, check_actions
+from dspy_rl.envs.reference import PyVecToolEnv
 from dspy_rl.envs.shellenv.suite import ShellSuite, load_shell_suite
 from dspy_rl.envs.shellenv.tools import CommandContext, command, detect, verify_command
 from dspy_rl.envs.shellenv.workspaces import EpisodeDirs, Pack, build_template
-from dspy_rl.envs.suite import RESULT_EMPTY, RESULT_FAILURE, RESULT_INVALID, RESULT_SUCCESS
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +83,7 @@ class ShellVecEnv(PyVecToolEnv):
         self._boxes: list[Any] = [None] * n
         self.last_commands: list[str | None] = [None] * n
         self.last_outputs: list[Any] = [None] * n
+        self._detected: list[int] = [0] * n  # fact bits the current step's command showed, per env
         super().__init__(n, self.shell.suite.path, seed, num_threads, invalid_action, episode_len)
         self._fact_bit = {name: 1 << k for k, name in enumerate(self._suite.facts)}
 
@@ -135,13 +135,7 @@ class ShellVecEnv(PyVecToolEnv):
         """Run one tool call per env, all envs' commands in one parallel sandbox batch; updates every buffer."""
         from dspy_rl.shell.sandbox import run_batch
 
-        tool_list = check_actions(tools, self.num_envs, "tools")
-        arg_list = check_actions(args, self.num_envs, "args")
-        valid = [self._is_valid(i, tool_list[i], arg_list[i]) for i in range(self.num_envs)]
-        if self.invalid_action == "error":
-            for i, ok in enumerate(valid):
-                if not ok:
-                    raise ValueError(self._invalid_message(i, tool_list[i], arg_list[i]))
+        tool_list, arg_list, valid = self._check_step(tools, args)
         runs = [i for i in range(self.num_envs) if valid[i]]
         contexts = {i: self._context(i, tool_list[i], arg_list[i]) for i in runs}
         cmds = {i: command(self.tool_names[tool_list[i]], contexts[i]) for i in runs}
@@ -159,7 +153,8 @@ class ShellVecEnv(PyVecToolEnv):
                     self.tool_names[tool_list[i]], res.exit_code, res.stdout, res.timed_out, contexts[i]
                 ):
                     detected |= self._fact_bit[fact]
-            pending.append(self._transition(i, tool_list[i], arg_list[i], valid[i], detected))
+            self._detected[i] = detected
+            pending.append(self._transition(i, tool_list[i], arg_list[i], valid[i]))
 
         reached = [i for i in range(self.num_envs) if pending[i][2]]
         verdicts: dict[int, bool] = {}
@@ -188,58 +183,11 @@ class ShellVecEnv(PyVecToolEnv):
             reward, result, goal = pending[i]
             self._finish(i, reward, result, goal and verdicts.get(i, False))
 
-    def _transition(self, i: int, tool: int, arg: int, valid: bool, detected: int) -> tuple[float, int, bool]:
-        """The simulator's step rule with the real facts: returns (reward so far, result, goal facts hold)."""
-        s = self._suite
-        rw = s.rewards
-        task = s.tasks[self._task[i]]
-        facts = self._facts[i]
-        reward = -rw.step_cost
-        if not valid:
-            result = RESULT_INVALID
-            reward += rw.invalid
-            self._last_tool[i] = 0
-        else:
-            spec = s.tools[tool]
-            self._last_tool[i] = tool + 1
-            adds = spec.adds & task.relevant
-            if spec.takes_arg and arg != self._target[i]:
-                result = RESULT_EMPTY
-                reward += rw.empty
-            elif adds & ~facts == 0:
-                result = RESULT_EMPTY
-                reward += rw.empty
-            else:
-                self._uniform(i)  # the simulator's flaky roll: keeps both backends' streams in step
-                gained = detected & adds & ~facts
-                if gained:
-                    result = RESULT_SUCCESS
-                    reward += rw.success + rw.shaping * gained.bit_count() / task.relevant.bit_count()
-                    facts |= gained
-                else:
-                    result = RESULT_FAILURE
-                    reward += rw.failure
-        self._facts[i] = facts
-        return reward, result, facts & task.goal == task.goal
-
-    def _finish(self, i: int, reward: float, result: int, terminated: bool) -> None:
-        rw = self._suite.rewards
-        self._t[i] += 1
-        self._last_result[i] = result
-        truncated = not terminated and self._t[i] >= self.episode_len
-        if terminated:
-            reward += rw.completion
-        self._return[i] += reward
-        self.rewards[i] = reward
-        self.terminated[i] = terminated
-        self.truncated[i] = truncated
-        self.results[i] = result
-        self.episode_return[i] = self._return[i]
-        self.episode_length[i] = self._t[i]
-        self.episode_success[i] = terminated
-        if terminated or truncated:
-            self._begin_episode(i)
-        self._write_view(i)
+    def _gain(self, i: int, tool: int, new: int) -> int:
+        """The facts the command showed (``detected``) among the ``new`` ones the call could add; the uniform the
+        simulator's flaky roll draws is still drawn, so that both backends' streams stay in step."""
+        self._uniform(i)
+        return self._detected[i] & new
 
     # -- snapshots ----------------------------------------------------------------------------------------------
 
