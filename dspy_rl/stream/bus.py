@@ -44,8 +44,14 @@ def _key(key: str | bytes | None) -> bytes | None:
     return key.encode() if isinstance(key, str) else key
 
 
-class KafkaBus:
-    """Kafka producer with ``acks=all`` (durable once :meth:`flush` returns) and batching."""
+class ProducerBus:
+    """What the Kafka producer buses share (:class:`KafkaBus` here, ``ConfluentBus`` on librdkafka): the producer
+    options, the topic prefix, and failed sends collected until :meth:`flush` raises them as ``error_type``.
+    A subclass opens its producer (``_open``), sends one encoded event (``_send``), waits for acknowledgements
+    (``_flush``) and releases the producer (``_release``)."""
+
+    #: What :meth:`flush` raises when a send failed.
+    error_type: type[Exception] = RuntimeError
 
     def __init__(
         self,
@@ -58,10 +64,76 @@ class KafkaBus:
         client_id: str = "dspy-rl",
         request_timeout_ms: int = 30000,
     ) -> None:
+        self.topic_prefix = topic_prefix
+        self._errors: list[Any] = []
+        self._producer = self._open(
+            bootstrap_servers, linger_ms, batch_size, compression_type, client_id, request_timeout_ms
+        )
+
+    def _open(
+        self,
+        bootstrap_servers: str,
+        linger_ms: int,
+        batch_size: int,
+        compression_type: str | None,
+        client_id: str,
+        request_timeout_ms: int,
+    ) -> Any:
+        raise NotImplementedError
+
+    def _send(
+        self, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]] | None
+    ) -> None:
+        raise NotImplementedError
+
+    def _flush(self, timeout_s: float | None) -> None:
+        raise NotImplementedError
+
+    def _release(self) -> None:
+        """Free the producer after the final flush (nothing by default)."""
+
+    def publish(
+        self,
+        topic: str,
+        value: dict[str, Any] | bytes,
+        key: str | bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        self._send(self.topic_prefix + topic, _encode(value), _key(key), headers)
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        self._flush(timeout_s)
+        if self._errors:
+            errors, self._errors = self._errors, []
+            first = errors[0]
+            if isinstance(first, BaseException):  # kafka-python hands over the exception
+                raise self.error_type(f"{len(errors)} Kafka publish(es) failed; first: {first!r}") from first
+            raise self.error_type(
+                f"{len(errors)} Kafka publish(es) failed; first: {first}"
+            )  # librdkafka error
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self._release()
+
+
+class KafkaBus(ProducerBus):
+    """Kafka producer (kafka-python) with ``acks=all`` (durable once :meth:`flush` returns) and batching."""
+
+    def _open(
+        self,
+        bootstrap_servers: str,
+        linger_ms: int,
+        batch_size: int,
+        compression_type: str | None,
+        client_id: str,
+        request_timeout_ms: int,
+    ) -> Any:
         from kafka import KafkaProducer
 
-        self.topic_prefix = topic_prefix
-        self._producer = KafkaProducer(
+        return KafkaProducer(
             bootstrap_servers=bootstrap_servers,
             acks="all",
             linger_ms=linger_ms,
@@ -71,34 +143,18 @@ class KafkaBus:
             request_timeout_ms=request_timeout_ms,
             max_request_size=16 << 20,
         )
-        self._errors: list[BaseException] = []
 
-    def _on_error(self, exc: BaseException) -> None:
-        self._errors.append(exc)
-
-    def publish(
-        self,
-        topic: str,
-        value: dict[str, Any] | bytes,
-        key: str | bytes | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
+    def _send(
+        self, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]] | None
     ) -> None:
-        future = self._producer.send(
-            self.topic_prefix + topic, value=_encode(value), key=_key(key), headers=headers
-        )
-        future.add_errback(self._on_error)
+        future = self._producer.send(topic, value=value, key=key, headers=headers)
+        future.add_errback(self._errors.append)
 
-    def flush(self, timeout_s: float | None = None) -> None:
+    def _flush(self, timeout_s: float | None) -> None:
         self._producer.flush(timeout=timeout_s)
-        if self._errors:
-            errors, self._errors = self._errors, []
-            raise RuntimeError(f"{len(errors)} Kafka publish(es) failed; first: {errors[0]!r}") from errors[0]
 
-    def close(self) -> None:
-        try:
-            self.flush()
-        finally:
-            self._producer.close()
+    def _release(self) -> None:
+        self._producer.close()
 
 
 class FileBus:

@@ -20,6 +20,8 @@ from typing import Any
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import TopicPartition
 
+from dspy_rl.stream.bus import ProducerBus
+
 logger = logging.getLogger(__name__)
 
 _INVALID = -1001  # librdkafka's OFFSET_INVALID
@@ -173,25 +175,23 @@ class ConfluentConsumer:
         self._consumer.close()
 
 
-class ConfluentBus:
+class ConfluentBus(ProducerBus):
     """librdkafka producer with ``acks=all``: durable once :meth:`flush` returns (raises if a send failed)."""
 
-    def __init__(
+    error_type = KafkaError
+
+    def _open(
         self,
         bootstrap_servers: str,
-        *,
-        topic_prefix: str = "",
-        linger_ms: int = 20,
-        batch_size: int = 1 << 20,
-        compression_type: str | None = None,
-        client_id: str = "dspy-rl",
-        request_timeout_ms: int = 30000,
-    ) -> None:
+        linger_ms: int,
+        batch_size: int,
+        compression_type: str | None,
+        client_id: str,
+        request_timeout_ms: int,
+    ) -> Any:
         from confluent_kafka import Producer
 
-        self.topic_prefix = topic_prefix
-        self._errors: list[Any] = []
-        self._producer = Producer(
+        return Producer(
             {
                 "bootstrap.servers": bootstrap_servers,
                 "acks": "all",
@@ -211,30 +211,17 @@ class ConfluentBus:
         if err is not None:
             self._errors.append(err)
 
-    def publish(
-        self,
-        topic: str,
-        value: dict[str, Any] | bytes,
-        key: str | bytes | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
+    def _send(
+        self, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]] | None
     ) -> None:
-        from dspy_rl.stream.bus import _encode, _key
-
-        args = (self.topic_prefix + topic, _encode(value), _key(key))
         while True:
             try:
-                self._producer.produce(*args, headers=headers, on_delivery=self._delivered)
+                self._producer.produce(topic, value, key, headers=headers, on_delivery=self._delivered)
                 return
             except BufferError:  # the local queue is full: let deliveries drain it
                 self._producer.poll(0.05)
 
-    def flush(self, timeout_s: float | None = None) -> None:
+    def _flush(self, timeout_s: float | None) -> None:
         left = self._producer.flush(-1 if timeout_s is None else timeout_s)
         if left:
             raise KafkaError(f"{left} Kafka publish(es) not acknowledged within {timeout_s}s")
-        if self._errors:
-            errors, self._errors = self._errors, []
-            raise KafkaError(f"{len(errors)} Kafka publish(es) failed; first: {errors[0]}")
-
-    def close(self) -> None:
-        self.flush()
