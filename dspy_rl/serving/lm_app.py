@@ -19,7 +19,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -179,48 +179,83 @@ class LMServer:
         self.auth.check(request)
         return {"status": "ok", "model": self.engine.model_name, "max_positions": self.engine.max_positions}
 
+    @staticmethod
+    def _usage(prompt_ids: list[int], completion_tokens: int) -> dict[str, int]:
+        return {
+            "prompt_tokens": len(prompt_ids),
+            "completion_tokens": completion_tokens,
+            "total_tokens": len(prompt_ids) + completion_tokens,
+        }
+
+    async def _respond(
+        self,
+        req: ChatRequest | CompletionRequest,
+        prompt_ids: list[int],
+        rid: str,
+        created: int,
+        kind: str,
+        stream: Callable[[Any, list[int], str, int], AsyncIterator[str]],
+        choice: Callable[[Any, list[int], int, list[TokenStep]], tuple[dict[str, Any], int]],
+    ) -> Any:
+        """What both endpoints do with a parsed request: its event stream (``stream``), or its ``n`` choices
+        (``choice`` builds one from the index and the steps, with its completion token count) in a ``kind``
+        object with the usage."""
+        if req.stream:
+            if req.n != 1:
+                raise OpenAIError(400, "'n': streaming supports n=1 only", param="n")
+            return StreamingResponse(stream(req, prompt_ids, rid, created), media_type="text/event-stream")
+        loop = asyncio.get_running_loop()
+        choices, completion_tokens = [], 0
+        for i in range(req.n):
+            steps = await loop.run_in_executor(self.pool, self._run, prompt_ids, req, i)
+            c, tokens = choice(req, prompt_ids, i, steps)
+            completion_tokens += tokens
+            choices.append(c)
+        return {
+            "id": rid,
+            "object": kind,
+            "created": created,
+            "model": self.engine.model_name,
+            "choices": choices,
+            "usage": self._usage(prompt_ids, completion_tokens),
+        }
+
+    def _stream_end(
+        self, base: dict[str, Any], req: ChatRequest | CompletionRequest, prompt_ids: list[int], n: int
+    ) -> list[str]:
+        """The last events of a stream of ``n`` tokens: the usage chunk (when asked for) and ``[DONE]``."""
+        tail = []
+        if req.include_usage:
+            tail.append(_sse({**base, "choices": [], "usage": self._usage(prompt_ids, n)}))
+        tail.append("data: [DONE]\n\n")
+        return tail
+
     @api.post("/v1/chat/completions")
     async def chat(self, request: Request) -> Any:
         req: ChatRequest = await self._request(request, parse_chat_request)
         prompt_ids = self.engine.encode(self.engine.render_chat(req.messages))
         rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-        if req.stream:
-            if req.n != 1:
-                raise OpenAIError(400, "'n': streaming supports n=1 only", param="n")
-            return StreamingResponse(
-                self._chat_stream(req, prompt_ids, rid, created), media_type="text/event-stream"
-            )
-        loop = asyncio.get_running_loop()
-        choices, completion_tokens = [], 0
-        for i in range(req.n):
-            steps = await loop.run_in_executor(self.pool, self._run, prompt_ids, req, i)
-            completion_tokens += sum(1 for s in steps if s.text or s.finish_reason != "stop")
-            choice: dict[str, Any] = {
-                "index": i,
-                "message": {"role": "assistant", "content": "".join(s.text for s in steps)},
-                "finish_reason": self._finish(steps),
-                "logprobs": None,
-            }
-            if req.logprobs:
-                choice["logprobs"] = {
-                    "content": [self._chat_logprob_entry(s) for s in steps],
-                    "refusal": None,
-                }
-                choice["token_ids"] = [s.token_id for s in steps]
-                choice["prompt_token_ids"] = prompt_ids
-            choices.append(choice)
-        return {
-            "id": rid,
-            "object": "chat.completion",
-            "created": created,
-            "model": self.engine.model_name,
-            "choices": choices,
-            "usage": {
-                "prompt_tokens": len(prompt_ids),
-                "completion_tokens": completion_tokens,
-                "total_tokens": len(prompt_ids) + completion_tokens,
-            },
+        return await self._respond(
+            req, prompt_ids, rid, created, "chat.completion", self._chat_stream, self._chat_choice
+        )
+
+    def _chat_choice(
+        self, req: ChatRequest, prompt_ids: list[int], i: int, steps: list[TokenStep]
+    ) -> tuple[dict[str, Any], int]:
+        choice: dict[str, Any] = {
+            "index": i,
+            "message": {"role": "assistant", "content": "".join(s.text for s in steps)},
+            "finish_reason": self._finish(steps),
+            "logprobs": None,
         }
+        if req.logprobs:
+            choice["logprobs"] = {
+                "content": [self._chat_logprob_entry(s) for s in steps],
+                "refusal": None,
+            }
+            choice["token_ids"] = [s.token_id for s in steps]
+            choice["prompt_token_ids"] = prompt_ids
+        return choice, sum(1 for s in steps if s.text or s.finish_reason != "stop")
 
     async def _chat_stream(
         self, req: ChatRequest, prompt_ids: list[int], rid: str, created: int
@@ -253,53 +288,31 @@ class LMServer:
             yield _sse({**base, "choices": [choice]})
         if n == 0:
             yield _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]})
-        if req.include_usage:
-            usage = {
-                "prompt_tokens": len(prompt_ids),
-                "completion_tokens": n,
-                "total_tokens": len(prompt_ids) + n,
-            }
-            yield _sse({**base, "choices": [], "usage": usage})
-        yield "data: [DONE]\n\n"
+        for event in self._stream_end(base, req, prompt_ids, n):
+            yield event
 
     @api.post("/v1/completions")
     async def completions(self, request: Request) -> Any:
         req: CompletionRequest = await self._request(request, parse_completion_request)
         prompt_ids = self.engine.encode(req.prompt)
         rid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
-        if req.stream:
-            if req.n != 1:
-                raise OpenAIError(400, "'n': streaming supports n=1 only", param="n")
-            return StreamingResponse(
-                self._completion_stream(req, prompt_ids, rid, created), media_type="text/event-stream"
-            )
-        loop = asyncio.get_running_loop()
-        choices, completion_tokens = [], 0
-        for i in range(req.n):
-            steps = await loop.run_in_executor(self.pool, self._run, prompt_ids, req, i)
-            completion_tokens += len(steps)
-            text = "".join(s.text for s in steps)
-            choice = {
-                "index": i,
-                "text": (req.prompt + text) if req.echo else text,
-                "finish_reason": self._finish(steps),
-                "logprobs": self._completion_logprobs(steps) if req.logprobs else None,
-            }
-            if req.logprobs:
-                choice["prompt_token_ids"] = prompt_ids
-            choices.append(choice)
-        return {
-            "id": rid,
-            "object": "text_completion",
-            "created": created,
-            "model": self.engine.model_name,
-            "choices": choices,
-            "usage": {
-                "prompt_tokens": len(prompt_ids),
-                "completion_tokens": completion_tokens,
-                "total_tokens": len(prompt_ids) + completion_tokens,
-            },
+        return await self._respond(
+            req, prompt_ids, rid, created, "text_completion", self._completion_stream, self._completion_choice
+        )
+
+    def _completion_choice(
+        self, req: CompletionRequest, prompt_ids: list[int], i: int, steps: list[TokenStep]
+    ) -> tuple[dict[str, Any], int]:
+        text = "".join(s.text for s in steps)
+        choice = {
+            "index": i,
+            "text": (req.prompt + text) if req.echo else text,
+            "finish_reason": self._finish(steps),
+            "logprobs": self._completion_logprobs(steps) if req.logprobs else None,
         }
+        if req.logprobs:
+            choice["prompt_token_ids"] = prompt_ids
+        return choice, len(steps)
 
     async def _completion_stream(
         self, req: CompletionRequest, prompt_ids: list[int], rid: str, created: int
@@ -315,14 +328,8 @@ class LMServer:
                 "logprobs": self._completion_logprobs([s]) if req.logprobs else None,
             }
             yield _sse({**base, "choices": [choice]})
-        if req.include_usage:
-            usage = {
-                "prompt_tokens": len(prompt_ids),
-                "completion_tokens": n,
-                "total_tokens": len(prompt_ids) + n,
-            }
-            yield _sse({**base, "choices": [], "usage": usage})
-        yield "data: [DONE]\n\n"
+        for event in self._stream_end(base, req, prompt_ids, n):
+            yield event
 
 
 def build_app(cfg: LMServeConfig, token: str | None = None) -> serve.Application:
