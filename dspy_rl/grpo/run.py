@@ -33,7 +33,7 @@ from dspy_rl.grpo.config import GRPOTrainConfig
 from dspy_rl.grpo.dataset import GroupSampler, flatten_groups, load_groups
 from dspy_rl.grpo.heldout import ranking_metrics, split_groups
 from dspy_rl.grpo.online import evaluate, sample_groups
-from dspy_rl.grpo.policy import build_policy, load_policy
+from dspy_rl.grpo.policy import build_policy, enable_gradient_checkpointing, load_policy
 from dspy_rl.grpo.rewards import RewardFn, resolve_reward_fn
 from dspy_rl.grpo.tasks import load_task
 from dspy_rl.grpo.trainer import GRPOTextTrainer
@@ -171,6 +171,8 @@ def train(cfg: GRPOTrainConfig, reward_fn: RewardFn | None = None) -> RunSummary
             seed=cfg.seed,
         )
         policy.save_pretrained(run_dir / "model")
+    if cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(policy)
     policy.to(device)
     trainer = GRPOTextTrainer(policy, cfg)
     gen = torch.Generator(device=device)
