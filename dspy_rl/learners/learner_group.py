@@ -166,7 +166,9 @@ class LearnerGroup:
         gpus = 1 if resolved.type == "cuda" else 0
         cls = ray.remote(_LearnerActor).options(num_cpus=1, num_gpus=gpus)
         # Same seed on every rank: identical initial weights, so DDP's broadcast is a no-op check.
-        self.actors = [cls.remote(spec, self.hp, device, seed, mixed_precision, compile) for _ in range(num_learners)]
+        self.actors = [
+            cls.remote(spec, self.hp, device, seed, mixed_precision, compile) for _ in range(num_learners)
+        ]
         addr, port = ray.get(self.actors[0].address.remote())
         ray.get([a.setup.remote(r, num_learners, addr, port) for r, a in enumerate(self.actors)])
         log.info(

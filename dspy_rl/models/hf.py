@@ -115,12 +115,19 @@ class HFCausalLMPolicy(nn.Module):
                 f"{type(self.model).__name__} does not support gradient checkpointing; "
                 "set gradient_checkpointing=false"
             )
-        self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable = getattr(self.model, "activation_checkpointing_enable", None)  # transformers >= 5.x name
+        if enable is not None:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.model.config.use_cache = False
 
     @property
     def gradient_checkpointing(self) -> bool:
-        return bool(getattr(self.model, "is_gradient_checkpointing", False))
+        for name in ("is_activation_checkpointing", "is_gradient_checkpointing"):
+            if hasattr(type(self.model), name):
+                return bool(getattr(self.model, name))
+        return False
 
     @contextmanager
     def _checkpointing_active(self) -> Iterator[None]:
