@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from dspy_rl.learners.ppo import PPOHyper, PPOLearner
 from dspy_rl.learners.learner_group import LearnerGroup
+from dspy_rl.learners.ppo import PPOHyper, PPOLearner
 from dspy_rl.models.policy import MultiPolicy, load_numpy_state
 from dspy_rl.trainer import Trainer, load_config
 from dspy_rl.utils.checkpoint import latest_checkpoint, safe_torch_load
