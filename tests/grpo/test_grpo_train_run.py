@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -201,15 +200,3 @@ def test_help_lists_every_key_with_its_doc(capsys):
     for key in ("kl_warmup", "on_bad_line", "lr_step", "updates_per_batch"):
         assert f"  {key}=" in out
     assert "Steps over which beta grows linearly" in out
-
-
-def test_mine_dispatches_to_the_traces_miner(monkeypatch, capsys):
-    seen = {}
-    fake = type(sys)("dspy_rl.traces.mining")
-    fake.main = lambda argv: seen.setdefault("argv", argv) and 0
-    monkeypatch.setitem(sys.modules, "dspy_rl.traces.mining", fake)
-    assert cli_main(["grpo", "mine", "--hours", "48", "--out", "g.jsonl"]) == 0
-    assert seen["argv"] == ["--hours", "48", "--out", "g.jsonl"]
-    monkeypatch.setitem(sys.modules, "dspy_rl.traces.mining", None)  # import now fails
-    assert cli_main(["grpo", "mine"]) == 2
-    assert "trace mining is not available" in capsys.readouterr().err
