@@ -105,6 +105,8 @@ def bench_checkpointing(
     rng = np.random.default_rng(0)
     groups, size = 4, 8
     prompts = [" ".join(rng.choice(words, seq)) for _ in range(groups) for _ in range(size)]
+    response_texts = [" ".join(rng.choice(words, seq)) for _ in prompts]  # the same data for both settings
+    rewards = rng.random(len(prompts)).tolist()
     out = {}
     for on in (False, True):
         torch.manual_seed(0)
@@ -112,8 +114,7 @@ def bench_checkpointing(
         if on:
             enable_gradient_checkpointing(policy)
         trainer = GRPOTextTrainer(policy, cfg)
-        responses = [policy.tokenize_response(" ".join(rng.choice(words, seq))) for _ in prompts]
-        rewards = rng.random(len(prompts)).tolist()
+        responses = [policy.tokenize_response(t) for t in response_texts]
         gids = [i // size for i in range(len(prompts))]
         batch = policy.encode(prompts, responses)
         policy.eval()
