@@ -11,7 +11,7 @@ export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup build train test test-all rust-test lint format bench bench-all pufferlib kafka-start kafka-stop clean
+.PHONY: help setup system-deps build train test test-all rust-test lint format bench bench-all pufferlib kafka-start kafka-stop clean
 
 help: ## list the targets
 	@echo "dspy-rl — make targets:"
@@ -31,7 +31,10 @@ $(STAMP_EXT): $(STAMP_DEPS) $(RUST_SOURCES)
 	$(BIN)/python -c "import dspy_rl._rust_env"
 	@touch $@
 
-setup: $(STAMP_EXT) ## create the virtualenv, install dependencies, build the Rust extension (idempotent)
+setup: $(STAMP_EXT) system-deps ## create the virtualenv, install dependencies, build the Rust extension (idempotent)
+
+system-deps: ## Debian packages: python3-pytest, git, make, patch (ShellEnv), chromium (dashboard tests), bubblewrap (bench)
+	@bash scripts/system_deps.sh
 
 build: setup ## (re)build the Rust extension in release mode
 	@rm -f $(STAMP_EXT) && $(MAKE) --no-print-directory $(STAMP_EXT)

@@ -34,6 +34,20 @@ def require(ok: bool, key: str, value: Any, allowed: str) -> None:
         raise ConfigError(f"{key}={value!r} is not allowed; expected {allowed}")
 
 
+#: Seed flags with no meaning in any command any more: flag -> the reason and what replaced it.
+RETIRED_FLAGS: dict[str, str] = {
+    "reddb_url": "the trace store is a SQLite file now: pass store=PATH (dspy-rl stream) or db=PATH (grpo mine)",
+    "spark_master": "Ray replaced Spark: pass runtime.ray_address=HOST:PORT (or use dspy-rl submit)",
+}
+
+
+def _flag_value(value: str) -> str:
+    """A ``--flag`` value is taken as is: quoted for Hydra when it holds commas (a sweep), spaces, parentheses or quotes."""
+    if any(c in value for c in " \t,()'\"\\") and value[:1] not in ("[", "{", "'", '"'):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return value
+
+
 def flags_to_overrides(
     argv: Sequence[str], aliases: Mapping[str, str] | None = None, retired: Mapping[str, str] | None = None
 ) -> list[str]:
@@ -42,10 +56,11 @@ def flags_to_overrides(
     ``aliases`` maps a flag name (without dashes, ``-`` and ``_`` equivalent) to a config key; flags not in the
     map become the key of the same name with ``-`` replaced by ``_``. A flag followed by nothing, another flag,
     or a ``key=value`` token is a boolean switch set to ``true``. ``retired`` maps a flag that no longer exists to
-    what replaced it (or why it is gone): using it is a :class:`ConfigError` saying so in one line.
+    what replaced it (or why it is gone): using it is a :class:`ConfigError` saying so in one line. The seed flags
+    in :data:`RETIRED_FLAGS` are refused by every command.
     """
     aliases = {k.replace("-", "_"): v for k, v in (aliases or {}).items()}
-    retired = {k.replace("-", "_"): v for k, v in (retired or {}).items()}
+    retired = {k.replace("-", "_"): v for k, v in {**RETIRED_FLAGS, **(retired or {})}.items()}
     out: list[str] = []
     i = 0
     while i < len(argv):
@@ -56,9 +71,9 @@ def flags_to_overrides(
                 raise ConfigError(f"--{name} is no longer supported: {retired[name.replace('-', '_')]}")
             key = aliases.get(name.replace("-", "_"), name.replace("-", "_"))
             if eq:
-                out.append(f"{key}={inline}")
+                out.append(f"{key}={_flag_value(inline)}")
             elif i + 1 < len(argv) and not argv[i + 1].startswith("--") and "=" not in argv[i + 1]:
-                out.append(f"{key}={argv[i + 1]}")
+                out.append(f"{key}={_flag_value(argv[i + 1])}")
                 i += 1
             else:
                 out.append(f"{key}=true")

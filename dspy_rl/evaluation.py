@@ -34,7 +34,15 @@ from dspy_rl.envs.gym_env import make_vec_env
 logger = logging.getLogger(__name__)
 
 #: ``--flag``/``key=value`` shortcuts: ``suite=hard`` means ``env.suite=hard``.
-ALIASES = {"suite": "env.suite", "backend": "env.backend", "num_envs": "env.num_envs"}
+ALIASES = {
+    "suite": "env.suite",
+    "backend": "env.backend",
+    "num_envs": "env.num_envs",
+    "n_envs": "env.num_envs",
+    "episode_len": "env.episode_len",
+    "actions": "env.actions",
+    "environment": "env",
+}
 
 
 @dataclass
@@ -146,8 +154,20 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
         cfg.env.seed,
         cfg.env.backend,
         cfg.env.invalid_action,
+        episode_len=cfg.env.episode_len,
         num_threads=cfg.env.num_threads,
     )
+    if cfg.env.actions:
+        from dspy_rl.envs.allowlist import AllowListVecEnv
+
+        require(
+            cfg.policy != "oracle",
+            "policy",
+            cfg.policy,
+            "random or checkpoint with env.actions (the oracle follows the suite's plans, whatever tools they use)",
+        )
+
+        env = AllowListVecEnv(env, cfg.env.actions)
     policy = POLICIES[cfg.policy](cfg)
     quota = np.full(num_envs, cfg.episodes // num_envs, dtype=np.int64)
     quota[: cfg.episodes % num_envs] += 1

@@ -18,6 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "dspy_rl.cli.grpo",
         "GRPO: `train` on grouped JSONL / online, `mine` groups from the trace store",
     ),
+    "judge": (
+        "dspy_rl.cli.judge",
+        "score a response in process, or --benchmark judge agreement on a labelled set",
+    ),
     "serve": ("dspy_rl.cli.serve", "serve the judge ensemble on Ray Serve (`serve judges`)"),
     "stream": (
         "dspy_rl.cli.stream",
@@ -32,6 +36,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "capacity guard: free disk/RAM/VRAM vs the guard settings (`system guard`)",
     ),
     "sweep": ("dspy_rl.cli.sweep", "cost-aware hyperparameter sweep with Ray Tune"),
+    "dashboard": (
+        "dspy_rl.cli.dashboard",
+        "web UI + JSON API over runs, sweeps, auto mode, the trace store and the machine",
+    ),
     "pipeline": (
         "dspy_rl.cli.pipeline",
         "sweep -> train with the best config -> eval, resumable, one results page",

@@ -20,7 +20,11 @@ from dspy_rl.cli.help import HELP_FLAGS, render, wants_help
 from dspy_rl.config import compose, to_object
 
 #: ``--flag`` aliases for common keys (``--steps 100`` is ``steps=100``).
-ALIASES = {"data": "dataset", "out": "run_dir"}
+ALIASES = {"data": "dataset", "out": "run_dir", "batch_size": "batch_groups"}
+RETIRED = {
+    "gradient_checkpointing": "not available yet: the text-GRPO models (bow, tiny) have no gradient checkpointing",
+    "compile_model": "not available yet: there is no compile setting in this version",
+}
 
 
 def _train(argv: list[str]) -> int:
@@ -40,7 +44,7 @@ def _train(argv: list[str]) -> int:
     from dspy_rl.grpo.dataset import DatasetError
     from dspy_rl.grpo.run import train
 
-    cfg = to_object(compose("grpo", argv, ALIASES), GRPOTrainConfig)
+    cfg = to_object(compose("grpo", argv, ALIASES, retired=RETIRED), GRPOTrainConfig)
     from dspy_rl.system.guard import enforce
 
     enforce(cfg.guard, cfg.resume or cfg.run_dir or "runs", what="grpo train run")

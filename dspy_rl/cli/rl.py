@@ -13,10 +13,15 @@ import json
 import sys
 from typing import Any
 
+from dspy_rl.cli.help import render, wants_help
 from dspy_rl.config import compose, to_object
 
 ALIASES = {"db": "store"}
-SUBCOMMANDS = ("report", "recent", "verify-storage")
+SUBCOMMANDS = {
+    "report": "runs under runs/: status, last metrics, best success, env steps/s",
+    "recent": "the latest agent actions in the trace store, newest first",
+    "verify-storage": "schema, integrity, orphans, duplicate event ids, checkpoints; exit 1 naming each problem",
+}
 
 
 def _ts(value: float | None) -> str:
@@ -117,15 +122,15 @@ def _verify(cfg: Any) -> int:
 
 def main(argv: list[str]) -> int:
     """Entry point of ``dspy-rl rl``."""
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(__doc__)
+    from dspy_rl.inspection.config import InspectConfig
+
+    if not argv or wants_help(argv):
+        print(render(__doc__, "rl", InspectConfig, subcommands=SUBCOMMANDS))
         return 0
     sub, rest = argv[0], list(argv[1:])
     if sub not in SUBCOMMANDS:
         print(f"dspy-rl rl: unknown subcommand {sub!r}; choose one of {', '.join(SUBCOMMANDS)}\n\n{__doc__}",
               file=sys.stderr)  # fmt: skip
         return 2
-    from dspy_rl.inspection.config import InspectConfig
-
     cfg = to_object(compose("rl", rest, ALIASES), InspectConfig)
     return {"report": _report, "recent": _recent, "verify-storage": _verify}[sub](cfg)

@@ -59,19 +59,24 @@ def serve_judges(argv: list[str]) -> int:
         resolve_token(cfg)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+    from dspy_rl.utils.ray_shutdown import shutdown_ray, sigterm_as_interrupt
+
     init_ray(cfg.ray_address, cfg.node_ip)  # a local instance listens on 127.0.0.1 only
     judges = ", ".join(f"{n} ({s.kind}, w={s.weight:g})" for n, s in cfg.enabled_judges().items())
     print(f"dspy-rl serve: judges {judges}; autoscaling={cfg.autoscaling}; deadline {cfg.deadline_s:g}s")
     print(
         f"dspy-rl serve: POST http://{cfg.host}:{cfg.port}{cfg.route_prefix.rstrip('/')}/judge  (Ctrl-C stops)"
     )
-    try:
-        deploy(cfg, blocking=cfg.blocking)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if cfg.blocking:
-            serve.shutdown()
+    # SIGTERM stops like Ctrl-C: Serve, then every Ray process this command started.
+    with sigterm_as_interrupt():
+        try:
+            deploy(cfg, blocking=cfg.blocking)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            if cfg.blocking:
+                serve.shutdown()
+                shutdown_ray()
     return 0
 
 

@@ -34,6 +34,7 @@ ALIASES = {
     "db": "store",
     "bootstrap_servers": "stream.bootstrap_servers",
     "bootstrap": "stream.bootstrap_servers",
+    "kafka_bootstrap": "stream.bootstrap_servers",
     "events_file": "stream.events_file",
     "topic_prefix": "stream.topic_prefix",
     "group_id": "stream.group_id",

@@ -9,8 +9,11 @@ from __future__ import annotations
 import json
 import sys
 
+from dspy_rl.cli.help import render, wants_help
 from dspy_rl.config import compose, to_object
+from dspy_rl.system.config import SystemConfig
 
+SUBCOMMANDS = {"guard": "free disk / RAM / VRAM against the guard's thresholds, and the machine's use"}
 ALIASES = {
     "min_free_gb": "guard.min_free_gb",
     "min_ram_gb": "guard.min_ram_gb",
@@ -19,7 +22,6 @@ ALIASES = {
 
 
 def _guard(argv: list[str]) -> int:
-    from dspy_rl.system.config import SystemConfig
     from dspy_rl.system.guard import check_capacity
 
     cfg: SystemConfig = to_object(compose("system", argv, ALIASES), SystemConfig)
@@ -49,8 +51,8 @@ def _guard(argv: list[str]) -> int:
 
 def main(argv: list[str]) -> int:
     """Entry point of ``dspy-rl system``."""
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(__doc__)
+    if not argv or wants_help(argv):
+        print(render(__doc__, "system", SystemConfig, subcommands=SUBCOMMANDS))
         return 0
     if argv[0] != "guard":
         print(f"dspy-rl system: unknown subcommand {argv[0]!r}; choose 'guard'\n\n{__doc__}", file=sys.stderr)

@@ -24,6 +24,11 @@ class EnvConfig:
     """Rayon threads inside one VecToolEnv (0 = all cores, or an EnvRunner actor's reserved CPUs; 1 = serial)."""
     invalid_action: str = "error"
     """``error`` raises on a masked/out-of-range action, ``penalty`` rewards it negatively."""
+    episode_len: int | None = None
+    """Steps before an episode is truncated (null = the suite's ``episode_len``)."""
+    actions: str | None = None
+    """Tool allow-list, comma-separated (``git,make,pytest``; ``git`` also selects ``git_*``): other tools are
+    masked out in every state where an allowed one is valid, and picking them is refused (null = all tools)."""
 
     def __post_init__(self) -> None:
         require(
@@ -37,6 +42,18 @@ class EnvConfig:
             "env.num_envs",
             self.num_envs,
             f"an integer in [1, {MAX_NUM_ENVS}]",
+        )
+        require(
+            self.episode_len is None or self.episode_len >= 1,
+            "env.episode_len",
+            self.episode_len,
+            "an integer >= 1, or null for the suite's",
+        )
+        require(
+            self.actions is None or any(a.strip() for a in str(self.actions).split(",")),
+            "env.actions",
+            self.actions,
+            "comma-separated tool names such as git,make,pytest, or null",
         )
         require(self.num_threads >= 0, "env.num_threads", self.num_threads, "an integer >= 0")
         from dspy_rl.envs.suite import SuiteError, resolve_suite

@@ -39,14 +39,20 @@ def make_env(env_cfg: dict[str, Any], seed: int) -> Any:
         from dspy_rl.envs.padded import PaddedVecEnv, PadSpec
 
         return PaddedVecEnv(make_env({**env_cfg, "pad": None}, seed), PadSpec(**env_cfg["pad"]))
-    return VecToolEnv(
+    env = VecToolEnv(
         num_envs=env_cfg["num_envs"],
         suite=env_cfg["suite"],
         seed=seed,
         num_threads=env_cfg.get("num_threads", 0),
         invalid_action=env_cfg.get("invalid_action", "error"),
+        episode_len=env_cfg.get("episode_len"),
         backend=backend,
     )
+    if env_cfg.get("actions"):
+        from dspy_rl.envs.allowlist import AllowListVecEnv
+
+        env = AllowListVecEnv(env, env_cfg["actions"])
+    return env
 
 
 def env_info(env: Any) -> dict[str, int]:

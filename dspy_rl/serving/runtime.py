@@ -44,8 +44,9 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> bool:
 
 def serve_forever(deploy: Callable[[], Any], address: str | None, blocking: bool, banner: str) -> int:
     """Deploy with ``deploy()``; when ``blocking``, wait for Ctrl-C/SIGTERM and tear everything down."""
-    import ray
     from ray import serve
+
+    from dspy_rl.utils.ray_shutdown import shutdown_ray
 
     started = start_ray(address)
     stop = threading.Event()
@@ -66,7 +67,7 @@ def serve_forever(deploy: Callable[[], Any], address: str | None, blocking: bool
             except Exception as exc:  # still shut Ray down below
                 logger.warning("serve.shutdown failed: %s", exc)
             if started:
-                ray.shutdown()
+                shutdown_ray()  # also ends the agents the raylet spawned (they can outlive ray.shutdown())
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
     return 0

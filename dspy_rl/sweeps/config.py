@@ -18,6 +18,8 @@ ALIASES = {
     "space": "sweep",
     "metric": "sweep.metric",
     "cost": "sweep.cost",
+    "trials": "num_samples",
+    "max_concurrent": "max_concurrent",
 }
 
 

@@ -109,11 +109,29 @@ class RuntimeConfig:
     """Grow/shrink the EnvRunner pool with the adaptive concurrency controller."""
     max_env_runners: int = 4
     """Upper bound on the EnvRunner pool when ``adaptive_runners`` is on."""
+    runner_timeout_s: float | None = 600.0
+    """Seconds an EnvRunner may take to return one rollout (counted from the request, or from when a fresh actor
+    is up); a runner past it is killed, replaced and its rollout sampled again (null = wait forever)."""
+    runner_resource: str | None = None
+    """A custom Ray resource each EnvRunner asks one unit of, e.g. ``worker`` to place the runners on nodes started
+    with ``ray start --resources='{"worker": N}'``; once no live node offers it, replacements go to any node."""
 
     def __post_init__(self) -> None:
         require(self.num_env_runners >= 0, "runtime.num_env_runners", self.num_env_runners, "an integer >= 0")
         require(self.num_learners >= 0, "runtime.num_learners", self.num_learners, "an integer >= 0")
         require(self.torch_threads >= 1, "runtime.torch_threads", self.torch_threads, "an integer >= 1")
+        require(
+            self.runner_timeout_s is None or self.runner_timeout_s > 0,
+            "runtime.runner_timeout_s",
+            self.runner_timeout_s,
+            "a number of seconds > 0, or null to wait forever",
+        )
+        require(
+            self.runner_resource is None or bool(self.runner_resource.strip()),
+            "runtime.runner_resource",
+            self.runner_resource,
+            "a Ray custom resource name, or null",
+        )
         require(
             self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
             "runtime.device",

@@ -63,12 +63,37 @@ ALIASES = {
     "run_dir": "run_dir",
     "resume": "resume",
     "seed": "seed",
+    # The seeds' names (README "Seed command names"):
+    "workers": "runtime.num_env_runners",
+    "n_envs": "env.num_envs",
+    "episode_len": "env.episode_len",
+    "actions": "env.actions",
+    "environment": "env",
+    "batch_size": "algo.minibatch_size",
+    "mixed_precision": "runtime.mixed_precision",
+    "tensorboard": "logging.tensorboard",
+    "wandb": "logging.wandb",
+    "wandb_project": "logging.wandb_project",
+    "timeout": "runtime.runner_timeout_s",
+}
+
+#: Seed flags of ``train`` that map to no single key: what replaced them.
+RETIRED = {
+    "episodes": "training is budgeted in env steps: pass --steps N (total_env_steps=N); "
+    "dspy-rl eval takes --episodes",
+    "gpus": "pass runtime.device=cuda and runtime.num_learners=N (one GPU per learner actor)",
+    "framework": "there is one framework (PyTorch learners on Ray): choose the algorithm with algo=ppo|grpo|gigpo",
+    "compile_model": "not available yet: runtime.compile is not a setting of this version",
+    "gradient_checkpointing": "a text-GRPO setting, not of env training: see dspy-rl grpo train --help",
+    "trials": "a sweep setting: dspy-rl sweep --trials N",
+    "max_concurrent": "a sweep setting: dspy-rl sweep --max-concurrent N",
+    "kafka_bootstrap": "a stream setting: dspy-rl stream train --kafka-bootstrap HOST:PORT",
 }
 
 
 def load_config(argv: Sequence[str] = ()) -> TrainConfig:
     """Compose conf/train.yaml with the command line and validate it (before Ray starts)."""
-    return to_object(compose("train", curriculum_overrides(argv), ALIASES), TrainConfig)
+    return to_object(compose("train", curriculum_overrides(argv), ALIASES, retired=RETIRED), TrainConfig)
 
 
 #: learning_curve.png of a run: success rate, and the returns of the episode and of policies A and B.
@@ -299,6 +324,8 @@ class Trainer:
                 rt.num_env_runners,
                 cfg.env.seed + offset,
                 run_tag=f"{os.getpid()}-{id(self)}",
+                timeout_s=rt.runner_timeout_s,
+                resources={rt.runner_resource: 1.0} if rt.runner_resource else None,
             )
             # The actors start in the background (seconds: a Python process importing torch), and building the
             # learner takes seconds too (the optimizers import torch._dynamo): read the env's dimensions from a

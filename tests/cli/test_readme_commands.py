@@ -78,6 +78,18 @@ NOT_RUN = {
     "make test": "runs this test suite",
     "ray start --head --node-ip-address=127.0.0.1": "started for the submit commands by ray_head (the same flags, "
     "plus free ports so it cannot collide with other Ray instances)",
+    **dict.fromkeys(
+        [
+            "dspy-rl dashboard",
+            "dspy-rl dashboard runs_dir=/data/runs port=0 page_size=100",
+            "DSPY_RL_DASHBOARD_TOKEN=secret dspy-rl dashboard auth_token_env=DSPY_RL_DASHBOARD_TOKEN",
+            "dspy-rl dashboard serve=true route_prefix=/dash",
+            "curl -s 127.0.0.1:8270/api/rl/sessions?status=live",
+            "curl -s 127.0.0.1:8270/metrics",
+        ],
+        "a server that runs until Ctrl-C, or a request to one: tests/dashboard/ starts `dspy-rl dashboard` (uvicorn "
+        "and Serve, with a token) over real runs and requests every endpoint",
+    ),
 }
 #: servers that run until stopped: started, queried over HTTP and stopped by tests/serving/ (not by this test)
 SERVERS = ("dspy-rl serve lm", "dspy-rl serve proxy", "dspy-rl serve policy", "dspy-rl serve judges")
@@ -85,6 +97,7 @@ SERVERS = ("dspy-rl serve lm", "dspy-rl serve proxy", "dspy-rl serve policy", "d
 SCRATCH_PATHS = {"/tmp/ws": "ws"}
 #: commands run only with -m slow (Ray actors, a head node, DDP learners, sweeps)
 FAST_PREFIXES = (
+    "dspy-rl judge",
     "dspy-rl eval",
     "dspy-rl stream ingest",
     "dspy-rl grpo",

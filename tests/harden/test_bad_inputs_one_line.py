@@ -44,7 +44,7 @@ def not_sqlite(tmp_path: Path) -> Path:
 
 def test_unknown_suite_fails_before_ray(no_ray, capsys) -> None:
     line = _one_line(capsys, ["train", "env.suite=nosuch", "runtime.num_env_runners=1"])
-    assert "env.suite='nosuch' is not allowed" in line and "default, easy, hard" in line
+    assert "env.suite='nosuch' is not allowed" in line and "available suites: default, easy, expert, hard" in line
 
 
 def test_grpo_mine_on_a_store_that_is_not_sqlite(no_ray, capsys, not_sqlite: Path, tmp_path: Path) -> None:
@@ -86,7 +86,7 @@ def test_too_small_session_timeout(no_ray, capsys, tmp_path: Path) -> None:
             "runtime.num_cpus=[1] is not allowed; expected an integer or null",
         ),
         (["train", "algo.nope=1"], "unknown setting 'algo.nope'; the settings there are clip"),
-        (["train", "algo=sac"], "algo=sac is not allowed; expected one of grpo, ppo"),
+        (["train", "algo=sac"], "algo=sac is not allowed; expected one of gigpo, grpo, ppo"),
         (["train", "algo.ent_coef=inf"], "algo.ent_coef=inf is not allowed; expected a finite number"),
         (["train", "env.num_envs=100000000000"], "env.num_envs=100000000000 is not allowed"),
         (["eval", "episodes=many"], "episodes='many' is not allowed; expected an integer"),

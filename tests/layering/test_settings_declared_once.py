@@ -10,9 +10,11 @@ from omegaconf import OmegaConf
 
 import dspy_rl
 from dspy_rl.config import compose
+from dspy_rl.dashboard.config import DashboardConfig
 from dspy_rl.envs.config import EnvConfig
 from dspy_rl.evaluation import EvalConfig
 from dspy_rl.grpo.config import GRPOTrainConfig
+from dspy_rl.judges.command_config import JudgeCommandConfig
 from dspy_rl.judges.config import ServeConfig
 from dspy_rl.stream.config import SourceConfig, StreamConfig
 from dspy_rl.sweeps.config import SweepConfig
@@ -28,6 +30,8 @@ COMMANDS = {
     "serve": ServeConfig,
     "mine": MineConfig,
     "sweep": SweepConfig,
+    "judge": JudgeCommandConfig,
+    "dashboard": DashboardConfig,
 }
 #: conf/ file or group directory -> the schema its keys belong to
 SCHEMAS = {

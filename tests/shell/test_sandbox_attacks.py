@@ -47,6 +47,25 @@ def _descendants(root: int) -> list[int]:
     return out
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _new_descendants(before: set[int]) -> list[str]:
+    """Processes under this one that were not there before, leaving out Ray's (a Ray instance started by other
+    tests of the same session is a child of pytest, and it may start workers at any time)."""
+    new = [p for p in _descendants(os.getpid()) if p not in before]
+    ray = ("/ray/", "ray::", "raylet", "gcs_server")
+    return [
+        f"{p}: {c}"
+        for p in new
+        if not any(r in (c := _cmdline(p)) for r in ray) and Path(f"/proc/{p}").exists()
+    ]
+
+
 def _marked_processes() -> list[str]:
     found = []
     for d in os.listdir("/proc"):
@@ -72,11 +91,12 @@ def host(tmp_path_factory: pytest.TempPathFactory, sandbox_support: int):
     secret.write_text("TOP-SECRET-HOST-FILE\n")
     # A symlink planted in the workspace pointing at a host file outside it.
     (ws / "planted").symlink_to(secret)
-    yield {"base": base, "ws": ws, "secret": secret}
+    before = set(_descendants(os.getpid()))
+    yield {"base": base, "ws": ws, "secret": secret, "before": before}
     # The process-table check: nothing of any sandbox survives the suite.
     time.sleep(0.2)
     assert _marked_processes() == []
-    assert _descendants(os.getpid()) == []
+    assert _new_descendants(before) == []
 
 
 @pytest.fixture()
@@ -84,7 +104,7 @@ def sb(host):
     box = Sandbox(host["ws"], SandboxLimits(timeout_s=10.0, mem_mb=512, max_procs=64))
     yield box
     box.close()
-    assert _descendants(os.getpid()) == []
+    assert _new_descendants(host["before"]) == []
 
 
 def _sandbox_pids(box: Sandbox) -> int:

@@ -305,3 +305,54 @@ def test_adaptive_runner_pool_grows_when_learners_starve_and_shrinks_when_rollou
     shrunk = target(0.1, 1.0, 4)  # finished rollouts waited 10x their sampling time for the learner
     assert shrunk < 4
     assert target(0.1, 1.0, 1) == 1  # never below one runner
+
+
+def test_hung_env_runner_is_killed_replaced_and_resampled(ray_session, tmp_path: Path) -> None:
+    """A runner whose process is frozen (SIGSTOP: a real hang, no test hook) is killed after
+    runtime.runner_timeout_s, replaced, and its rollout sampled again; the run ends at the exact step count."""
+    import psutil
+
+    stopped: list[int] = []
+
+    def report(metrics: dict) -> None:
+        if metrics["iteration"] == 2 and not stopped:
+            actor = next(
+                a
+                for a in ray_session.util.list_named_actors(all_namespaces=True)
+                if a["name"].startswith("dspy_rl_env_runner:")
+            )
+            handle = ray_session.get_actor(actor["name"], namespace=actor["namespace"])
+            proc = psutil.Process(ray_session.get(handle.__ray_call__.remote(lambda _self: os.getpid())))
+            proc.suspend()  # SIGSTOP: the actor stays alive for Ray but never answers
+            stopped.append(proc.pid)
+
+    try:
+        result = run_training(
+            [
+                *FAST,
+                "runtime.num_env_runners=2",
+                "runtime.runner_timeout_s=15",
+                "total_env_steps=28672",
+                f"run_dir={tmp_path}",
+            ],
+            report=report,
+        )
+        assert stopped
+        # >= 1: on a loaded machine a healthy runner can also pass the 15 s limit and be replaced; still exact steps
+        assert result["env_steps"] == 28672 and result["runner_replacements"] >= 1
+        try:  # Ray kills it asynchronously
+            gone, _ = psutil.wait_procs([psutil.Process(stopped[0])], timeout=120)
+            assert gone, "the hung runner's process was not killed"
+        except psutil.NoSuchProcess:
+            pass  # already gone
+    finally:
+        for pid in stopped:  # never leave a stopped process behind, whatever happened
+            try:
+                psutil.Process(pid).kill()
+            except psutil.NoSuchProcess:
+                pass
+
+
+def test_runner_timeout_is_validated() -> None:
+    with pytest.raises(ConfigError, match=r"runtime.runner_timeout_s=-1.*expected"):
+        load_config(["runtime.runner_timeout_s=-1"])
