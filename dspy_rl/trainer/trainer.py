@@ -348,6 +348,7 @@ class Trainer:
             rt.device,
             cfg.seed,
             rt.mixed_precision and self.device.type == "cuda",
+            rt.compile,
         )
         if self.resume_state:
             learners.load_state_dict(self.resume_state["learner"])
