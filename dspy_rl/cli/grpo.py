@@ -22,8 +22,7 @@ from dspy_rl.config import compose, to_object
 #: ``--flag`` aliases for common keys (``--steps 100`` is ``steps=100``).
 ALIASES = {"data": "dataset", "out": "run_dir", "batch_size": "batch_groups"}
 RETIRED = {
-    "gradient_checkpointing": "not available yet: the text-GRPO models (bow, tiny) have no gradient checkpointing",
-    "compile_model": "not available yet: there is no compile setting in this version",
+    "compile_model": "torch.compile is a setting of env training: dspy-rl train --compile-model (runtime.compile)",
 }
 
 

@@ -38,6 +38,9 @@ class GRPOTrainConfig:
     """`model=tiny-gpt2`: hidden size (a multiple of `tiny_heads`)."""
     tiny_heads: int = 2
     """`model=tiny-gpt2`: attention heads."""
+    gradient_checkpointing: bool = False
+    """Hugging Face policies (not `bow`): recompute transformer activations in backward instead of storing them
+    (`model.gradient_checkpointing_enable()`, `use_cache=False`): less peak memory for about one extra forward."""
     steps: int = 1000
     """Training steps (one batch of groups, `updates_per_batch` optimizer steps, one LR-scheduler step each)."""
     batch_groups: int = 8
@@ -110,6 +113,12 @@ class GRPOTrainConfig:
         )
         require(self.on_bad_line in ("skip", "fail"), "on_bad_line", self.on_bad_line, "'skip' or 'fail'")
         require(bool(self.model), "model", self.model, "bow, tiny-gpt2, a model directory or a hub name")
+        require(
+            not (self.gradient_checkpointing and self.model == "bow"),
+            "gradient_checkpointing",
+            self.gradient_checkpointing,
+            "false with model=bow (only Hugging Face policies, e.g. model=tiny-gpt2, support it)",
+        )
         require(self.steps >= 1, "steps", self.steps, "an int >= 1")
         require(self.batch_groups >= 1, "batch_groups", self.batch_groups, "an int >= 1")
         require(

@@ -88,3 +88,18 @@ def load_policy(name_or_dir: str | Path, temperature: float | None = None) -> to
     return HFCausalLMPolicy.from_pretrained(
         name_or_dir, temperature=1.0 if temperature is None else temperature
     )
+
+
+def enable_gradient_checkpointing(policy: torch.nn.Module) -> None:
+    """``gradient_checkpointing=true``: turn it on for a Hugging Face policy; a ConfigError for any other."""
+    from dspy_rl.config import ConfigError
+
+    if not hasattr(policy, "enable_gradient_checkpointing"):
+        raise ConfigError(
+            f"gradient_checkpointing=true needs a Hugging Face policy, but this run's policy is "
+            f"{type(policy).__name__}; set gradient_checkpointing=false or model=tiny-gpt2 / a HF model directory"
+        )
+    try:
+        policy.enable_gradient_checkpointing()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc

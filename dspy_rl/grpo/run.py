@@ -33,7 +33,7 @@ from dspy_rl.grpo.config import GRPOTrainConfig
 from dspy_rl.grpo.dataset import GroupSampler, flatten_groups, load_groups
 from dspy_rl.grpo.heldout import ranking_metrics, split_groups
 from dspy_rl.grpo.online import evaluate, sample_groups
-from dspy_rl.grpo.policy import build_policy, load_policy
+from dspy_rl.grpo.policy import build_policy, enable_gradient_checkpointing, load_policy
 from dspy_rl.grpo.rewards import RewardFn, resolve_reward_fn
 from dspy_rl.grpo.tasks import load_task
 from dspy_rl.grpo.trainer import GRPOTextTrainer
@@ -192,6 +192,8 @@ def train(cfg: GRPOTrainConfig, reward_fn: RewardFn | None = None) -> RunSummary
     _seed_all(cfg.seed)
     data = _offline_data(cfg, run_dir) if cfg.mode == "offline" else _online_data(cfg, reward_fn)
     policy = _policy(cfg, run_dir, resuming, data.texts)
+    if cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(policy)
     policy.to(device)
     return _GRPORun(cfg, run_dir, resuming, data, policy, device).run()
 

@@ -19,6 +19,7 @@ import torch
 from dspy_rl.learners.grpo import grpo_loss, kl_coef
 from dspy_rl.learners.ppo import MODEL_INPUTS, STEP_KEYS, LearnerHyper, PPOLearner
 from dspy_rl.models.policy import MultiPolicy
+from dspy_rl.utils.compile import plain_state_dict
 
 GRPO_BATCH_KEYS = (*STEP_KEYS, "adv")  # one group-relative advantage per step, no critic targets
 
@@ -41,8 +42,9 @@ class GRPOEnvLearner(PPOLearner):
         device: torch.device,
         seed: int = 0,
         mixed_precision: bool = False,
+        compile: bool = False,
     ) -> None:
-        super().__init__(model, hp, device, seed, mixed_precision)
+        super().__init__(model, hp, device, seed, mixed_precision, compile)
         self.reference = copy.deepcopy(self.model).requires_grad_(False).eval()
         self.updates = 0
         self.beta = 0.0
@@ -97,5 +99,5 @@ class GRPOEnvLearner(PPOLearner):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.reference.load_state_dict(state["reference"])
+        self.reference.load_state_dict(plain_state_dict(state["reference"]))
         self.updates = state["updates"]

@@ -59,23 +59,34 @@ def batch_keys(hp: PPOHyper | GRPOHyper) -> tuple[str, ...]:
 
 
 def make_learner(
-    spec: dict[str, int], hp: PPOHyper | GRPOHyper, device: torch.device, seed: int, mixed_precision: bool
+    spec: dict[str, int],
+    hp: PPOHyper | GRPOHyper,
+    device: torch.device,
+    seed: int,
+    mixed_precision: bool,
+    compile: bool = False,
 ) -> PPOLearner:
-    return learner_class(hp)(MultiPolicy(**spec), hp, device, seed, mixed_precision)
+    return learner_class(hp)(MultiPolicy(**spec), hp, device, seed, mixed_precision, compile)
 
 
 class _LearnerActor:
     """One DDP rank. Each rank trains on its shard of every batch; DDP averages gradients in backward."""
 
     def __init__(
-        self, spec: dict[str, int], hp: PPOHyper | GRPOHyper, device: str, seed: int, mixed_precision: bool
+        self,
+        spec: dict[str, int],
+        hp: PPOHyper | GRPOHyper,
+        device: str,
+        seed: int,
+        mixed_precision: bool,
+        compile: bool = False,
     ) -> None:
         torch.manual_seed(seed)
         torch.set_num_threads(1)  # one core per learner actor; more threads oversubscribe the node
         self.device = resolve_device(device)
         if self.device.type == "cuda" and self.device.index is None:
             self.device = torch.device("cuda", 0)  # Ray sets CUDA_VISIBLE_DEVICES to this actor's GPU
-        self.learner = make_learner(spec, hp, self.device, seed, mixed_precision)
+        self.learner = make_learner(spec, hp, self.device, seed, mixed_precision, compile)
         self.rank = 0
         self.world = 1
 
@@ -134,12 +145,13 @@ class LearnerGroup:
         device: str,
         seed: int,
         mixed_precision: bool = False,
+        compile: bool = False,
     ) -> None:
         self.num_learners = num_learners
         self.keys = batch_keys(hp)
         self.hp = dataclasses.replace(hp, minibatch_size=max(1, hp.minibatch_size // max(1, num_learners)))
         if num_learners == 0:
-            self.local = make_learner(spec, hp, resolve_device(device), seed, mixed_precision)
+            self.local = make_learner(spec, hp, resolve_device(device), seed, mixed_precision, compile)
             log.info("LearnerGroup: learner in the driver on %s", self.local.device)
             self.actors: list[Any] = []
             return
@@ -154,7 +166,9 @@ class LearnerGroup:
         gpus = 1 if resolved.type == "cuda" else 0
         cls = ray.remote(_LearnerActor).options(num_cpus=1, num_gpus=gpus)
         # Same seed on every rank: identical initial weights, so DDP's broadcast is a no-op check.
-        self.actors = [cls.remote(spec, self.hp, device, seed, mixed_precision) for _ in range(num_learners)]
+        self.actors = [
+            cls.remote(spec, self.hp, device, seed, mixed_precision, compile) for _ in range(num_learners)
+        ]
         addr, port = ray.get(self.actors[0].address.remote())
         ray.get([a.setup.remote(r, num_learners, addr, port) for r, a in enumerate(self.actors)])
         log.info(

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from dspy_rl.models.policy import POLICIES, MultiPolicy
+from dspy_rl.utils.compile import CompiledForward, compile_forward, plain_state_dict
 
 #: Per-step arrays every algorithm's batch carries (flat, one row per env step), as produced by the EnvRunners.
 STEP_KEYS = ("obs", "tool_mask", "arg_mask", "phase", "tools", "args", "arg_active", "logp_tool", "logp_arg")
@@ -168,9 +169,13 @@ class PPOLearner:
         device: torch.device,
         seed: int = 0,
         mixed_precision: bool = False,
+        compile: bool = False,
     ) -> None:
         self.model = model.to(device)
-        self.forward_model: nn.Module = self.model
+        # runtime.compile: only the forward used by the update is compiled; self.model stays the eager module,
+        # so state dicts and the weights sent to runners carry no ``_orig_mod.`` prefix.
+        self.compile = compile
+        self.forward_model: nn.Module | CompiledForward = compile_forward(self.model, compile)
         self.hp, self.device = hp, device
         self.amp = mixed_precision and device.type == "cuda"
         self.params = {p: list(self._trained_params(p)) for p in POLICIES}
@@ -185,7 +190,7 @@ class PPOLearner:
         return self.model.nets[policy].parameters()
 
     def wrap(self, wrapper: nn.Module) -> None:
-        self.forward_model = wrapper
+        self.forward_model = compile_forward(wrapper, self.compile)
 
     def _prepare(self, data: dict[str, torch.Tensor]) -> None:
         """Per-batch preprocessing in place: per-policy columns (A, B, C) of weights, old log-probs, advantages
@@ -275,7 +280,7 @@ class PPOLearner:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
+        self.model.load_state_dict(plain_state_dict(state["model"]))
         for p, o in self.optimizers.items():
             o.load_state_dict(state["optimizers"][p])
         self.generator.set_state(state["generator"])

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,6 +104,53 @@ class HFCausalLMPolicy(nn.Module):
             ) from exc
         return cls(model, tokenizer, temperature=temperature)
 
+    def enable_gradient_checkpointing(self) -> None:
+        """Recompute each transformer block's activations in backward instead of storing them (less memory, about
+        one extra forward of compute). Non-reentrant checkpointing, so gradients flow although the inputs (token
+        ids) need none; ``use_cache`` is turned off in the config (a KV cache is useless under checkpointing;
+        :meth:`sample` still passes ``use_cache=True`` explicitly and runs in eval mode, where nothing is
+        recomputed)."""
+        if not getattr(self.model, "supports_gradient_checkpointing", False):
+            raise ValueError(
+                f"{type(self.model).__name__} does not support gradient checkpointing; "
+                "set gradient_checkpointing=false"
+            )
+        enable = getattr(self.model, "activation_checkpointing_enable", None)  # transformers >= 5.x name
+        if enable is not None:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.model.config.use_cache = False
+
+    @property
+    def gradient_checkpointing(self) -> bool:
+        for name in ("is_activation_checkpointing", "is_gradient_checkpointing"):
+            if hasattr(type(self.model), name):
+                return bool(getattr(self.model, name))
+        return False
+
+    @contextmanager
+    def _checkpointing_active(self) -> Iterator[None]:
+        """Make checkpointing apply in eval mode too: GRPO scores in eval mode (dropout off), but transformers
+        checkpoints a block only while that block's ``training`` flag is set. Only the checkpointed blocks' own
+        flag is raised (not their children's), so dropout and attention dropout stay off."""
+        blocks = []
+        if self.gradient_checkpointing and torch.is_grad_enabled():
+            from transformers.modeling_layers import GradientCheckpointingLayer
+
+            blocks = [
+                m
+                for m in self.model.modules()
+                if isinstance(m, GradientCheckpointingLayer) and m.gradient_checkpointing and not m.training
+            ]
+        for m in blocks:
+            m.training = True
+        try:
+            yield
+        finally:
+            for m in blocks:
+                m.training = False
+
     def save_pretrained(self, directory: str | os.PathLike[str]) -> None:
         self.model.save_pretrained(str(directory))
         self.tokenizer.save_pretrained(str(directory))
@@ -168,13 +216,14 @@ class HFCausalLMPolicy(nn.Module):
     def token_logprobs(self, batch: HFBatch) -> tuple[Tensor, Tensor]:
         """Per-token ``log p(y_t | prompt, y_<t)`` of the response tokens ``(B, Lr)`` and their mask ``(B, Lr)``."""
         lr = batch.response_ids.shape[1]
-        out = self.model(
-            input_ids=batch.input_ids,
-            attention_mask=batch.attention_mask,
-            position_ids=batch.position_ids,
-            use_cache=False,
-            logits_to_keep=lr + 1,
-        )
+        with self._checkpointing_active():
+            out = self.model(
+                input_ids=batch.input_ids,
+                attention_mask=batch.attention_mask,
+                position_ids=batch.position_ids,
+                use_cache=False,
+                logits_to_keep=lr + 1,
+            )
         logits = out.logits[:, :-1].float() / self.temperature  # position i predicts response token i
         logits = logits.masked_fill(self._banned[: logits.shape[-1]], float("-inf"))
         return response_logprobs(logits, batch.response_ids, batch.mask, self.eos_id), batch.mask

@@ -87,6 +87,11 @@ class RuntimeConfig:
     """Learner device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``."""
     mixed_precision: bool = False
     """bf16 autocast in the learner when on CUDA."""
+    compile: bool = False
+    """Run the policy networks' forward in the learner update through ``torch.compile`` (default mode). The first
+    update pays the compilation (1.5-4 minutes on a loaded 2-core CPU; slower per update there than eager, see
+    bench/RESULTS.md); if compiling fails (e.g. no C compiler), one warning names
+    the reason and the update runs eagerly. Checkpoints and the weights sent to runners stay plain state dicts."""
     ray_address: str | None = None
     """``null`` starts Ray in-process; ``auto`` or an address connects to a running cluster."""
     num_cpus: int | None = None

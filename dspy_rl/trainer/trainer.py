@@ -75,6 +75,7 @@ ALIASES = {
     "wandb": "logging.wandb",
     "wandb_project": "logging.wandb_project",
     "timeout": "runtime.runner_timeout_s",
+    "compile_model": "runtime.compile",
 }
 
 #: Seed flags of ``train`` that map to no single key: what replaced them.
@@ -83,7 +84,6 @@ RETIRED = {
     "dspy-rl eval takes --episodes",
     "gpus": "pass runtime.device=cuda and runtime.num_learners=N (one GPU per learner actor)",
     "framework": "there is one framework (PyTorch learners on Ray): choose the algorithm with algo=ppo|grpo|gigpo",
-    "compile_model": "not available yet: runtime.compile is not a setting of this version",
     "gradient_checkpointing": "a text-GRPO setting, not of env training: see dspy-rl grpo train --help",
     "trials": "a sweep setting: dspy-rl sweep --trials N",
     "max_concurrent": "a sweep setting: dspy-rl sweep --max-concurrent N",
@@ -348,6 +348,7 @@ class Trainer:
             rt.device,
             cfg.seed,
             rt.mixed_precision and self.device.type == "cuda",
+            rt.compile,
         )
         if self.resume_state:
             learners.load_state_dict(self.resume_state["learner"])

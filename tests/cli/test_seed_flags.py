@@ -20,13 +20,22 @@ BACKENDS = ["python", "rust"] if rust_available() else ["python"]
 def test_seed_flags_map_to_their_keys() -> None:
     cfg = load_config(
         "--workers 3 --n-envs 8 --episode-len 5 --actions git,make,pytest --batch-size 256 --mixed-precision "
-        "--tensorboard false --wandb --wandb-project seeds --timeout 30 --environment easy".split()
+        "--tensorboard false --wandb --wandb-project seeds --timeout 30 --environment easy --compile-model".split()
     )
+    assert cfg.runtime.compile
     assert cfg.runtime.num_env_runners == 3 and cfg.env.num_envs == 8 and cfg.env.episode_len == 5
     assert cfg.env.actions == "git,make,pytest" and cfg.env.suite == "easy"
     assert cfg.algo.minibatch_size == 256 and cfg.runtime.mixed_precision
     assert not cfg.logging.tensorboard and cfg.logging.wandb and cfg.logging.wandb_project == "seeds"
     assert cfg.runtime.runner_timeout_s == 30
+    from dspy_rl.cli.grpo import ALIASES as GRPO_ALIASES
+    from dspy_rl.cli.grpo import RETIRED as GRPO_RETIRED
+    from dspy_rl.config import compose, to_object
+    from dspy_rl.grpo.config import GRPOTrainConfig
+
+    argv = ["--gradient-checkpointing", "model=tiny-gpt2", "mode=online", "task=tool_commands"]
+    grpo = to_object(compose("grpo", argv, GRPO_ALIASES, retired=GRPO_RETIRED), GRPOTrainConfig)
+    assert grpo.gradient_checkpointing
     assert flags_to_overrides(["--trials", "4", "--max-concurrent", "2"], {"trials": "num_samples"}) == [
         "num_samples=4",
         "max_concurrent=2",
@@ -44,8 +53,8 @@ def test_seed_flags_map_to_their_keys() -> None:
         (["train", "--gpus", "2"], "runtime.num_learners"),
         (["train", "--framework", "torch"], "algo=ppo"),
         (["train", "--episodes", "10"], "--steps"),
-        (["train", "--compile-model"], "not available yet"),
-        (["grpo", "train", "--gradient-checkpointing"], "not available yet"),
+        (["train", "--gradient-checkpointing"], "dspy-rl grpo train"),
+        (["grpo", "train", "--compile-model"], "runtime.compile"),
         (["sweep", "--reddb-url", "x"], "SQLite"),
     ],
 )
