@@ -13,6 +13,7 @@ import json
 import logging
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -44,6 +45,18 @@ def _key(key: str | bytes | None) -> bytes | None:
     return key.encode() if isinstance(key, str) else key
 
 
+@dataclass(frozen=True)
+class ProducerOptions:
+    """The producer settings both Kafka clients take (see :class:`ProducerBus`)."""
+
+    bootstrap_servers: str
+    linger_ms: int
+    batch_size: int
+    compression_type: str | None
+    client_id: str
+    request_timeout_ms: int
+
+
 class ProducerBus:
     """What the Kafka producer buses share (:class:`KafkaBus` here, ``ConfluentBus`` on librdkafka): the producer
     options, the topic prefix, and failed sends collected until :meth:`flush` raises them as ``error_type``.
@@ -67,18 +80,12 @@ class ProducerBus:
         self.topic_prefix = topic_prefix
         self._errors: list[Any] = []
         self._producer = self._open(
-            bootstrap_servers, linger_ms, batch_size, compression_type, client_id, request_timeout_ms
+            ProducerOptions(
+                bootstrap_servers, linger_ms, batch_size, compression_type, client_id, request_timeout_ms
+            )
         )
 
-    def _open(
-        self,
-        bootstrap_servers: str,
-        linger_ms: int,
-        batch_size: int,
-        compression_type: str | None,
-        client_id: str,
-        request_timeout_ms: int,
-    ) -> Any:
+    def _open(self, o: ProducerOptions) -> Any:
         raise NotImplementedError
 
     def _send(
@@ -122,25 +129,17 @@ class ProducerBus:
 class KafkaBus(ProducerBus):
     """Kafka producer (kafka-python) with ``acks=all`` (durable once :meth:`flush` returns) and batching."""
 
-    def _open(
-        self,
-        bootstrap_servers: str,
-        linger_ms: int,
-        batch_size: int,
-        compression_type: str | None,
-        client_id: str,
-        request_timeout_ms: int,
-    ) -> Any:
+    def _open(self, o: ProducerOptions) -> Any:
         from kafka import KafkaProducer
 
         return KafkaProducer(
-            bootstrap_servers=bootstrap_servers,
+            bootstrap_servers=o.bootstrap_servers,
             acks="all",
-            linger_ms=linger_ms,
-            batch_size=batch_size,
-            compression_type=compression_type,
-            client_id=client_id,
-            request_timeout_ms=request_timeout_ms,
+            linger_ms=o.linger_ms,
+            batch_size=o.batch_size,
+            compression_type=o.compression_type,
+            client_id=o.client_id,
+            request_timeout_ms=o.request_timeout_ms,
             max_request_size=16 << 20,
         )
 

@@ -20,7 +20,7 @@ from typing import Any
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import TopicPartition
 
-from dspy_rl.stream.bus import ProducerBus
+from dspy_rl.stream.bus import ProducerBus, ProducerOptions
 
 logger = logging.getLogger(__name__)
 
@@ -180,26 +180,18 @@ class ConfluentBus(ProducerBus):
 
     error_type = KafkaError
 
-    def _open(
-        self,
-        bootstrap_servers: str,
-        linger_ms: int,
-        batch_size: int,
-        compression_type: str | None,
-        client_id: str,
-        request_timeout_ms: int,
-    ) -> Any:
+    def _open(self, o: ProducerOptions) -> Any:
         from confluent_kafka import Producer
 
         return Producer(
             {
-                "bootstrap.servers": bootstrap_servers,
+                "bootstrap.servers": o.bootstrap_servers,
                 "acks": "all",
-                "linger.ms": linger_ms,
-                "batch.size": batch_size,
-                "compression.type": compression_type or "none",
-                "client.id": client_id,
-                "request.timeout.ms": request_timeout_ms,
+                "linger.ms": o.linger_ms,
+                "batch.size": o.batch_size,
+                "compression.type": o.compression_type or "none",
+                "client.id": o.client_id,
+                "request.timeout.ms": o.request_timeout_ms,
                 "message.max.bytes": 16 << 20,
                 "queue.buffering.max.kbytes": 1 << 20,
                 "error_cb": lambda err: logger.warning("kafka producer (librdkafka): %s", err),
