@@ -44,7 +44,10 @@ def not_sqlite(tmp_path: Path) -> Path:
 
 def test_unknown_suite_fails_before_ray(no_ray, capsys) -> None:
     line = _one_line(capsys, ["train", "env.suite=nosuch", "runtime.num_env_runners=1"])
-    assert "env.suite='nosuch' is not allowed" in line and "available suites: default, easy, expert, hard" in line
+    assert (
+        "env.suite='nosuch' is not allowed" in line
+        and "available suites: default, easy, expert, hard" in line
+    )
 
 
 def test_grpo_mine_on_a_store_that_is_not_sqlite(no_ray, capsys, not_sqlite: Path, tmp_path: Path) -> None:
