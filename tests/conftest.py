@@ -34,3 +34,14 @@ def ray_session():
     except Exception:
         pass
     ray.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _torch_grad_mode_is_left_on():
+    """Grad mode is thread-global state: a test (or library code) that switches it off would break every later
+    training test in this process, far from the cause. Fail the test that left it off, and restore it."""
+    yield
+    torch = sys.modules.get("torch")
+    if torch is not None and not torch.is_grad_enabled():
+        torch.set_grad_enabled(True)
+        pytest.fail("torch grad mode was left disabled (use torch.no_grad()/inference_mode() as a context)")

@@ -73,7 +73,6 @@ class PolicyEngine:
         self._off_result = self._off_tool + len(self.tool_names) + 1
         self._off_step = self._off_result + NUM_RESULTS + self.suite.num_args
         self.obs_dim = self.suite.obs_dim
-        torch.set_grad_enabled(False)
 
     def info(self) -> dict[str, Any]:
         return {
@@ -141,6 +140,7 @@ class PolicyEngine:
         return row, (0 if not history else 1), tools_mask, arg_mask
 
     # ----- decisions -----
+    @torch.inference_mode()
     def decide(self, states: list[Any], top_k: int | None = None) -> list[dict[str, Any]]:
         """One decision per state: ``{"tools": [{"tool", "prob"}...] best first, "tool", "arg", "arg_prob"}``."""
         if not states:

@@ -52,7 +52,8 @@ def test_history_state_gets_tools_ranked_by_the_policy(policy_server):
     # the same numbers as the checkpoint's policy B computed here
     engine = PolicyEngine(run)
     row, phase, _, _ = engine._row(state, "state")
-    logits, _ = engine.policy._tool_logits_values(torch.from_numpy(row)[None], torch.tensor([phase == 0]))
+    with torch.no_grad():
+        logits, _ = engine.policy._tool_logits_values(torch.from_numpy(row)[None], torch.tensor([phase == 0]))
     expected = torch.softmax(logits[0], -1)
     for t in d["tools"]:
         assert t["prob"] == pytest.approx(float(expected[info["tools"].index(t["tool"])]), abs=1e-5)
