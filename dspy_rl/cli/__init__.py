@@ -86,10 +86,14 @@ def main(argv: list[str] | None = None) -> int:
     except CapacityError as exc:
         print(f"dspy-rl {name}: {exc}", file=sys.stderr)
         return 3
+    except StoreError as exc:
+        print(f"dspy-rl {name}: trace store: {exc}; point store= at a writable SQLite file", file=sys.stderr)
+        return 2
 
 
 from dspy_rl.config import ConfigError  # noqa: E402  (re-exported for commands)
 from dspy_rl.system.guard import CapacityError  # noqa: E402
+from dspy_rl.traces.store import StoreError  # noqa: E402
 from dspy_rl.utils.finite import NonFiniteError  # noqa: E402
 
 if __name__ == "__main__":

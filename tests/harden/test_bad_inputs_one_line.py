@@ -55,6 +55,15 @@ def test_grpo_mine_on_a_store_that_is_not_sqlite(no_ray, capsys, not_sqlite: Pat
     assert f"db='{not_sqlite}' is not an SQLite database" in line
 
 
+@pytest.mark.parametrize("where", ["proc", "directory"])
+def test_stream_ingest_on_a_store_sqlite_cannot_open(no_ray, capsys, tmp_path: Path, where: str) -> None:
+    store = Path("/proc/dspy-rl-no-such.db") if where == "proc" else tmp_path
+    events = tmp_path / "e.jsonl"
+    events.write_text("{}\n")
+    line = _one_line(capsys, ["stream", "ingest", f"store={store}", f"stream.events_file={events}"])
+    assert str(store) in line and ("writable SQLite file" in line or "is a directory" in line)
+
+
 def test_stream_ingest_on_a_store_that_is_not_sqlite(no_ray, capsys, not_sqlite: Path) -> None:
     line = _one_line(capsys, ["stream", "ingest", f"store={not_sqlite}"])
     assert f"store='{not_sqlite}' is not an SQLite database" in line
