@@ -117,6 +117,20 @@ def checkpoint_policy(cfg: EvalConfig) -> Policy:
     return act
 
 
+def _pad_for_checkpoint(env: VecEnv, checkpoint: str | None) -> VecEnv:
+    """A curriculum run's policy sees every suite in the padded layout of the curriculum: evaluate it the same way."""
+    from dspy_rl.envs.padded import PaddedVecEnv
+    from dspy_rl.policies import checkpoint_pad
+
+    try:
+        pad = checkpoint_pad(checkpoint or "")
+        return env if pad is None else PaddedVecEnv(env, pad)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"checkpoint={checkpoint!r} does not exist: {exc}") from exc
+    except ValueError as exc:
+        raise ConfigError(f"checkpoint={checkpoint!r}: {exc}") from exc
+
+
 #: policy name -> factory building the policy from the config (the extension point for new kinds).
 POLICIES: dict[str, Callable[[EvalConfig], Policy]] = {
     "random": random_policy,
@@ -168,6 +182,8 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
         )
 
         env = AllowListVecEnv(env, cfg.env.actions)
+    if cfg.policy == "checkpoint":
+        env = _pad_for_checkpoint(env, cfg.checkpoint)
     policy = POLICIES[cfg.policy](cfg)
     quota = np.full(num_envs, cfg.episodes // num_envs, dtype=np.int64)
     quota[: cfg.episodes % num_envs] += 1

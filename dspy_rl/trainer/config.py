@@ -206,13 +206,6 @@ class TrainConfig:
         )
         require(self.checkpoint_every >= 1, "checkpoint_every", self.checkpoint_every, "an integer >= 1")
         require(
-            not (self.curriculum.suites and self.eval_episodes > 0),
-            "eval_episodes",
-            self.eval_episodes,
-            "0 with a curriculum (the final evaluation does not pad the env yet; evaluate the last suite with "
-            "`dspy-rl eval` instead)",
-        )
-        require(
             self.eval_episodes >= 0,
             "eval_episodes",
             self.eval_episodes,

@@ -607,8 +607,11 @@ class Trainer:
         if ckpt is None:
             raise RuntimeError(f"no checkpoint under {self.run_dir} to evaluate")
         seed = cfg.eval_seed if cfg.eval_seed is not None else cfg.env.seed + EVAL_SEED_OFFSET
+        suite = (
+            cfg.curriculum.suites[-1] if cfg.curriculum.suites else cfg.env.suite
+        )  # a curriculum's last stage
         eval_cfg = EvalConfig(
-            env=replace(cfg.env, seed=seed),
+            env=replace(cfg.env, seed=seed, suite=suite),
             policy="checkpoint",
             checkpoint=str(ckpt),
             episodes=cfg.eval_episodes,

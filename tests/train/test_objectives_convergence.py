@@ -12,7 +12,9 @@ import pytest
 from dspy_rl.cli import main as cli_main
 from dspy_rl.config import ConfigError
 from dspy_rl.envs import VecToolEnv, load_suite
+from dspy_rl.envs.config import EnvConfig
 from dspy_rl.envs.objectives import OBJECTIVES, ObjectivesConfig, decompose, weighted
+from dspy_rl.evaluation import EvalConfig, evaluate
 from dspy_rl.trainer import run_training
 from dspy_rl.trainer.convergence import ConvergenceConfig, PlateauDetector
 from dspy_rl.utils.run_logger import curve_rows
@@ -108,7 +110,15 @@ def test_curriculum_promotes_and_resumes_mid_curriculum(tmp_path: Path) -> None:
     stages = [r["curriculum_stage"] for r in rows if "curriculum_stage" in r]
     assert stages[0] == 0 and stages[-1] == 1, stages  # easy was promoted to default
     assert rows[-1]["curriculum_success_rate"] >= 0 and first["env_steps"] >= 60000
-    resumed = run_training([*argv[:-2], "total_env_steps=80000", f"resume={tmp_path}"])
+    resumed = run_training([*argv[:-2], "total_env_steps=80000", "eval_episodes=64", f"resume={tmp_path}"])
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["curriculum_stage"] for r in rows if "curriculum_stage" in r][-1] == 1  # resumed on default
     assert resumed["env_steps"] >= 80000
+    # the final evaluation runs the last stage's suite in the curriculum's padded layout, as `dspy-rl eval` does
+    assert resumed["eval_episodes"] == 64 and 0.0 <= resumed["eval_success_rate"] <= 1.0
+    res = evaluate(
+        EvalConfig(
+            env=EnvConfig(suite="default", backend=BACKEND), policy="checkpoint", checkpoint=str(tmp_path)
+        )
+    )
+    assert res.suite == "default" and res.episodes == 1000 and 0.0 <= res.success_rate <= 1.0
