@@ -8,7 +8,9 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 
 from dspy_rl.config import require
+from dspy_rl.envs.objectives import OBJECTIVES, ObjectivesConfig
 from dspy_rl.system.guard import GuardConfig
+from dspy_rl.utils.convergence import ConvergenceConfig
 from dspy_rl.utils.run_logger import LoggingConfig
 
 
@@ -29,6 +31,22 @@ class GRPOTrainConfig:
     """Online reward: `rubric` (the task's verifiable rubric), `judges` (judge ensemble client) or `module:callable`."""
     reward_kwargs: dict[str, Any] = field(default_factory=dict)
     """`reward=judges`: JudgeClient arguments (transport=handle|http, app_name, url, token, max_batch, timeout_s)."""
+    objectives: ObjectivesConfig = field(default_factory=ObjectivesConfig)
+    """Online mode: weights of the global objectives in the reward (dspy_rl/grpo/objectives.py). `reward=rubric`
+    splits its score into query_satisfaction (right tool and argument) and quality (a bare two-word command);
+    `reward=judges` gives each judge's score to the objective `objective_judges` names. All 1: the reward as is."""
+    objective_judges: dict[str, str] = field(
+        default_factory=lambda: {
+            "rubric": "quality",
+            "transformer": "quality",
+            "embedding": "query_satisfaction",
+            "llm": "query_satisfaction",
+        }
+    )
+    """`reward=judges`: the objective each judge of the ensemble scores (judge name -> objective name)."""
+    convergence: ConvergenceConfig = field(default_factory=lambda: ConvergenceConfig(metric="reward_mean"))
+    """Plateau test on a per-step metric (`reward_mean`, `eval_reward`, `objective/<name>`) that ends the run early
+    with status `converged` (dspy_rl/utils/convergence.py; `min_env_steps` counts steps here)."""
     model: str = "bow"
     """Policy: `bow` (bag-of-words linear LM), `tiny-gpt2` (a tiny GPT-2 built from a config with a word-level
     tokenizer over the data), a saved bow/HF model directory, or a Hugging Face hub name (local cache only offline)."""
@@ -165,6 +183,14 @@ class GRPOTrainConfig:
         require(
             0 <= self.heldout_fraction < 1, "heldout_fraction", self.heldout_fraction, "a float in [0, 1)"
         )
+        require(
+            self.mode == "online" or bool((self.objectives.vector() == 1).all()),
+            "objectives.weights",
+            dict(self.objectives.weights),
+            "all 1 in offline mode (the dataset's rewards are not split into objectives); use mode=online",
+        )
+        bad = {j: o for j, o in self.objective_judges.items() if o not in OBJECTIVES}
+        require(not bad, "objective_judges", bad, f"judge -> objective names among {', '.join(OBJECTIVES)}")
         require(
             self.tiny_layers >= 1 and self.tiny_heads >= 1 and self.tiny_embd % self.tiny_heads == 0,
             "tiny_embd",

@@ -13,6 +13,8 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from dspy_rl.envs.objectives import ObjectivesConfig
+from dspy_rl.grpo.objectives import ObjectiveReward, judge_terms
 from dspy_rl.grpo.tasks import TextTask
 
 RewardFn = Callable[[Sequence[str], Sequence[str]], Sequence[float]]
@@ -33,13 +35,26 @@ class ToolCommandRubric:
         self._answers = task.answers_by_prompt()
 
     def score(self, prompt: str, completion: str) -> float:
+        return sum(self.objective_terms(prompt, completion).values())
+
+    def objective_terms(self, prompt: str, completion: str) -> dict[str, float]:
+        """The score split into objectives: ``query_satisfaction`` (tool and argument), ``quality`` (format)."""
         item = self._answers.get(prompt)
         if item is None:
             raise KeyError(f"prompt {prompt!r} is not part of task {self.task.name!r}")
         words = completion.split()
         tool_ok = len(words) >= 1 and words[0] == item.tool
         arg_ok = len(words) >= 2 and words[1] == item.arg
-        return self.TOOL * tool_ok + self.ARG * arg_ok + self.FORMAT * (len(words) == 2)
+        return {
+            "query_satisfaction": self.TOOL * tool_ok + self.ARG * arg_ok,
+            "quality": self.FORMAT * (len(words) == 2),
+        }
+
+    def terms(self, prompts: Sequence[str], completions: Sequence[str]) -> list[dict[str, float]]:
+        """:meth:`objective_terms` of each (prompt, completion)."""
+        if len(prompts) != len(completions):
+            raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
+        return [self.objective_terms(p, c) for p, c in zip(prompts, completions, strict=True)]
 
     def __call__(self, prompts: Sequence[str], completions: Sequence[str]) -> list[float]:
         if len(prompts) != len(completions):
@@ -60,13 +75,21 @@ def _import_attr(spec: str) -> Any:
     return getattr(module, attr)
 
 
-def resolve_reward_fn(spec: str, task: TextTask | None, kwargs: Mapping[str, Any] | None = None) -> RewardFn:
-    """The reward function named by ``spec`` (see the module docstring)."""
+def resolve_reward_fn(
+    spec: str,
+    task: TextTask | None,
+    kwargs: Mapping[str, Any] | None = None,
+    objectives: ObjectivesConfig | None = None,
+    objective_judges: Mapping[str, str] | None = None,
+) -> RewardFn:
+    """The reward function named by ``spec`` (see the module docstring). With ``objectives``, ``rubric`` and
+    ``judges`` score through their objective terms (:class:`dspy_rl.grpo.objectives.ObjectiveReward`)."""
     kwargs = dict(kwargs or {})
     if spec == "rubric":
         if task is None:
             raise ValueError("reward=rubric needs a verifiable task (task=<name>)")
-        return ToolCommandRubric(task)
+        rubric = ToolCommandRubric(task)
+        return rubric if objectives is None else ObjectiveReward(rubric.terms, objectives)
     if spec == "judges":
         try:
             from dspy_rl.judges.client import JudgeClient
@@ -75,7 +98,10 @@ def resolve_reward_fn(spec: str, task: TextTask | None, kwargs: Mapping[str, Any
                 f"reward=judges needs dspy_rl.judges.client, which failed to import: {exc}"
             ) from exc
         # kwargs go to JudgeClient: transport=handle|http, app_name, url, token, max_batch, timeout_s.
-        return JudgeClient(**kwargs).reward_fn
+        client = JudgeClient(**kwargs)
+        if objectives is None:
+            return client.reward_fn
+        return ObjectiveReward(judge_terms(client.judge, objective_judges or {}), objectives)
     fn = _import_attr(spec)
     if not callable(fn):
         raise ValueError(f"reward={spec!r} is not callable")

@@ -32,12 +32,14 @@ from dspy_rl.config import ConfigError, asdict
 from dspy_rl.grpo.config import GRPOTrainConfig
 from dspy_rl.grpo.dataset import GroupSampler, flatten_groups, load_groups
 from dspy_rl.grpo.heldout import ranking_metrics, split_groups
+from dspy_rl.grpo.objectives import ObjectiveReward
 from dspy_rl.grpo.online import evaluate, sample_groups
 from dspy_rl.grpo.policy import build_policy, enable_gradient_checkpointing, load_policy
 from dspy_rl.grpo.rewards import RewardFn, resolve_reward_fn
 from dspy_rl.grpo.tasks import load_task
 from dspy_rl.grpo.trainer import GRPOTextTrainer
 from dspy_rl.utils.checkpoint import latest_checkpoint, load_latest_checkpoint, save_checkpoint
+from dspy_rl.utils.convergence import PlateauDetector
 from dspy_rl.utils.device import resolve_device as _resolve_device
 from dspy_rl.utils.run_dir import new_run_dir, write_config
 from dspy_rl.utils.run_logger import Panel, RunLogger
@@ -59,6 +61,8 @@ class RunSummary:
     heldout_after: dict[str, float] | None = None
     dataset: dict[str, Any] | None = None
     samples_per_s: float = 0.0
+    status: str = "completed"
+    converged_reason: str | None = None
 
 
 #: learning_curve.png of a text GRPO run.
@@ -157,9 +161,16 @@ def _online_data(cfg: GRPOTrainConfig, reward_fn: RewardFn | None) -> _Data:
         task = load_task(cfg.task)
     if reward_fn is None:
         try:
-            reward_fn = resolve_reward_fn(cfg.reward, task, cfg.reward_kwargs)
+            reward_fn = resolve_reward_fn(
+                cfg.reward, task, cfg.reward_kwargs, cfg.objectives, cfg.objective_judges
+            )
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
+    if not isinstance(reward_fn, ObjectiveReward) and (cfg.objectives.vector() != 1).any():
+        raise ConfigError(
+            f"objectives.weights={dict(cfg.objectives.weights)}: this reward reports one number, not objective "
+            "terms; weights apply to reward=rubric or reward=judges"
+        )
     sampler = GroupSampler(len(task.items), cfg.batch_groups, cfg.seed)
     return _Data(task.texts(), sampler, task=task, reward_fn=reward_fn)
 
@@ -215,6 +226,8 @@ class _GRPORun:
         self.gen = torch.Generator(device=device)
         self.gen.manual_seed(cfg.seed)
         self.heldout_before: dict[str, float] | None = None
+        self.plateau = PlateauDetector(cfg.convergence) if cfg.convergence.enabled else None
+        self.last_metrics: dict[str, Any] = {}
         metrics_rows = self._restore() if resuming else None
         if not resuming:
             write_config(run_dir, asdict(cfg))
@@ -250,6 +263,8 @@ class _GRPORun:
         self.trainer.load_state_dict(state["trainer"])
         self.data.sampler.consumed = int(state["sampler_consumed"])
         self.heldout_before = state.get("heldout_before")
+        if self.plateau is not None and state.get("plateau"):
+            self.plateau.load_state_dict(state["plateau"])
         _set_rng_state(state["rng"], self.gen)
         resume_step = self.trainer.step
         write_config(self.run_dir, asdict(self.cfg), f"config.resume-{resume_step}.yaml")
@@ -266,6 +281,7 @@ class _GRPORun:
                 "rng": _rng_state(self.gen),
                 "metrics_rows": self.metrics_log.rows,
                 "heldout_before": self.heldout_before,
+                "plateau": None if self.plateau is None else self.plateau.state_dict(),
                 "config": asdict(self.cfg),
             },
         )
@@ -276,10 +292,17 @@ class _GRPORun:
             self.policy, self.eval_prompts, self.data.reward_fn, self.cfg.max_new_tokens, self.gen
         )
         self.summary.eval_reward[self.trainer.step] = score
-        self.metrics_log.log(self.trainer.step, {"eval_reward": score})
+        self.last_metrics["eval_reward"] = score
+        objectives = {f"eval_{k}": v for k, v in self._objective_metrics().items()}
+        self.metrics_log.log(self.trainer.step, {"eval_reward": score, **objectives})
         logger.info(
             "step %d: eval mean reward %.3f over %d prompts", self.trainer.step, score, len(self.eval_prompts)
         )
+
+    def _objective_metrics(self) -> dict[str, float]:
+        """Mean objective terms of the completions scored since the last call (an :class:`ObjectiveReward`)."""
+        fn = self.data.reward_fn
+        return fn.pop_metrics() if isinstance(fn, ObjectiveReward) else {}
 
     def _batch(self, t0: float) -> tuple[list[Any], list[Any], list[float], list[int], float]:
         """The next batch: (prompts, responses, rewards, group ids, seconds spent sampling)."""
@@ -309,6 +332,8 @@ class _GRPORun:
         metrics = self.trainer.update(prompts, responses, rewards, gids)
         metrics["step_s"] = time.perf_counter() - t0
         metrics["sample_s"] = sample_s
+        metrics.update(self._objective_metrics())
+        self.last_metrics = metrics
         if summary.first_reward_mean is None:
             summary.first_reward_mean = metrics["reward_mean"]
         summary.last_reward_mean = metrics["reward_mean"]
@@ -321,15 +346,29 @@ class _GRPORun:
             self._checkpoint()
         return len(prompts)
 
+    def _converged(self) -> bool:
+        """Feed the plateau test this step's metric; True (with the reason recorded) once it has plateaued."""
+        if self.plateau is None:
+            return False
+        metric = self.cfg.convergence.metric
+        reason = self.plateau.update(float(self.last_metrics.get(metric, float("nan"))), self.trainer.step)
+        if reason is None:
+            return False
+        self.summary.status, self.summary.converged_reason = "converged", reason
+        self.metrics_log.log(self.trainer.step, {"converged": 1})
+        logger.info("converged at step %d: %s", self.trainer.step, reason)
+        return True
+
     def _finish(self) -> None:
-        """Final checkpoint, held-out metrics after training, and the completed status."""
+        """Final checkpoint, held-out metrics after training, and the final status (completed or converged)."""
         self._checkpoint()
         if self.data.heldout:
             after = ranking_metrics(self.policy, self.data.heldout)
             self.metrics_log.log(self.trainer.step, {f"heldout/{k}": v for k, v in after.items()})
             self.summary.heldout_before, self.summary.heldout_after = self.heldout_before, after
             logger.info("held-out groups after training: %s", after)
-        write_status(self.run_dir, "completed", kind="grpo", step=self.trainer.step)
+        extra = {"reason": self.summary.converged_reason} if self.summary.converged_reason else {}
+        write_status(self.run_dir, self.summary.status, kind="grpo", step=self.trainer.step, **extra)
 
     def run(self) -> RunSummary:
         cfg = self.cfg
@@ -341,6 +380,8 @@ class _GRPORun:
             write_status(self.run_dir, "running", kind="grpo", steps=cfg.steps)
             while self.trainer.step < cfg.steps:
                 samples += self._step()
+                if self._converged():
+                    break
             self._finish()
         finally:
             self.metrics_log.close()

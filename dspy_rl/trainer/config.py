@@ -15,8 +15,8 @@ from dspy_rl.config import require
 from dspy_rl.envs.config import EnvConfig
 from dspy_rl.envs.objectives import ObjectivesConfig
 from dspy_rl.system.guard import GuardConfig
-from dspy_rl.trainer.convergence import ConvergenceConfig
 from dspy_rl.trainer.curriculum import CurriculumConfig
+from dspy_rl.utils.convergence import ConvergenceConfig
 from dspy_rl.utils.run_logger import LoggingConfig
 
 
@@ -187,7 +187,7 @@ class TrainConfig:
     """Weights of the global objectives in the training reward (:mod:`dspy_rl.envs.objectives`); per-objective
     metrics ``objective/<name>`` are logged either way."""
     convergence: ConvergenceConfig = field(default_factory=ConvergenceConfig)
-    """Plateau test that ends the run with status ``converged`` (:mod:`dspy_rl.trainer.convergence`)."""
+    """Plateau test that ends the run with status ``converged`` (:mod:`dspy_rl.utils.convergence`)."""
 
     def __post_init__(self) -> None:
         if self.algo.name in ("grpo", "gigpo"):

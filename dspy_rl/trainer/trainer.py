@@ -31,7 +31,6 @@ from dspy_rl.learners.learner_group import LearnerGroup, batch_keys
 from dspy_rl.learners.ppo import PPOHyper
 from dspy_rl.runners.env_runner import EnvRunner, RolloutSpec, env_info, make_env
 from dspy_rl.trainer.config import TrainConfig
-from dspy_rl.trainer.convergence import PlateauDetector
 from dspy_rl.trainer.curriculum import Curriculum, curriculum_overrides
 from dspy_rl.utils.checkpoint import (
     FORMAT_VERSION,
@@ -41,6 +40,7 @@ from dspy_rl.utils.checkpoint import (
     save_checkpoint,
     upgrade_checkpoint,
 )
+from dspy_rl.utils.convergence import PlateauDetector
 from dspy_rl.utils.device import resolve_device
 from dspy_rl.utils.finite import nonfinite_terms, raise_if_nonfinite
 from dspy_rl.utils.ray_local import init_ray

@@ -16,7 +16,7 @@ from dspy_rl.envs.config import EnvConfig
 from dspy_rl.envs.objectives import OBJECTIVES, ObjectivesConfig, decompose, weighted
 from dspy_rl.evaluation import EvalConfig, evaluate
 from dspy_rl.trainer import run_training
-from dspy_rl.trainer.convergence import ConvergenceConfig, PlateauDetector
+from dspy_rl.utils.convergence import ConvergenceConfig, PlateauDetector
 from dspy_rl.utils.run_logger import curve_rows
 
 from ._helpers import BACKEND, FAST
