@@ -59,3 +59,20 @@ def test_trained_in_the_simulator_succeeds_for_real(tmp_path: Path) -> None:
     real = evaluate(load_config(["env=shell", "episodes=76", "env.num_envs=38", *common]))
     assert sim.success_rate >= 0.9, sim
     assert real.success_rate >= 0.9, real
+
+
+@pytest.mark.slow
+def test_a_real_tune_sweep_on_shellenv(ray_session, tmp_path: Path) -> None:
+    """`dspy-rl sweep sweep=ppo_shell`: Ray Tune trials train and evaluate on real commands (about a minute)."""
+    from dspy_rl.cli.sweep import main as sweep_main
+
+    argv = [
+        "sweep=ppo_shell",
+        "num_samples=2",
+        "max_concurrent=1",
+        "sweep.parameters.total_env_steps.max=128",
+    ]
+    assert sweep_main([*argv, f"run_dir={tmp_path / 'sweep'}"]) == 0
+    rows = json.loads((tmp_path / "sweep" / "results.json").read_text())["rows"]
+    assert len(rows) == 2 and all(r["status"] == "ok" for r in rows), rows
+    assert all(0.0 <= r["score"] <= 1.0 and r["cost"] == r["config"]["total_env_steps"] for r in rows)
